@@ -1,0 +1,1 @@
+"""LeadFlow's GraphQL API, HTTP app and command line."""

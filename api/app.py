@@ -1,0 +1,80 @@
+"""The Starlette application: the composition root that wires storage to the API."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route, WebSocketRoute
+
+from api.context import Services
+from api.graphql import build_schema
+from api.http import GraphQLEndpoint
+from api.settings import Settings, get_settings
+from persistence.apikeys import ApiKeyStore
+from persistence.database import Database
+from persistence.migrate import pending, upgrade
+
+log = logging.getLogger("leadflow")
+
+
+def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Starlette:
+    """The ASGI app for these settings; `migrate` upgrades the database on startup."""
+    settings = settings or get_settings()
+    db = Database(
+        settings.database_url,
+        busy_timeout_ms=settings.sqlite_busy_timeout_ms,
+        pool_size=settings.db_pool_size,
+    )
+    keys = ApiKeyStore(db, cache_seconds=settings.api_key_cache_seconds)
+    services = Services(uow=db.uow, reads=db, max_page_size=settings.max_page_size)
+    graphql = GraphQLEndpoint(
+        build_schema(settings),
+        services,
+        keys,
+        graphql_ide=None if settings.production else "graphiql",
+        allow_queries_via_get=False,
+    )
+
+    async def healthz(_: Request) -> JSONResponse:
+        return JSONResponse({"status": "ok"})
+
+    async def readyz(_: Request) -> JSONResponse:
+        try:
+            await db.ping()
+            if await pending(db.read_engine):
+                return JSONResponse({"status": "migrations pending"}, status_code=503)
+        except Exception as e:  # any failure to reach the database means not ready
+            log.warning("readiness check failed: %s", e)
+            return JSONResponse({"status": "database unavailable"}, status_code=503)
+        return JSONResponse({"status": "ready"})
+
+    @asynccontextmanager
+    async def lifespan(_: Starlette) -> AsyncIterator[None]:
+        if migrate:
+            await upgrade(db.write_engine)
+        yield
+        await db.dispose()
+
+    app = Starlette(
+        routes=[
+            Route("/graphql", graphql, methods=["GET", "POST"]),
+            WebSocketRoute("/graphql", graphql),
+            Route("/healthz", healthz),
+            Route("/readyz", readyz),
+        ],
+        lifespan=lifespan,
+    )
+    app.state.db = db
+    app.state.keys = keys
+    app.state.settings = settings
+    return app
+
+
+def app_factory() -> Starlette:
+    """Entry point for `uvicorn --factory api.app:app_factory` (migrations already run by the CLI)."""
+    return create_app(migrate=False)

@@ -1,0 +1,75 @@
+"""The per-request context every resolver sees."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import strawberry
+from strawberry.dataloader import DataLoader
+
+from api.errors import forbidden
+from domain.auth import Principal
+from domain.model import Account, Contact, Lead
+from domain.ports import ReadAccess, Repositories, UnitOfWorkFactory
+from domain.roles import Permission, allows
+
+T = TypeVar("T")
+
+
+@dataclass(slots=True)
+class Services:
+    """What the app's composition root hands to every request."""
+
+    uow: UnitOfWorkFactory
+    reads: ReadAccess
+    max_page_size: int = 500
+
+
+class Loaders:
+    """Fresh batch loaders per request: one query per record type per tick."""
+
+    def __init__(self, reads: ReadAccess) -> None:
+        self._reads = reads
+        self.account = DataLoader[int, Account | None](self._accounts)
+        self.contact = DataLoader[int, Contact | None](self._contacts)
+        self.lead = DataLoader[int, Lead | None](self._leads)
+
+    async def _accounts(self, ids: Sequence[int]) -> list[Account | None]:
+        async with self._reads.read() as r:
+            found = await r.accounts.get_many(ids)
+        return [found.get(i) for i in ids]
+
+    async def _contacts(self, ids: Sequence[int]) -> list[Contact | None]:
+        async with self._reads.read() as r:
+            found = await r.contacts.get_many(ids)
+        return [found.get(i) for i in ids]
+
+    async def _leads(self, ids: Sequence[int]) -> list[Lead | None]:
+        async with self._reads.read() as r:
+            found = await r.leads.get_many(ids)
+        return [found.get(i) for i in ids]
+
+
+@dataclass(slots=True)
+class Context:
+    principal: Principal
+    services: Services
+    loaders: Loaders = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.loaders = Loaders(self.services.reads)
+
+    def require(self, permission: Permission) -> None:
+        """Raise a FORBIDDEN GraphQL error unless the caller's role grants `permission`."""
+        if not allows(self.principal.role, permission):
+            raise forbidden(self.principal, permission)
+
+    async def read(self, fn: Callable[[Repositories], Awaitable[T]]) -> T:
+        """Run one read on a pooled connection of its own."""
+        async with self.services.reads.read() as r:
+            return await fn(r)
+
+
+Info = strawberry.Info[Context, Any]

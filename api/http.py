@@ -1,0 +1,66 @@
+"""The GraphQL HTTP endpoint: authenticates every request before Strawberry runs it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.types import Receive, Scope, Send
+from starlette.websockets import WebSocket
+from strawberry.asgi import GraphQL
+
+from api.context import Context, Services
+from domain.auth import Principal
+from domain.ports import Authenticator
+
+
+def unauthenticated(message: str) -> JSONResponse:
+    body = {"data": None, "errors": [{"message": message, "extensions": {"code": "UNAUTHENTICATED"}}]}
+    return JSONResponse(body, status_code=401, headers={"WWW-Authenticate": "Bearer"})
+
+
+def bearer_token(header: str | None) -> str | None:
+    """The token of an `Authorization: Bearer <token>` header."""
+    if not header:
+        return None
+    scheme, _, token = header.strip().partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return None
+    return token.strip()
+
+
+class GraphQLEndpoint(GraphQL[Context, None]):
+    """Strawberry's ASGI view, with API-key authentication in front of it."""
+
+    def __init__(self, schema: Any, services: Services, keys: Authenticator, **kwargs: Any) -> None:
+        super().__init__(schema, **kwargs)
+        self.services = services
+        self.keys = keys
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            request = Request(scope, receive)
+            opens_ide = (
+                request.method == "GET"
+                and self.graphql_ide is not None
+                and "query" not in request.query_params
+                and "text/html" in request.headers.get("accept", "")
+            )
+            if not opens_ide:
+                token = bearer_token(request.headers.get("authorization"))
+                if token is None:
+                    await unauthenticated("an API key is required: Authorization: Bearer <key>")(
+                        scope, receive, send
+                    )
+                    return
+                principal = await self.keys.authenticate(token)
+                if principal is None:
+                    await unauthenticated("the API key is unknown or revoked")(scope, receive, send)
+                    return
+                scope.setdefault("state", {})["principal"] = principal
+        await super().__call__(scope, receive, send)
+
+    async def get_context(self, request: Request | WebSocket, response: Response | WebSocket) -> Context:
+        principal: Principal = request.scope["state"]["principal"]
+        return Context(principal, self.services)

@@ -1,0 +1,37 @@
+"""Relay global IDs: base64 of "Type:pk"."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+
+from domain.errors import Invalid
+
+NODE_TYPES = frozenset({"Account", "Contact", "Lead", "MatchingStrategy"})
+
+
+def to_global_id(type_name: str, pk: int) -> str:
+    return base64.b64encode(f"{type_name}:{pk}".encode()).decode()
+
+
+def from_global_id(gid: str) -> tuple[str, int]:
+    """The type name and primary key of a global ID; Invalid when it is not one of ours."""
+    try:
+        type_name, _, raw = base64.b64decode(gid.encode(), validate=True).decode().partition(":")
+        pk = int(raw)
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        raise Invalid(f"'{gid[:64]}' is not a valid ID") from None
+    if type_name not in NODE_TYPES or pk <= 0 or pk >= 2**63:
+        raise Invalid(f"'{gid[:64]}' is not a valid ID")
+    return type_name, pk
+
+
+def decode_id(gid: str, expected: str, field: list[str] | None = None) -> int:
+    """The primary key of a global ID that must name an `expected` record."""
+    try:
+        type_name, pk = from_global_id(gid)
+    except Invalid as e:
+        raise Invalid(e.message, field) from None
+    if type_name != expected:
+        raise Invalid(f"expected an ID of a {expected}, got one of a {type_name}", field)
+    return pk

@@ -1,0 +1,376 @@
+"""Query and Mutation resolvers: parse input, check the role, run the use case."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import strawberry
+
+from api import types as gql
+from api.context import Info
+from api.errors import as_query_error, bad_input, user_errors
+from api.ids import decode_id, from_global_id, to_global_id
+from domain import importing, services
+from domain.errors import DomainError, Invalid, NotFound
+from domain.model import Account, Contact, Lead, MatchingStrategy
+from domain.pagination import page_request
+from domain.ports import LeadFilter, LeadOrder, UnitOfWork
+from domain.roles import Permission
+
+T = TypeVar("T")
+
+
+async def in_transaction(info: Info, fn: Callable[[UnitOfWork], Awaitable[T]]) -> tuple[T | None, list[gql.UserError]]:
+    """Run a use case in one unit of work: (result, []) after commit, or (None, userErrors)."""
+    try:
+        async with info.context.services.uow() as uow:
+            result = await fn(uow)
+            await uow.commit()
+        return result, []
+    except DomainError as e:
+        return None, user_errors(e)
+
+
+def _id(gid: Any, expected: str, field: list[str]) -> int | None:
+    return None if gid is None else decode_id(str(gid), expected, field)
+
+
+def _with_ids(values: dict[str, Any], *names: tuple[str, str]) -> dict[str, Any]:
+    """Decode the global IDs among `values` (in place) into primary keys."""
+    for key, expected in names:
+        if key in values:
+            values[key] = _id(values[key], expected, ["input", key])
+    return values
+
+
+# ---------------------------------------------------------------- lists
+
+
+def lead_filter(
+    f: gql.LeadFilter | None = None, *, contact_id: int | None = None, account_id: int | None = None
+) -> LeadFilter:
+    """The domain filter for a GraphQL LeadFilter, plus any parent record."""
+    if f is None:
+        return LeadFilter(contact_id=contact_id, account_id=account_id)
+    return LeadFilter(
+        state=f.state,
+        status_reason=f.status_reason,
+        stage=f.stage,
+        sales_ready=f.sales_ready,
+        source=f.source,
+        contact_id=_id(f.contact_id, "Contact", ["filter", "contactId"]) or contact_id,
+        account_id=_id(f.account_id, "Account", ["filter", "accountId"]) or account_id,
+        search=f.search,
+        created_after=f.created_after,
+        created_before=f.created_before,
+    )
+
+
+async def list_leads(
+    info: Info,
+    filter_: LeadFilter,
+    order: gql.LeadOrder | None,
+    first: int | None,
+    after: str | None,
+) -> gql.Connection[Any]:
+    ctx = info.context
+
+    async def run() -> gql.Connection[Any]:
+        page = page_request(first, after, ctx.services.max_page_size)
+        sort = LeadOrder() if order is None else LeadOrder(order.field.value, order.direction is gql.OrderDirection.DESC)
+        result = await ctx.read(lambda r: r.leads.list(filter_, sort, page))
+        return gql.connection(result, lambda: ctx.read(lambda r: r.leads.count(filter_)))
+
+    return await as_query_error(run)
+
+
+async def list_contacts(
+    info: Info, search: str | None, account_id: int | None, first: int | None, after: str | None
+) -> gql.Connection[Any]:
+    ctx = info.context
+
+    async def run() -> gql.Connection[Any]:
+        page = page_request(first, after, ctx.services.max_page_size)
+        result = await ctx.read(lambda r: r.contacts.list(search, account_id, page))
+        return gql.connection(result, lambda: ctx.read(lambda r: r.contacts.count(search, account_id)))
+
+    return await as_query_error(run)
+
+
+def _decode_arg(gid: str, expected: str) -> int:
+    try:
+        return decode_id(gid, expected)
+    except Invalid as e:
+        raise bad_input(e.message) from None
+
+
+# ---------------------------------------------------------------- queries
+
+
+@strawberry.type
+class Query:
+    @strawberry.field
+    async def node(self, info: Info, id: strawberry.ID) -> gql.Node | None:
+        info.context.require(Permission.READ)
+        try:
+            type_name, pk = from_global_id(str(id))
+        except Invalid as e:
+            raise bad_input(e.message) from None
+        loaders = info.context.loaders
+        if type_name == "Account":
+            return await loaders.account.load(pk)  # type: ignore[return-value]
+        if type_name == "Contact":
+            return await loaders.contact.load(pk)  # type: ignore[return-value]
+        if type_name == "Lead":
+            return await loaders.lead.load(pk)  # type: ignore[return-value]
+        return await info.context.read(lambda r: r.strategies.get(pk))  # type: ignore[return-value]
+
+    @strawberry.field
+    def viewer(self, info: Info) -> gql.Viewer:
+        p = info.context.principal
+        return gql.Viewer(name=p.name, role=p.role)
+
+    @strawberry.field
+    async def settings(self, info: Info) -> gql.Settings:
+        info.context.require(Permission.READ)
+        return await _settings(info)
+
+    @strawberry.field
+    async def account(self, info: Info, id: strawberry.ID) -> gql.AccountType | None:
+        info.context.require(Permission.READ)
+        return await info.context.loaders.account.load(_decode_arg(id, "Account"))  # type: ignore[return-value]
+
+    @strawberry.field
+    async def accounts(
+        self, info: Info, search: str | None = None, first: int | None = None, after: str | None = None
+    ) -> gql.Connection[gql.AccountType]:
+        ctx = info.context
+        ctx.require(Permission.READ)
+
+        async def run() -> gql.Connection[Any]:
+            page = page_request(first, after, ctx.services.max_page_size)
+            result = await ctx.read(lambda r: r.accounts.list(search, page))
+            return gql.connection(result, lambda: ctx.read(lambda r: r.accounts.count(search)))
+
+        return await as_query_error(run)
+
+    @strawberry.field
+    async def contact(self, info: Info, id: strawberry.ID) -> gql.ContactType | None:
+        info.context.require(Permission.READ)
+        return await info.context.loaders.contact.load(_decode_arg(id, "Contact"))  # type: ignore[return-value]
+
+    @strawberry.field
+    async def contacts(
+        self,
+        info: Info,
+        search: str | None = None,
+        account_id: strawberry.ID | None = None,
+        first: int | None = None,
+        after: str | None = None,
+    ) -> gql.Connection[gql.ContactType]:
+        info.context.require(Permission.READ)
+        account = None if account_id is None else _decode_arg(account_id, "Account")
+        return await list_contacts(info, search, account, first, after)
+
+    @strawberry.field
+    async def lead(self, info: Info, id: strawberry.ID) -> gql.LeadType | None:
+        info.context.require(Permission.READ)
+        return await info.context.loaders.lead.load(_decode_arg(id, "Lead"))  # type: ignore[return-value]
+
+    @strawberry.field
+    async def leads(
+        self,
+        info: Info,
+        filter: gql.LeadFilter | None = None,
+        order_by: gql.LeadOrder | None = None,
+        first: int | None = None,
+        after: str | None = None,
+    ) -> gql.Connection[gql.LeadType]:
+        info.context.require(Permission.READ)
+        try:
+            domain_filter = lead_filter(filter)
+        except Invalid as e:
+            raise bad_input(e.message) from None
+        return await list_leads(info, domain_filter, order_by, first, after)
+
+    @strawberry.field
+    async def matching_strategies(
+        self, info: Info, entity: gql.MatchEntity | None = None  # type: ignore[valid-type]
+    ) -> list[gql.MatchingStrategyType]:
+        info.context.require(Permission.READ)
+        return await info.context.read(lambda r: r.strategies.list(entity))  # type: ignore[return-value]
+
+
+async def _settings(info: Info) -> gql.Settings:
+    from domain.model import Feature
+
+    enabled = await info.context.read(lambda r: r.settings.feature_enabled(Feature.LEAD_MANAGEMENT))
+    return gql.Settings(lead_management_enabled=enabled)
+
+
+# ---------------------------------------------------------------- mutations
+
+
+@strawberry.type
+class Mutation:
+    @strawberry.mutation
+    async def set_feature_switch(
+        self, info: Info, feature: gql.Feature, enabled: bool  # type: ignore[valid-type]
+    ) -> gql.SettingsPayload:
+        info.context.require(Permission.ADMINISTER)
+        _, errors = await in_transaction(info, lambda uow: services.set_feature(uow, feature, enabled))
+        return gql.SettingsPayload(settings=None if errors else await _settings(info), user_errors=errors)
+
+    @strawberry.mutation
+    async def create_account(self, info: Info, input: gql.AccountInput) -> gql.AccountPayload:
+        info.context.require(Permission.WRITE_RECORDS)
+        values = gql.provided(input)
+        account, errors = await in_transaction(info, lambda uow: services.create_account(uow, values))
+        return gql.AccountPayload(account=account, user_errors=errors)  # type: ignore[arg-type]
+
+    @strawberry.mutation
+    async def update_account(self, info: Info, id: strawberry.ID, input: gql.AccountInput) -> gql.AccountPayload:
+        info.context.require(Permission.WRITE_RECORDS)
+
+        async def run(uow: UnitOfWork) -> Account:
+            return await services.update_account(uow, decode_id(id, "Account", ["id"]), gql.provided(input))
+
+        account, errors = await in_transaction(info, run)
+        return gql.AccountPayload(account=account, user_errors=errors)  # type: ignore[arg-type]
+
+    @strawberry.mutation
+    async def create_contact(self, info: Info, input: gql.ContactInput) -> gql.ContactPayload:
+        info.context.require(Permission.WRITE_RECORDS)
+
+        async def run(uow: UnitOfWork) -> Contact:
+            values = _with_ids(gql.provided(input), ("accountId", "Account"))
+            return await services.create_contact(uow, values)
+
+        contact, errors = await in_transaction(info, run)
+        return gql.ContactPayload(contact=contact, user_errors=errors)  # type: ignore[arg-type]
+
+    @strawberry.mutation
+    async def update_contact(self, info: Info, id: strawberry.ID, input: gql.ContactInput) -> gql.ContactPayload:
+        info.context.require(Permission.WRITE_RECORDS)
+
+        async def run(uow: UnitOfWork) -> Contact:
+            values = _with_ids(gql.provided(input), ("accountId", "Account"))
+            return await services.update_contact(uow, decode_id(id, "Contact", ["id"]), values)
+
+        contact, errors = await in_transaction(info, run)
+        return gql.ContactPayload(contact=contact, user_errors=errors)  # type: ignore[arg-type]
+
+    @strawberry.mutation
+    async def create_lead(self, info: Info, input: gql.LeadInput) -> gql.LeadPayload:
+        info.context.require(Permission.WRITE_RECORDS)
+
+        async def run(uow: UnitOfWork) -> Lead:
+            values = _with_ids(gql.provided(input), ("contactId", "Contact"), ("accountId", "Account"))
+            return await services.create_lead(uow, values)
+
+        lead, errors = await in_transaction(info, run)
+        return gql.LeadPayload(lead=lead, user_errors=errors)  # type: ignore[arg-type]
+
+    @strawberry.mutation
+    async def update_lead(self, info: Info, id: strawberry.ID, input: gql.LeadInput) -> gql.LeadPayload:
+        info.context.require(Permission.WRITE_RECORDS)
+
+        async def run(uow: UnitOfWork) -> Lead:
+            values = _with_ids(gql.provided(input), ("contactId", "Contact"), ("accountId", "Account"))
+            return await services.update_lead(uow, decode_id(id, "Lead", ["id"]), values)
+
+        lead, errors = await in_transaction(info, run)
+        return gql.LeadPayload(lead=lead, user_errors=errors)  # type: ignore[arg-type]
+
+    @strawberry.mutation
+    async def submit_form(self, info: Info, input: gql.FormSubmissionInput) -> gql.FormSubmissionPayload:
+        info.context.require(Permission.CAPTURE)
+        cmd = services.FormSubmission(
+            form_id=input.form_id,
+            fields=input.fields,
+            source=input.source or services.LeadSource.LANDING_PAGE,
+            create_lead=input.create_lead is not False,
+            topic=input.topic,
+            submitted_at=input.submitted_at,
+        )
+        result, errors = await in_transaction(info, lambda uow: services.submit_form(uow, cmd))
+        if result is None:
+            return gql.FormSubmissionPayload(
+                contact=None, lead=None, contact_created=False, lead_created=False, user_errors=errors
+            )
+        return gql.FormSubmissionPayload(
+            contact=result.contact,  # type: ignore[arg-type]
+            lead=result.lead,  # type: ignore[arg-type]
+            contact_created=result.contact_created,
+            lead_created=result.lead_created,
+            user_errors=[],
+        )
+
+    @strawberry.mutation
+    async def import_records(self, info: Info, input: gql.ImportInput) -> gql.ImportPayload:
+        info.context.require(Permission.IMPORT)
+
+        async def run(uow: UnitOfWork) -> importing.ImportResult:
+            _, rows = importing.read_csv(input.csv, input.entity, input.mapping)
+            total = importing.ImportResult()
+            for chunk in importing.chunks(rows):
+                total.add(await importing.import_chunk(uow, input.entity, chunk))
+            return total
+
+        result, errors = await in_transaction(info, run)
+        result = result or importing.ImportResult()
+        return gql.ImportPayload(
+            created=result.created,
+            updated=result.updated,
+            skipped=result.skipped,
+            failed=result.failed,
+            errors=[gql.ImportRowError(row=r, message=m) for r, m in result.errors],
+            user_errors=errors,
+        )
+
+    @strawberry.mutation
+    async def create_matching_strategy(
+        self, info: Info, input: gql.MatchingStrategyInput
+    ) -> gql.MatchingStrategyPayload:
+        info.context.require(Permission.MANAGE_MATCHING)
+        strategy = _strategy(input)
+        saved, errors = await in_transaction(info, lambda uow: services.create_strategy(uow, strategy))
+        return gql.MatchingStrategyPayload(matching_strategy=saved, user_errors=errors)  # type: ignore[arg-type]
+
+    @strawberry.mutation
+    async def update_matching_strategy(
+        self, info: Info, id: strawberry.ID, input: gql.MatchingStrategyInput
+    ) -> gql.MatchingStrategyPayload:
+        info.context.require(Permission.MANAGE_MATCHING)
+
+        async def run(uow: UnitOfWork) -> MatchingStrategy:
+            pk = decode_id(id, "MatchingStrategy", ["id"])
+            return await services.update_strategy(uow, pk, _strategy(input))
+
+        saved, errors = await in_transaction(info, run)
+        return gql.MatchingStrategyPayload(matching_strategy=saved, user_errors=errors)  # type: ignore[arg-type]
+
+    @strawberry.mutation
+    async def delete_matching_strategy(self, info: Info, id: strawberry.ID) -> gql.DeletePayload:
+        info.context.require(Permission.MANAGE_MATCHING)
+
+        async def run(uow: UnitOfWork) -> int:
+            return await services.delete_strategy(uow, decode_id(id, "MatchingStrategy", ["id"]))
+
+        deleted, errors = await in_transaction(info, run)
+        gid = None if deleted is None else strawberry.ID(to_global_id("MatchingStrategy", deleted))
+        return gql.DeletePayload(deleted_id=gid, user_errors=errors)
+
+
+def _strategy(input: gql.MatchingStrategyInput) -> MatchingStrategy:
+    return MatchingStrategy(
+        name=input.name,
+        entity=input.entity,
+        fields=list(input.fields),
+        form_ids=list(input.form_ids or []),
+        is_default=bool(input.is_default),
+    )
+
+
+__all__ = ["Mutation", "NotFound", "Query"]

@@ -1,0 +1,428 @@
+"""Strawberry types of the GraphQL contract. Sources are domain objects, resolved by attribute."""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from typing import Annotated, Any, Generic, TypeVar
+
+import strawberry
+from strawberry.scalars import JSON
+
+from api.context import Info
+from api.ids import to_global_id
+from domain import model
+from domain.importing import ImportEntity as _ImportEntity
+from domain.pagination import Page
+from domain.roles import Role as _Role
+
+# ---------------------------------------------------------------- enums (domain enums exposed)
+
+Role = strawberry.enum(_Role, name="Role")
+Feature = strawberry.enum(model.Feature, name="Feature")
+LeadState = strawberry.enum(model.LeadState, name="LeadState")
+LeadStatusReason = strawberry.enum(model.LeadStatusReason, name="LeadStatusReason")
+LeadStage = strawberry.enum(model.LeadStage, name="LeadStage")
+LeadSource = strawberry.enum(model.LeadSource, name="LeadSource")
+MatchEntity = strawberry.enum(model.MatchEntity, name="MatchEntity")
+ImportEntity = strawberry.enum(_ImportEntity, name="ImportEntity")
+
+
+@strawberry.enum
+class UserErrorCode(enum.Enum):
+    INVALID = "INVALID"
+    NOT_FOUND = "NOT_FOUND"
+    CONFLICT = "CONFLICT"
+    DUPLICATE = "DUPLICATE"
+    FEATURE_DISABLED = "FEATURE_DISABLED"
+    FORBIDDEN = "FORBIDDEN"
+
+
+@strawberry.enum
+class OrderDirection(enum.Enum):
+    ASC = "ASC"
+    DESC = "DESC"
+
+
+@strawberry.enum
+class LeadOrderField(enum.Enum):
+    CREATED_AT = "CREATED_AT"
+    UPDATED_AT = "UPDATED_AT"
+
+
+# ---------------------------------------------------------------- basics
+
+
+@strawberry.type
+class UserError:
+    code: UserErrorCode
+    field: list[str] | None
+    message: str
+
+
+@strawberry.type
+class Viewer:
+    name: str
+    role: Role  # type: ignore[valid-type]
+
+
+@strawberry.type
+class Settings:
+    lead_management_enabled: bool
+
+
+@strawberry.interface
+class Node:
+    id: strawberry.ID
+
+
+@strawberry.type
+class PageInfo:
+    has_next_page: bool
+    end_cursor: str | None
+
+
+NodeT = TypeVar("NodeT")
+
+
+@strawberry.type
+class Edge(Generic[NodeT]):
+    cursor: str
+    node: NodeT
+
+
+@strawberry.type
+class Connection(Generic[NodeT]):
+    edges: list[Edge[NodeT]]
+    page_info: PageInfo
+    count: strawberry.Private[Callable[[], Awaitable[int]]]
+
+    @strawberry.field
+    async def total_count(self) -> int:
+        """How many records match, across all pages."""
+        return await self.count()
+
+
+def connection(page: Page[Any], count: Callable[[], Awaitable[int]]) -> Connection[Any]:
+    """A Relay connection over a page of domain objects."""
+    edges = [Edge(cursor=c, node=n) for c, n in zip(page.cursors, page.items, strict=True)]
+    return Connection(
+        edges=edges,
+        page_info=PageInfo(has_next_page=page.has_next, end_cursor=page.end_cursor),
+        count=count,
+    )
+
+
+# ---------------------------------------------------------------- records
+
+
+@strawberry.type(name="Account")
+class AccountType(Node):
+    name: str
+    industry: str | None
+    employee_count: int | None
+    annual_revenue: float | None
+    country: str | None
+    website: str | None
+    attributes: JSON | None
+    created_at: datetime
+    updated_at: datetime
+
+    @strawberry.field
+    def id(self) -> strawberry.ID:
+        return strawberry.ID(to_global_id("Account", self.id))  # type: ignore[arg-type]
+
+    @strawberry.field
+    async def contacts(
+        self, info: Info, first: int | None = None, after: str | None = None
+    ) -> Connection[Annotated[ContactType, strawberry.lazy("api.types")]]:
+        from api.resolvers import list_contacts
+
+        return await list_contacts(info, None, self.id, first, after)  # type: ignore[arg-type]
+
+    @strawberry.field
+    async def leads(
+        self, info: Info, first: int | None = None, after: str | None = None
+    ) -> Connection[Annotated[LeadType, strawberry.lazy("api.types")]]:
+        from api.resolvers import list_leads, lead_filter
+
+        filter_ = lead_filter(account_id=self.id)  # type: ignore[arg-type]
+        return await list_leads(info, filter_, None, first, after)
+
+    @classmethod
+    def is_type_of(cls, obj: Any, _info: Any) -> bool:
+        return isinstance(obj, model.Account)
+
+
+@strawberry.type(name="Contact")
+class ContactType(Node):
+    first_name: str | None
+    last_name: str | None
+    full_name: str
+    email: str | None
+    phone: str | None
+    job_title: str | None
+    country: str | None
+    attributes: JSON | None
+    created_at: datetime
+    updated_at: datetime
+
+    @strawberry.field
+    def id(self) -> strawberry.ID:
+        return strawberry.ID(to_global_id("Contact", self.id))  # type: ignore[arg-type]
+
+    @strawberry.field
+    async def account(self, info: Info) -> AccountType | None:
+        account_id: int | None = self.account_id  # type: ignore[attr-defined]
+        if account_id is None:
+            return None
+        return await info.context.loaders.account.load(account_id)  # type: ignore[return-value]
+
+    @strawberry.field
+    async def leads(
+        self, info: Info, first: int | None = None, after: str | None = None
+    ) -> Connection[Annotated[LeadType, strawberry.lazy("api.types")]]:
+        from api.resolvers import lead_filter, list_leads
+
+        filter_ = lead_filter(contact_id=self.id)  # type: ignore[arg-type]
+        return await list_leads(info, filter_, None, first, after)
+
+    @classmethod
+    def is_type_of(cls, obj: Any, _info: Any) -> bool:
+        return isinstance(obj, model.Contact)
+
+
+@strawberry.type(name="Lead")
+class LeadType(Node):
+    topic: str
+    first_name: str | None
+    last_name: str | None
+    full_name: str
+    email: str | None
+    company_name: str | None
+    job_title: str | None
+    phone: str | None
+    attributes: JSON | None
+    marketing_context: str | None = strawberry.field(
+        description="Campaign, marketing page or form id the lead came from."
+    )
+    source: LeadSource  # type: ignore[valid-type]
+    state: LeadState  # type: ignore[valid-type]
+    status_reason: LeadStatusReason  # type: ignore[valid-type]
+    sales_ready: bool
+    stage: LeadStage  # type: ignore[valid-type]
+    scorable: bool = strawberry.field(
+        description="False when the lead has neither a parent contact nor a parent account."
+    )
+    created_at: datetime
+    updated_at: datetime
+
+    @strawberry.field
+    def id(self) -> strawberry.ID:
+        return strawberry.ID(to_global_id("Lead", self.id))  # type: ignore[arg-type]
+
+    @strawberry.field
+    async def contact(self, info: Info) -> ContactType | None:
+        contact_id: int | None = self.contact_id  # type: ignore[attr-defined]
+        if contact_id is None:
+            return None
+        return await info.context.loaders.contact.load(contact_id)  # type: ignore[return-value]
+
+    @strawberry.field
+    async def account(self, info: Info) -> AccountType | None:
+        account_id: int | None = self.account_id  # type: ignore[attr-defined]
+        if account_id is None:
+            return None
+        return await info.context.loaders.account.load(account_id)  # type: ignore[return-value]
+
+    @classmethod
+    def is_type_of(cls, obj: Any, _info: Any) -> bool:
+        return isinstance(obj, model.Lead)
+
+
+@strawberry.type(name="MatchingStrategy")
+class MatchingStrategyType(Node):
+    name: str
+    entity: MatchEntity  # type: ignore[valid-type]
+    fields: list[str]
+    form_ids: list[str]
+    is_default: bool
+
+    @strawberry.field
+    def id(self) -> strawberry.ID:
+        return strawberry.ID(to_global_id("MatchingStrategy", self.id))  # type: ignore[arg-type]
+
+    @classmethod
+    def is_type_of(cls, obj: Any, _info: Any) -> bool:
+        return isinstance(obj, model.MatchingStrategy)
+
+
+# ---------------------------------------------------------------- inputs
+
+
+def provided(inp: Any) -> dict[str, Any]:
+    """The fields a client actually sent (API camelCase names), leaving out UNSET ones."""
+    out: dict[str, Any] = {}
+    for f in dataclasses.fields(inp):
+        value = getattr(inp, f.name)
+        if value is not strawberry.UNSET:
+            head, *rest = f.name.split("_")
+            out[head + "".join(p.title() for p in rest)] = value
+    return out
+
+
+@strawberry.input
+class AccountInput:
+    name: str
+    industry: str | None = strawberry.UNSET
+    employee_count: int | None = strawberry.UNSET
+    annual_revenue: float | None = strawberry.UNSET
+    country: str | None = strawberry.UNSET
+    website: str | None = strawberry.UNSET
+    attributes: JSON | None = strawberry.UNSET
+
+
+@strawberry.input
+class ContactInput:
+    first_name: str | None = strawberry.UNSET
+    last_name: str | None = strawberry.UNSET
+    email: str | None = strawberry.UNSET
+    phone: str | None = strawberry.UNSET
+    job_title: str | None = strawberry.UNSET
+    country: str | None = strawberry.UNSET
+    account_id: strawberry.ID | None = strawberry.UNSET
+    attributes: JSON | None = strawberry.UNSET
+
+
+@strawberry.input
+class LeadInput:
+    topic: str
+    first_name: str | None = strawberry.UNSET
+    last_name: str | None = strawberry.UNSET
+    email: str | None = strawberry.UNSET
+    company_name: str | None = strawberry.UNSET
+    job_title: str | None = strawberry.UNSET
+    phone: str | None = strawberry.UNSET
+    contact_id: strawberry.ID | None = strawberry.UNSET
+    account_id: strawberry.ID | None = strawberry.UNSET
+    marketing_context: str | None = strawberry.UNSET
+    source: LeadSource | None = model.LeadSource.MANUAL  # type: ignore[valid-type]
+    attributes: JSON | None = strawberry.UNSET
+
+
+@strawberry.input
+class LeadFilter:
+    state: list[LeadState] | None = None  # type: ignore[valid-type]
+    status_reason: list[LeadStatusReason] | None = None  # type: ignore[valid-type]
+    stage: list[LeadStage] | None = None  # type: ignore[valid-type]
+    sales_ready: bool | None = None
+    source: list[LeadSource] | None = None  # type: ignore[valid-type]
+    contact_id: strawberry.ID | None = None
+    account_id: strawberry.ID | None = None
+    search: str | None = None
+    created_after: datetime | None = None
+    created_before: datetime | None = None
+
+
+@strawberry.input
+class LeadOrder:
+    field: LeadOrderField
+    direction: OrderDirection = OrderDirection.DESC
+
+
+@strawberry.input
+class MatchingStrategyInput:
+    name: str
+    entity: MatchEntity  # type: ignore[valid-type]
+    fields: list[str]
+    form_ids: list[str] | None = None
+    is_default: bool | None = False
+
+
+@strawberry.input
+class FormSubmissionInput:
+    form_id: str = strawberry.field(
+        description="Marketing page / form / event id; it becomes the lead's marketingContext."
+    )
+    fields: JSON = strawberry.field(
+        description='{"email": ..., "firstName": ..., "companyName": ..., any custom key}'
+    )
+    source: LeadSource | None = model.LeadSource.LANDING_PAGE  # type: ignore[valid-type]
+    create_lead: bool | None = True
+    topic: str | None = None
+    submitted_at: datetime | None = None
+
+
+@strawberry.input
+class ImportInput:
+    entity: ImportEntity  # type: ignore[valid-type]
+    csv: str
+    mapping: JSON | None = strawberry.field(
+        default=None, description='{"CSV column": "field"}; a null field skips the column.'
+    )
+
+
+# ---------------------------------------------------------------- payloads
+
+
+@strawberry.type
+class SettingsPayload:
+    settings: Settings | None
+    user_errors: list[UserError]
+
+
+@strawberry.type
+class AccountPayload:
+    account: AccountType | None
+    user_errors: list[UserError]
+
+
+@strawberry.type
+class ContactPayload:
+    contact: ContactType | None
+    user_errors: list[UserError]
+
+
+@strawberry.type
+class LeadPayload:
+    lead: LeadType | None
+    user_errors: list[UserError]
+
+
+@strawberry.type
+class FormSubmissionPayload:
+    contact: ContactType | None
+    lead: LeadType | None
+    contact_created: bool
+    lead_created: bool
+    user_errors: list[UserError]
+
+
+@strawberry.type
+class ImportRowError:
+    row: int
+    message: str
+
+
+@strawberry.type
+class ImportPayload:
+    created: int
+    updated: int
+    skipped: int
+    failed: int
+    errors: list[ImportRowError]
+    user_errors: list[UserError]
+
+
+@strawberry.type
+class MatchingStrategyPayload:
+    matching_strategy: MatchingStrategyType | None
+    user_errors: list[UserError]
+
+
+@strawberry.type
+class DeletePayload:
+    deleted_id: strawberry.ID | None
+    user_errors: list[UserError]

@@ -1,0 +1,1 @@
+"""LeadFlow's domain: pure Python rules about contacts, accounts, leads and matching."""

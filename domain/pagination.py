@@ -1,0 +1,70 @@
+"""Keyset pagination: opaque cursors over (sort value, id)."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Generic, TypeVar
+
+from domain.errors import Invalid
+
+T = TypeVar("T")
+
+DEFAULT_PAGE_SIZE = 50
+MAX_PAGE_SIZE = 500
+
+
+@dataclass(frozen=True, slots=True)
+class PageRequest:
+    first: int
+    after: tuple[Any, int] | None = None
+
+
+@dataclass(slots=True)
+class Page(Generic[T]):
+    items: list[T]
+    cursors: list[str]
+    has_next: bool
+    count: Callable[[], Awaitable[int]] | None = field(default=None, repr=False)
+
+    @property
+    def end_cursor(self) -> str | None:
+        return self.cursors[-1] if self.cursors else None
+
+
+def encode_cursor(value: Any, id_: int) -> str:
+    """An opaque cursor for the row with sort value `value` and primary key `id_`."""
+    if isinstance(value, datetime):
+        value = {"t": value.isoformat()}
+    raw = json.dumps([value, id_], separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[Any, int]:
+    """The (sort value, id) a cursor stands for; Invalid when it was not made by us."""
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        value, id_ = json.loads(base64.urlsafe_b64decode(padded.encode()))
+        if isinstance(value, dict):
+            value = datetime.fromisoformat(value["t"])
+        if not isinstance(id_, int) or isinstance(id_, bool):
+            raise ValueError
+        if value is not None and not isinstance(value, int | float | datetime):
+            raise ValueError
+        return value, id_
+    except (ValueError, TypeError, KeyError, binascii.Error, UnicodeDecodeError):
+        raise Invalid(f"'{cursor[:64]}' is not a valid cursor", ["after"]) from None
+
+
+def page_request(
+    first: int | None, after: str | None, max_size: int = MAX_PAGE_SIZE
+) -> PageRequest:
+    """Check `first` against the page-size cap and decode `after`."""
+    size = DEFAULT_PAGE_SIZE if first is None else first
+    if size < 0 or size > max_size:
+        raise Invalid(f"first must be between 0 and {max_size}, got {size}", ["first"])
+    return PageRequest(size, decode_cursor(after) if after else None)

@@ -1,0 +1,93 @@
+"""API keys: created once, stored as SHA-256 hashes, looked up with a short cache."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import time
+
+from sqlalchemy import func, insert, select, update
+
+from domain.auth import ApiKey, Principal
+from domain.model import utcnow
+from domain.roles import Role
+from persistence import tables as t
+from persistence.database import Database
+
+KEY_PREFIX = "lf_"
+
+
+def hash_key(secret: str) -> str:
+    """Keys are 256-bit random strings, so one SHA-256 is a safe, fast hash for them."""
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+class ApiKeyStore:
+    """Creates, lists, revokes and checks API keys."""
+
+    def __init__(self, db: Database, cache_seconds: float = 5.0) -> None:
+        self.db = db
+        self.cache_seconds = cache_seconds
+        self._cache: dict[str, tuple[float, Principal | None]] = {}
+
+    async def create(self, name: str, role: Role) -> tuple[ApiKey, str]:
+        """A new key; the secret is returned once and only its hash is stored."""
+        name = name.strip()
+        if not name or len(name) > 200:
+            raise ValueError("the key's name must be 1 to 200 characters")
+        secret = KEY_PREFIX + secrets.token_urlsafe(32)
+        prefix = secret[: len(KEY_PREFIX) + 6]
+        now = utcnow()
+        async with self.db.uow() as uow:
+            key_id = await uow.conn.scalar(
+                insert(t.api_keys)
+                .values(name=name, role=role.value, prefix=prefix, key_hash=hash_key(secret), created_at=now)
+                .returning(t.api_keys.c.id)
+            )
+            await uow.commit()
+        return ApiKey(int(key_id), name, role, prefix, now), secret
+
+    async def list(self) -> list[ApiKey]:
+        async with self.db.read() as r:
+            rows = (await r.conn.execute(select(t.api_keys).order_by(t.api_keys.c.id))).all()
+        return [ApiKey(x.id, x.name, Role(x.role), x.prefix, x.created_at, x.revoked_at) for x in rows]
+
+    async def revoke(self, key_id: int) -> bool:
+        """Revoke a key; False when no active key has this id."""
+        async with self.db.uow() as uow:
+            done = await uow.conn.execute(
+                update(t.api_keys)
+                .where(t.api_keys.c.id == key_id, t.api_keys.c.revoked_at.is_(None))
+                .values(revoked_at=utcnow())
+            )
+            await uow.commit()
+        self._cache.clear()
+        return bool(done.rowcount)
+
+    async def count_active(self) -> int:
+        async with self.db.read() as r:
+            stmt = select(func.count()).where(t.api_keys.c.revoked_at.is_(None))
+            return int(await r.conn.scalar(stmt) or 0)
+
+    async def authenticate(self, secret: str) -> Principal | None:
+        """The caller this key belongs to, or None for an unknown or revoked key."""
+        if not secret.startswith(KEY_PREFIX) or len(secret) > 200:
+            return None
+        digest = hash_key(secret)
+        now = time.monotonic()
+        hit = self._cache.get(digest)
+        if hit is not None and hit[0] > now:
+            return hit[1]
+        async with self.db.read() as r:
+            row = (
+                await r.conn.execute(
+                    select(t.api_keys).where(
+                        t.api_keys.c.key_hash == digest, t.api_keys.c.revoked_at.is_(None)
+                    )
+                )
+            ).first()
+        principal = Principal(row.id, row.name, Role(row.role)) if row else None
+        if len(self._cache) > 10_000:
+            self._cache.clear()
+        self._cache[digest] = (now + self.cache_seconds, principal)
+        return principal

@@ -1,0 +1,150 @@
+"""Engines, the unit of work and read access, for SQLite (embedded default) and PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from types import TracebackType
+from typing import Any
+
+from sqlalchemy import event, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+from persistence.repositories import (
+    AccountRepository,
+    ContactRepository,
+    LeadRepository,
+    MatchingStrategyRepository,
+    SettingsRepository,
+)
+
+
+class Repositories:
+    """Every repository, bound to one connection."""
+
+    def __init__(self, conn: AsyncConnection) -> None:
+        self.conn = conn
+        self.accounts = AccountRepository(conn)
+        self.contacts = ContactRepository(conn)
+        self.leads = LeadRepository(conn)
+        self.strategies = MatchingStrategyRepository(conn)
+        self.settings = SettingsRepository(conn)
+
+
+def _lock_id(key: str) -> int:
+    return int.from_bytes(hashlib.blake2b(key.encode(), digest_size=8).digest(), "big", signed=True)
+
+
+class SqlUnitOfWork(Repositories):
+    """One write transaction; rolled back unless committed."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+        self._conn_cm: Any = None
+        self._committed = False
+        self._held: set[int] = set()
+
+    async def __aenter__(self) -> SqlUnitOfWork:
+        if self._db.is_sqlite:
+            # One writer at a time per process: waiting here is cheaper than SQLITE_BUSY.
+            await self._db.write_lock.acquire()
+        try:
+            self._conn_cm = self._db.write_engine.connect()
+            conn = await self._conn_cm.__aenter__()
+            await conn.begin()
+        except BaseException:
+            if self._db.is_sqlite:
+                self._db.write_lock.release()
+            raise
+        super().__init__(conn)
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        try:
+            if not self._committed and self.conn.in_transaction():
+                await self.conn.rollback()
+            await self._conn_cm.__aexit__(exc_type, exc, tb)
+        finally:
+            if self._db.is_sqlite:
+                self._db.write_lock.release()
+
+    async def commit(self) -> None:
+        await self.conn.commit()
+        self._committed = True
+
+    async def lock(self, key: str) -> None:
+        # SQLite already serialises writers (BEGIN IMMEDIATE); PostgreSQL needs a lock per key.
+        if self._db.is_sqlite:
+            return
+        lock_id = _lock_id(key)
+        if lock_id not in self._held:
+            await self.conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": lock_id})
+            self._held.add(lock_id)
+
+
+class Database:
+    """The engines for one database URL."""
+
+    def __init__(self, url: str, *, busy_timeout_ms: int = 5000, pool_size: int = 10) -> None:
+        self.url = url
+        self.is_sqlite = make_url(url).get_backend_name() == "sqlite"
+        self.write_lock = asyncio.Lock()
+        if self.is_sqlite:
+            self.write_engine = self._sqlite_engine(url, busy_timeout_ms, "BEGIN IMMEDIATE", 1)
+            self.read_engine = self._sqlite_engine(url, busy_timeout_ms, None, pool_size)
+        else:
+            self.write_engine = create_async_engine(
+                url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True
+            )
+            self.read_engine = self.write_engine
+
+    @staticmethod
+    def _sqlite_engine(url: str, busy_ms: int, begin: str | None, size: int) -> AsyncEngine:
+        engine = create_async_engine(url, pool_size=size, max_overflow=0)
+
+        @event.listens_for(engine.sync_engine, "connect")
+        def _connect(dbapi_conn: Any, _record: Any) -> None:
+            # Let SQLAlchemy, not the driver, decide when transactions begin.
+            dbapi_conn.isolation_level = None
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute(f"PRAGMA busy_timeout={int(busy_ms)}")
+            cur.execute("PRAGMA synchronous=NORMAL")
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.close()
+
+        if begin is not None:
+
+            @event.listens_for(engine.sync_engine, "begin")
+            def _begin(conn: Any) -> None:
+                conn.exec_driver_sql(begin)
+
+        return engine
+
+    def uow(self) -> SqlUnitOfWork:
+        """A new unit of work (write transaction)."""
+        return SqlUnitOfWork(self)
+
+    @asynccontextmanager
+    async def read(self) -> AsyncIterator[Repositories]:
+        """Repositories on a pooled connection for reading, outside any write transaction."""
+        async with self.read_engine.connect() as conn:
+            yield Repositories(conn)
+
+    async def ping(self) -> None:
+        """Raise unless the database answers."""
+        async with self.read_engine.connect() as conn:
+            await conn.execute(text("SELECT 1"))
+
+    async def dispose(self) -> None:
+        await self.write_engine.dispose()
+        if self.read_engine is not self.write_engine:
+            await self.read_engine.dispose()

@@ -1,0 +1,172 @@
+"""The database tables (SQLModel). Row ↔ domain mapping lives in repositories.py."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    TypeDecorator,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.engine import Dialect
+from sqlmodel import Field, SQLModel
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Timestamps stored in UTC and always read back timezone-aware."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)
+        value = value.astimezone(UTC)
+        # SQLite compares timestamps as text, so every value is stored in one naive UTC form.
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+JSONType = JSON().with_variant(JSONB(), "postgresql")
+# SQLite only auto-increments an INTEGER PRIMARY KEY.
+IdType = BigInteger().with_variant(Integer(), "sqlite")
+
+
+def _ts(**kw: Any) -> Any:
+    return Field(sa_column=Column(UTCDateTime(), nullable=False, **kw))
+
+
+def _json() -> Any:
+    return Field(default_factory=dict, sa_column=Column(JSONType, nullable=False))
+
+
+def _text(length: int = 1000, **kw: Any) -> Any:
+    return Field(default=None, sa_column=Column(String(length), **kw))
+
+
+class AccountRow(SQLModel, table=True):
+    __tablename__ = "accounts"
+    __table_args__ = (
+        Index("ix_accounts_created", "created_at", "id"),
+        Index("ix_accounts_name_key", "name_key"),
+    )
+    id: int | None = Field(default=None, sa_column=Column(IdType, primary_key=True))
+    name: str = Field(sa_column=Column(String(1000), nullable=False))
+    name_key: str = Field(sa_column=Column(String(1000), nullable=False))
+    industry: str | None = _text()
+    employee_count: int | None = Field(default=None, sa_column=Column(BigInteger))
+    annual_revenue: float | None = None
+    country: str | None = _text()
+    website: str | None = _text()
+    attributes: dict[str, Any] = _json()
+    created_at: datetime = _ts()
+    updated_at: datetime = _ts()
+
+
+class ContactRow(SQLModel, table=True):
+    __tablename__ = "contacts"
+    __table_args__ = (
+        Index("ix_contacts_created", "created_at", "id"),
+        Index("ux_contacts_email", "email", unique=True),
+        Index("ix_contacts_account", "account_id"),
+    )
+    id: int | None = Field(default=None, sa_column=Column(IdType, primary_key=True))
+    first_name: str | None = _text()
+    last_name: str | None = _text()
+    email: str | None = _text()
+    phone: str | None = _text()
+    job_title: str | None = _text()
+    country: str | None = _text()
+    account_id: int | None = Field(
+        default=None, sa_column=Column(BigInteger, ForeignKey("accounts.id", ondelete="SET NULL"))
+    )
+    attributes: dict[str, Any] = _json()
+    created_at: datetime = _ts()
+    updated_at: datetime = _ts()
+
+
+class LeadRow(SQLModel, table=True):
+    __tablename__ = "leads"
+    __table_args__ = (
+        Index("ix_leads_created", "created_at", "id"),
+        Index("ix_leads_updated", "updated_at", "id"),
+        Index("ix_leads_contact", "contact_id"),
+        Index("ix_leads_account", "account_id"),
+        Index("ix_leads_email_context", "email", "marketing_context"),
+        Index("ix_leads_context", "marketing_context"),
+    )
+    id: int | None = Field(default=None, sa_column=Column(IdType, primary_key=True))
+    topic: str = Field(sa_column=Column(String(1000), nullable=False))
+    first_name: str | None = _text()
+    last_name: str | None = _text()
+    email: str | None = _text()
+    company_name: str | None = _text()
+    job_title: str | None = _text()
+    phone: str | None = _text()
+    attributes: dict[str, Any] = _json()
+    contact_id: int | None = Field(
+        default=None, sa_column=Column(BigInteger, ForeignKey("contacts.id", ondelete="SET NULL"))
+    )
+    account_id: int | None = Field(
+        default=None, sa_column=Column(BigInteger, ForeignKey("accounts.id", ondelete="SET NULL"))
+    )
+    marketing_context: str | None = _text()
+    source: str = Field(sa_column=Column(String(32), nullable=False))
+    state: str = Field(sa_column=Column(String(32), nullable=False))
+    status_reason: str = Field(sa_column=Column(String(32), nullable=False))
+    sales_ready: bool = Field(sa_column=Column(Boolean, nullable=False))
+    stage: str = Field(sa_column=Column(String(64), nullable=False))
+    created_at: datetime = _ts()
+    updated_at: datetime = _ts()
+
+
+class MatchingStrategyRow(SQLModel, table=True):
+    __tablename__ = "matching_strategies"
+    id: int | None = Field(default=None, sa_column=Column(IdType, primary_key=True))
+    name: str = Field(sa_column=Column(String(200), nullable=False))
+    entity: str = Field(sa_column=Column(String(16), nullable=False))
+    fields: list[str] = Field(sa_column=Column(JSONType, nullable=False))
+    form_ids: list[str] = Field(sa_column=Column(JSONType, nullable=False))
+    is_default: bool = Field(sa_column=Column(Boolean, nullable=False))
+
+
+class SettingRow(SQLModel, table=True):
+    __tablename__ = "settings"
+    key: str = Field(sa_column=Column(String(100), primary_key=True))
+    value: Any = Field(sa_column=Column(JSONType, nullable=False))
+
+
+class ApiKeyRow(SQLModel, table=True):
+    __tablename__ = "api_keys"
+    id: int | None = Field(default=None, sa_column=Column(IdType, primary_key=True))
+    name: str = Field(sa_column=Column(String(200), nullable=False))
+    role: str = Field(sa_column=Column(String(32), nullable=False))
+    prefix: str = Field(sa_column=Column(String(32), nullable=False))
+    key_hash: str = Field(sa_column=Column(String(128), nullable=False, unique=True))
+    created_at: datetime = _ts()
+    revoked_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime()))
+
+
+metadata = SQLModel.metadata
+accounts = AccountRow.__table__  # type: ignore[attr-defined]
+contacts = ContactRow.__table__  # type: ignore[attr-defined]
+leads = LeadRow.__table__  # type: ignore[attr-defined]
+matching_strategies = MatchingStrategyRow.__table__  # type: ignore[attr-defined]
+settings = SettingRow.__table__  # type: ignore[attr-defined]
+api_keys = ApiKeyRow.__table__  # type: ignore[attr-defined]

@@ -1,0 +1,145 @@
+"""Fixtures: a fresh, migrated database per test on SQLite and (when configured) PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from api.app import create_app
+from api.settings import Settings
+from domain.roles import Role
+from persistence.apikeys import ApiKeyStore
+from persistence.database import Database
+from persistence.migrate import upgrade
+
+PG_URL = os.environ.get("LEADFLOW_TEST_DATABASE_URL")
+REDIS_URL = os.environ.get("LEADFLOW_TEST_REDIS_URL")
+REQUIRE = os.environ.get("LEADFLOW_TEST_REQUIRE_SERVICES") == "1"
+
+
+def _missing(what: str, var: str) -> None:
+    message = f"{what} tests need {var} (e.g. postgresql+asyncpg://postgres@127.0.0.1:5432/test)"
+    if REQUIRE:
+        pytest.fail(f"LEADFLOW_TEST_REQUIRE_SERVICES=1 but {var} is unset: {message}")
+    pytest.skip(message)
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One migrated SQLite file, copied for each test (faster than migrating each time)."""
+    path = tmp_path_factory.mktemp("template") / "template.db"
+
+    async def build() -> None:
+        db = Database(f"sqlite+aiosqlite:///{path}")
+        await upgrade(db.write_engine)
+        await db.dispose()
+
+    asyncio.run(build())
+    return path
+
+
+@pytest.fixture(scope="session")
+def pg_template() -> Iterator[str]:
+    """A migrated PostgreSQL template database; each test gets a copy of it."""
+    if not PG_URL:
+        _missing("PostgreSQL", "LEADFLOW_TEST_DATABASE_URL")
+    name = f"leadflow_tpl_{uuid.uuid4().hex[:8]}"
+    admin_url = PG_URL
+
+    async def run(sql: str) -> None:
+        engine = create_async_engine(admin_url, isolation_level="AUTOCOMMIT")
+        async with engine.connect() as conn:
+            await conn.execute(text(sql))
+        await engine.dispose()
+
+    async def build() -> None:
+        await run(f'CREATE DATABASE "{name}"')
+        db = Database(make_url(admin_url).set(database=name).render_as_string(hide_password=False))
+        await upgrade(db.write_engine)
+        await db.dispose()
+
+    asyncio.run(build())
+    yield name
+    asyncio.run(run(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A fresh migrated database for this test, on each backend."""
+    if request.param == "sqlite":
+        template: Path = request.getfixturevalue("sqlite_template")
+        target = tmp_path / "leadflow.db"
+        shutil.copy(template, target)
+        yield f"sqlite+aiosqlite:///{target}"
+        return
+    template_name: str = request.getfixturevalue("pg_template")
+    assert PG_URL is not None
+    name = f"leadflow_t_{uuid.uuid4().hex[:10]}"
+
+    async def run(sql: str) -> None:
+        engine = create_async_engine(PG_URL, isolation_level="AUTOCOMMIT")
+        async with engine.connect() as conn:
+            await conn.execute(text(sql))
+        await engine.dispose()
+
+    asyncio.run(run(f'CREATE DATABASE "{name}" TEMPLATE "{template_name}"'))
+    yield make_url(PG_URL).set(database=name).render_as_string(hide_password=False)
+    asyncio.run(run(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture
+async def db(database_url: str) -> AsyncIterator[Database]:
+    database = Database(database_url)
+    yield database
+    await database.dispose()
+
+
+class Api:
+    """A GraphQL client over ASGI with one API key per role."""
+
+    def __init__(self, client: httpx.AsyncClient, keys: dict[Role, str]) -> None:
+        self.client = client
+        self.keys = keys
+
+    async def post(self, query: str, variables: dict[str, Any] | None = None, *, role: Role = Role.ADMIN, key: str | None = None) -> httpx.Response:
+        headers = {"Authorization": f"Bearer {key or self.keys[role]}"}
+        return await self.client.post("/graphql", json={"query": query, "variables": variables or {}}, headers=headers)
+
+    async def __call__(self, query: str, variables: dict[str, Any] | None = None, *, role: Role = Role.ADMIN) -> dict[str, Any]:
+        """Run an operation that must succeed without GraphQL errors; return its data."""
+        response = await self.post(query, variables, role=role)
+        assert response.status_code == 200, response.text
+        body = response.json()
+        assert "errors" not in body, body["errors"]
+        data: dict[str, Any] = body["data"]
+        return data
+
+    async def errors(self, query: str, variables: dict[str, Any] | None = None, *, role: Role = Role.ADMIN) -> list[dict[str, Any]]:
+        response = await self.post(query, variables, role=role)
+        body = response.json()
+        assert body.get("errors"), body
+        errors: list[dict[str, Any]] = body["errors"]
+        return errors
+
+
+@pytest.fixture
+async def api(database_url: str) -> AsyncIterator[Api]:
+    settings = Settings(database_url=database_url, env="test", api_key_cache_seconds=0)
+    app = create_app(settings, migrate=False)
+    store: ApiKeyStore = app.state.keys
+    keys = {role: (await store.create(f"test {role.value}", role))[1] for role in Role}
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            yield Api(client, keys)
