@@ -76,5 +76,5 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Sta
 
 
 def app_factory() -> Starlette:
-    """Entry point for `uvicorn --factory api.app:app_factory` (migrations already run by the CLI)."""
+    """Entry point for `uvicorn --factory api.app:app_factory` (the CLI has migrated)."""
     return create_app(migrate=False)

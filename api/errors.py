@@ -35,7 +35,9 @@ def user_errors(error: DomainError) -> list[Any]:
     from api.types import UserError, UserErrorCode
 
     problems = error.errors if isinstance(error, ValidationErrors) else [error]
-    return [UserError(UserErrorCode(p.code), p.field, p.message) for p in problems]
+    return [
+        UserError(code=UserErrorCode(p.code), field=p.field, message=p.message) for p in problems
+    ]
 
 
 async def as_query_error(fn: Callable[[], Awaitable[T]]) -> T:

@@ -43,5 +43,5 @@ def build_schema(settings: Settings | None = None) -> strawberry.Schema:
         query=Query,
         mutation=Mutation,
         types=[gql.AccountType, gql.ContactType, gql.LeadType, gql.MatchingStrategyType],
-        extensions=extensions,  # type: ignore[arg-type]
+        extensions=extensions,
     )

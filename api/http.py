@@ -16,7 +16,10 @@ from domain.ports import Authenticator
 
 
 def unauthenticated(message: str) -> JSONResponse:
-    body = {"data": None, "errors": [{"message": message, "extensions": {"code": "UNAUTHENTICATED"}}]}
+    body = {
+        "data": None,
+        "errors": [{"message": message, "extensions": {"code": "UNAUTHENTICATED"}}],
+    }
     return JSONResponse(body, status_code=401, headers={"WWW-Authenticate": "Bearer"})
 
 
@@ -47,20 +50,24 @@ class GraphQLEndpoint(GraphQL[Context, None]):
                 and "query" not in request.query_params
                 and "text/html" in request.headers.get("accept", "")
             )
-            if not opens_ide:
-                token = bearer_token(request.headers.get("authorization"))
-                if token is None:
-                    await unauthenticated("an API key is required: Authorization: Bearer <key>")(
-                        scope, receive, send
-                    )
-                    return
-                principal = await self.keys.authenticate(token)
-                if principal is None:
-                    await unauthenticated("the API key is unknown or revoked")(scope, receive, send)
-                    return
-                scope.setdefault("state", {})["principal"] = principal
+            if opens_ide:
+                await (await self.render_graphql_ide(request))(scope, receive, send)
+                return
+            token = bearer_token(request.headers.get("authorization"))
+            if token is None:
+                await unauthenticated("an API key is required: Authorization: Bearer <key>")(
+                    scope, receive, send
+                )
+                return
+            principal = await self.keys.authenticate(token)
+            if principal is None:
+                await unauthenticated("the API key is unknown or revoked")(scope, receive, send)
+                return
+            scope.setdefault("state", {})["principal"] = principal
         await super().__call__(scope, receive, send)
 
-    async def get_context(self, request: Request | WebSocket, response: Response | WebSocket) -> Context:
+    async def get_context(
+        self, request: Request | WebSocket, response: Response | WebSocket
+    ) -> Context:
         principal: Principal = request.scope["state"]["principal"]
         return Context(principal, self.services)

@@ -13,7 +13,7 @@ from api.errors import as_query_error, bad_input, user_errors
 from api.ids import decode_id, from_global_id, to_global_id
 from domain import importing, services
 from domain.errors import DomainError, Invalid, NotFound
-from domain.model import Account, Contact, Lead, MatchingStrategy
+from domain.model import Account, Contact, Lead, LeadSource, MatchingStrategy
 from domain.pagination import page_request
 from domain.ports import LeadFilter, LeadOrder, UnitOfWork
 from domain.roles import Permission
@@ -21,7 +21,9 @@ from domain.roles import Permission
 T = TypeVar("T")
 
 
-async def in_transaction(info: Info, fn: Callable[[UnitOfWork], Awaitable[T]]) -> tuple[T | None, list[gql.UserError]]:
+async def in_transaction(
+    info: Info, fn: Callable[[UnitOfWork], Awaitable[T]]
+) -> tuple[T | None, list[gql.UserError]]:
     """Run a use case in one unit of work: (result, []) after commit, or (None, userErrors)."""
     try:
         async with info.context.services.uow() as uow:
@@ -78,7 +80,11 @@ async def list_leads(
 
     async def run() -> gql.Connection[Any]:
         page = page_request(first, after, ctx.services.max_page_size)
-        sort = LeadOrder() if order is None else LeadOrder(order.field.value, order.direction is gql.OrderDirection.DESC)
+        sort = (
+            LeadOrder()
+            if order is None
+            else LeadOrder(order.field.value, order.direction is gql.OrderDirection.DESC)
+        )
         result = await ctx.read(lambda r: r.leads.list(filter_, sort, page))
         return gql.connection(result, lambda: ctx.read(lambda r: r.leads.count(filter_)))
 
@@ -93,7 +99,9 @@ async def list_contacts(
     async def run() -> gql.Connection[Any]:
         page = page_request(first, after, ctx.services.max_page_size)
         result = await ctx.read(lambda r: r.contacts.list(search, account_id, page))
-        return gql.connection(result, lambda: ctx.read(lambda r: r.contacts.count(search, account_id)))
+        return gql.connection(
+            result, lambda: ctx.read(lambda r: r.contacts.count(search, account_id))
+        )
 
     return await as_query_error(run)
 
@@ -124,7 +132,8 @@ class Query:
             return await loaders.contact.load(pk)  # type: ignore[return-value]
         if type_name == "Lead":
             return await loaders.lead.load(pk)  # type: ignore[return-value]
-        return await info.context.read(lambda r: r.strategies.get(pk))  # type: ignore[return-value]
+        strategy = await info.context.read(lambda r: r.strategies.get(pk))
+        return strategy  # type: ignore[return-value]
 
     @strawberry.field
     def viewer(self, info: Info) -> gql.Viewer:
@@ -143,7 +152,11 @@ class Query:
 
     @strawberry.field
     async def accounts(
-        self, info: Info, search: str | None = None, first: int | None = None, after: str | None = None
+        self,
+        info: Info,
+        search: str | None = None,
+        first: int | None = None,
+        after: str | None = None,
     ) -> gql.Connection[gql.AccountType]:
         ctx = info.context
         ctx.require(Permission.READ)
@@ -196,10 +209,13 @@ class Query:
 
     @strawberry.field
     async def matching_strategies(
-        self, info: Info, entity: gql.MatchEntity | None = None  # type: ignore[valid-type]
+        self,
+        info: Info,
+        entity: gql.MatchEntity | None = None,
     ) -> list[gql.MatchingStrategyType]:
         info.context.require(Permission.READ)
-        return await info.context.read(lambda r: r.strategies.list(entity))  # type: ignore[return-value]
+        strategies = await info.context.read(lambda r: r.strategies.list(entity))
+        return strategies  # type: ignore[return-value]
 
 
 async def _settings(info: Info) -> gql.Settings:
@@ -216,25 +232,38 @@ async def _settings(info: Info) -> gql.Settings:
 class Mutation:
     @strawberry.mutation
     async def set_feature_switch(
-        self, info: Info, feature: gql.Feature, enabled: bool  # type: ignore[valid-type]
+        self,
+        info: Info,
+        feature: gql.Feature,
+        enabled: bool,
     ) -> gql.SettingsPayload:
         info.context.require(Permission.ADMINISTER)
-        _, errors = await in_transaction(info, lambda uow: services.set_feature(uow, feature, enabled))
-        return gql.SettingsPayload(settings=None if errors else await _settings(info), user_errors=errors)
+        _, errors = await in_transaction(
+            info, lambda uow: services.set_feature(uow, feature, enabled)
+        )
+        return gql.SettingsPayload(
+            settings=None if errors else await _settings(info), user_errors=errors
+        )
 
     @strawberry.mutation
     async def create_account(self, info: Info, input: gql.AccountInput) -> gql.AccountPayload:
         info.context.require(Permission.WRITE_RECORDS)
         values = gql.provided(input)
-        account, errors = await in_transaction(info, lambda uow: services.create_account(uow, values))
+        account, errors = await in_transaction(
+            info, lambda uow: services.create_account(uow, values)
+        )
         return gql.AccountPayload(account=account, user_errors=errors)  # type: ignore[arg-type]
 
     @strawberry.mutation
-    async def update_account(self, info: Info, id: strawberry.ID, input: gql.AccountInput) -> gql.AccountPayload:
+    async def update_account(
+        self, info: Info, id: strawberry.ID, input: gql.AccountInput
+    ) -> gql.AccountPayload:
         info.context.require(Permission.WRITE_RECORDS)
 
         async def run(uow: UnitOfWork) -> Account:
-            return await services.update_account(uow, decode_id(id, "Account", ["id"]), gql.provided(input))
+            return await services.update_account(
+                uow, decode_id(id, "Account", ["id"]), gql.provided(input)
+            )
 
         account, errors = await in_transaction(info, run)
         return gql.AccountPayload(account=account, user_errors=errors)  # type: ignore[arg-type]
@@ -251,7 +280,9 @@ class Mutation:
         return gql.ContactPayload(contact=contact, user_errors=errors)  # type: ignore[arg-type]
 
     @strawberry.mutation
-    async def update_contact(self, info: Info, id: strawberry.ID, input: gql.ContactInput) -> gql.ContactPayload:
+    async def update_contact(
+        self, info: Info, id: strawberry.ID, input: gql.ContactInput
+    ) -> gql.ContactPayload:
         info.context.require(Permission.WRITE_RECORDS)
 
         async def run(uow: UnitOfWork) -> Contact:
@@ -266,30 +297,38 @@ class Mutation:
         info.context.require(Permission.WRITE_RECORDS)
 
         async def run(uow: UnitOfWork) -> Lead:
-            values = _with_ids(gql.provided(input), ("contactId", "Contact"), ("accountId", "Account"))
+            values = _with_ids(
+                gql.provided(input), ("contactId", "Contact"), ("accountId", "Account")
+            )
             return await services.create_lead(uow, values)
 
         lead, errors = await in_transaction(info, run)
         return gql.LeadPayload(lead=lead, user_errors=errors)  # type: ignore[arg-type]
 
     @strawberry.mutation
-    async def update_lead(self, info: Info, id: strawberry.ID, input: gql.LeadInput) -> gql.LeadPayload:
+    async def update_lead(
+        self, info: Info, id: strawberry.ID, input: gql.LeadInput
+    ) -> gql.LeadPayload:
         info.context.require(Permission.WRITE_RECORDS)
 
         async def run(uow: UnitOfWork) -> Lead:
-            values = _with_ids(gql.provided(input), ("contactId", "Contact"), ("accountId", "Account"))
+            values = _with_ids(
+                gql.provided(input), ("contactId", "Contact"), ("accountId", "Account")
+            )
             return await services.update_lead(uow, decode_id(id, "Lead", ["id"]), values)
 
         lead, errors = await in_transaction(info, run)
         return gql.LeadPayload(lead=lead, user_errors=errors)  # type: ignore[arg-type]
 
     @strawberry.mutation
-    async def submit_form(self, info: Info, input: gql.FormSubmissionInput) -> gql.FormSubmissionPayload:
+    async def submit_form(
+        self, info: Info, input: gql.FormSubmissionInput
+    ) -> gql.FormSubmissionPayload:
         info.context.require(Permission.CAPTURE)
         cmd = services.FormSubmission(
             form_id=input.form_id,
-            fields=input.fields,
-            source=input.source or services.LeadSource.LANDING_PAGE,
+            fields=input.fields,  # type: ignore[arg-type]
+            source=input.source or LeadSource.LANDING_PAGE,
             create_lead=input.create_lead is not False,
             topic=input.topic,
             submitted_at=input.submitted_at,
@@ -297,7 +336,11 @@ class Mutation:
         result, errors = await in_transaction(info, lambda uow: services.submit_form(uow, cmd))
         if result is None:
             return gql.FormSubmissionPayload(
-                contact=None, lead=None, contact_created=False, lead_created=False, user_errors=errors
+                contact=None,
+                lead=None,
+                contact_created=False,
+                lead_created=False,
+                user_errors=errors,
             )
         return gql.FormSubmissionPayload(
             contact=result.contact,  # type: ignore[arg-type]
@@ -312,7 +355,8 @@ class Mutation:
         info.context.require(Permission.IMPORT)
 
         async def run(uow: UnitOfWork) -> importing.ImportResult:
-            _, rows = importing.read_csv(input.csv, input.entity, input.mapping)
+            mapping: Any = input.mapping
+            _, rows = importing.read_csv(input.csv, input.entity, mapping)
             total = importing.ImportResult()
             for chunk in importing.chunks(rows):
                 total.add(await importing.import_chunk(uow, input.entity, chunk))
@@ -335,7 +379,9 @@ class Mutation:
     ) -> gql.MatchingStrategyPayload:
         info.context.require(Permission.MANAGE_MATCHING)
         strategy = _strategy(input)
-        saved, errors = await in_transaction(info, lambda uow: services.create_strategy(uow, strategy))
+        saved, errors = await in_transaction(
+            info, lambda uow: services.create_strategy(uow, strategy)
+        )
         return gql.MatchingStrategyPayload(matching_strategy=saved, user_errors=errors)  # type: ignore[arg-type]
 
     @strawberry.mutation

@@ -20,14 +20,26 @@ from domain.roles import Role as _Role
 
 # ---------------------------------------------------------------- enums (domain enums exposed)
 
-Role = strawberry.enum(_Role, name="Role")
-Feature = strawberry.enum(model.Feature, name="Feature")
-LeadState = strawberry.enum(model.LeadState, name="LeadState")
-LeadStatusReason = strawberry.enum(model.LeadStatusReason, name="LeadStatusReason")
-LeadStage = strawberry.enum(model.LeadStage, name="LeadStage")
-LeadSource = strawberry.enum(model.LeadSource, name="LeadSource")
-MatchEntity = strawberry.enum(model.MatchEntity, name="MatchEntity")
-ImportEntity = strawberry.enum(_ImportEntity, name="ImportEntity")
+# strawberry.enum registers the domain enum in place, so the API returns domain values as they are.
+for _enum in (
+    _Role,
+    model.Feature,
+    model.LeadState,
+    model.LeadStatusReason,
+    model.LeadStage,
+    model.LeadSource,
+    model.MatchEntity,
+    _ImportEntity,
+):
+    strawberry.enum(_enum)
+Role = _Role
+Feature = model.Feature
+LeadState = model.LeadState
+LeadStatusReason = model.LeadStatusReason
+LeadStage = model.LeadStage
+LeadSource = model.LeadSource
+MatchEntity = model.MatchEntity
+ImportEntity = _ImportEntity
 
 
 @strawberry.enum
@@ -65,7 +77,7 @@ class UserError:
 @strawberry.type
 class Viewer:
     name: str
-    role: Role  # type: ignore[valid-type]
+    role: Role
 
 
 @strawberry.type
@@ -130,8 +142,8 @@ class AccountType(Node):
     created_at: datetime
     updated_at: datetime
 
-    @strawberry.field
-    def id(self) -> strawberry.ID:
+    @strawberry.field  # type: ignore[misc]
+    def id(self) -> strawberry.ID:  # type: ignore[override]
         return strawberry.ID(to_global_id("Account", self.id))  # type: ignore[arg-type]
 
     @strawberry.field
@@ -146,7 +158,7 @@ class AccountType(Node):
     async def leads(
         self, info: Info, first: int | None = None, after: str | None = None
     ) -> Connection[Annotated[LeadType, strawberry.lazy("api.types")]]:
-        from api.resolvers import list_leads, lead_filter
+        from api.resolvers import lead_filter, list_leads
 
         filter_ = lead_filter(account_id=self.id)  # type: ignore[arg-type]
         return await list_leads(info, filter_, None, first, after)
@@ -169,8 +181,8 @@ class ContactType(Node):
     created_at: datetime
     updated_at: datetime
 
-    @strawberry.field
-    def id(self) -> strawberry.ID:
+    @strawberry.field  # type: ignore[misc]
+    def id(self) -> strawberry.ID:  # type: ignore[override]
         return strawberry.ID(to_global_id("Contact", self.id))  # type: ignore[arg-type]
 
     @strawberry.field
@@ -208,19 +220,19 @@ class LeadType(Node):
     marketing_context: str | None = strawberry.field(
         description="Campaign, marketing page or form id the lead came from."
     )
-    source: LeadSource  # type: ignore[valid-type]
-    state: LeadState  # type: ignore[valid-type]
-    status_reason: LeadStatusReason  # type: ignore[valid-type]
+    source: LeadSource
+    state: LeadState
+    status_reason: LeadStatusReason
     sales_ready: bool
-    stage: LeadStage  # type: ignore[valid-type]
+    stage: LeadStage
     scorable: bool = strawberry.field(
         description="False when the lead has neither a parent contact nor a parent account."
     )
     created_at: datetime
     updated_at: datetime
 
-    @strawberry.field
-    def id(self) -> strawberry.ID:
+    @strawberry.field  # type: ignore[misc]
+    def id(self) -> strawberry.ID:  # type: ignore[override]
         return strawberry.ID(to_global_id("Lead", self.id))  # type: ignore[arg-type]
 
     @strawberry.field
@@ -245,13 +257,13 @@ class LeadType(Node):
 @strawberry.type(name="MatchingStrategy")
 class MatchingStrategyType(Node):
     name: str
-    entity: MatchEntity  # type: ignore[valid-type]
+    entity: MatchEntity
     fields: list[str]
     form_ids: list[str]
     is_default: bool
 
-    @strawberry.field
-    def id(self) -> strawberry.ID:
+    @strawberry.field  # type: ignore[misc]
+    def id(self) -> strawberry.ID:  # type: ignore[override]
         return strawberry.ID(to_global_id("MatchingStrategy", self.id))  # type: ignore[arg-type]
 
     @classmethod
@@ -308,17 +320,17 @@ class LeadInput:
     contact_id: strawberry.ID | None = strawberry.UNSET
     account_id: strawberry.ID | None = strawberry.UNSET
     marketing_context: str | None = strawberry.UNSET
-    source: LeadSource | None = model.LeadSource.MANUAL  # type: ignore[valid-type]
+    source: LeadSource | None = model.LeadSource.MANUAL
     attributes: JSON | None = strawberry.UNSET
 
 
 @strawberry.input
 class LeadFilter:
-    state: list[LeadState] | None = None  # type: ignore[valid-type]
-    status_reason: list[LeadStatusReason] | None = None  # type: ignore[valid-type]
-    stage: list[LeadStage] | None = None  # type: ignore[valid-type]
+    state: list[LeadState] | None = None
+    status_reason: list[LeadStatusReason] | None = None
+    stage: list[LeadStage] | None = None
     sales_ready: bool | None = None
-    source: list[LeadSource] | None = None  # type: ignore[valid-type]
+    source: list[LeadSource] | None = None
     contact_id: strawberry.ID | None = None
     account_id: strawberry.ID | None = None
     search: str | None = None
@@ -335,7 +347,7 @@ class LeadOrder:
 @strawberry.input
 class MatchingStrategyInput:
     name: str
-    entity: MatchEntity  # type: ignore[valid-type]
+    entity: MatchEntity
     fields: list[str]
     form_ids: list[str] | None = None
     is_default: bool | None = False
@@ -349,7 +361,7 @@ class FormSubmissionInput:
     fields: JSON = strawberry.field(
         description='{"email": ..., "firstName": ..., "companyName": ..., any custom key}'
     )
-    source: LeadSource | None = model.LeadSource.LANDING_PAGE  # type: ignore[valid-type]
+    source: LeadSource | None = model.LeadSource.LANDING_PAGE
     create_lead: bool | None = True
     topic: str | None = None
     submitted_at: datetime | None = None
@@ -357,7 +369,7 @@ class FormSubmissionInput:
 
 @strawberry.input
 class ImportInput:
-    entity: ImportEntity  # type: ignore[valid-type]
+    entity: ImportEntity
     csv: str
     mapping: JSON | None = strawberry.field(
         default=None, description='{"CSV column": "field"}; a null field skips the column.'

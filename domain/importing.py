@@ -41,7 +41,11 @@ _SPECS: dict[ImportEntity, dict[str, FieldSpec]] = {
 }
 # Fields an import may set beyond the record's own: the account a contact belongs to.
 MATCH_SPECS = {MatchEntity.CONTACT: CONTACT_FIELDS, MatchEntity.LEAD: LEAD_FIELDS}
-_EXTRA = {ImportEntity.CONTACT: {"companyName"}, ImportEntity.LEAD: set(), ImportEntity.ACCOUNT: set()}
+_EXTRA = {
+    ImportEntity.CONTACT: {"companyName"},
+    ImportEntity.LEAD: set(),
+    ImportEntity.ACCOUNT: set(),
+}
 
 
 @dataclass(slots=True)

@@ -95,7 +95,7 @@ async def create_account(uow: UnitOfWork, values: Mapping[str, Any]) -> Account:
 
 async def update_account(uow: UnitOfWork, id_: int, values: Mapping[str, Any]) -> Account:
     """Change the fields present in `values`; absent fields stay as they are."""
-    account = await uow.accounts.get(id_)
+    account = await uow.accounts.get_for_update(id_)
     if account is None:
         raise NotFound("no account with this id", ["id"])
     attrs, errors = _collect(ACCOUNT_FIELDS, values, "input")
@@ -138,7 +138,7 @@ async def create_contact(uow: UnitOfWork, values: Mapping[str, Any]) -> Contact:
 
 async def update_contact(uow: UnitOfWork, id_: int, values: Mapping[str, Any]) -> Contact:
     """Change the fields present in `values`."""
-    contact = await uow.contacts.get(id_)
+    contact = await uow.contacts.get_for_update(id_)
     if contact is None:
         raise NotFound("no contact with this id", ["id"])
     attrs, errors = _collect(CONTACT_FIELDS, values, "input")
@@ -194,7 +194,7 @@ async def create_lead(uow: UnitOfWork, values: Mapping[str, Any]) -> Lead:
 
 async def update_lead(uow: UnitOfWork, id_: int, values: Mapping[str, Any]) -> Lead:
     """Change the fields present in `values`."""
-    lead = await uow.leads.get(id_)
+    lead = await uow.leads.get_for_update(id_)
     if lead is None:
         raise NotFound("no lead with this id", ["id"])
     attrs, errors = _collect(LEAD_FIELDS, values, "input")
@@ -317,9 +317,7 @@ async def submit_form(uow: UnitOfWork, cmd: FormSubmission) -> CaptureResult:
     contact_created = False
     if contact is None:
         attrs = {CONTACT_FIELDS[n].attr: v for n, v in contact_values.items()}
-        contact, contact_created = await uow.contacts.add(
-            Contact(attributes=dict(custom), **attrs)
-        )
+        contact, contact_created = await uow.contacts.add(Contact(attributes=dict(custom), **attrs))
     if not contact_created:
         changed = fill_empty(contact, CONTACT_FIELDS, contact_values)
         changed = merge_attributes(contact, custom) or changed
@@ -388,9 +386,7 @@ async def _is_last_default(uow: UnitOfWork, strategy: MatchingStrategy) -> bool:
     return len(defaults) <= 1
 
 
-async def update_strategy(
-    uow: UnitOfWork, id_: int, changes: MatchingStrategy
-) -> MatchingStrategy:
+async def update_strategy(uow: UnitOfWork, id_: int, changes: MatchingStrategy) -> MatchingStrategy:
     """Replace a strategy's definition; the last default of an entity must stay a default."""
     await uow.lock("matching-strategies")
     current = await uow.strategies.get(id_)
@@ -428,4 +424,3 @@ async def delete_strategy(uow: UnitOfWork, id_: int) -> int:
 async def set_feature(uow: UnitOfWork, feature: Feature, enabled: bool) -> None:
     """Turn a feature switch on or off."""
     await uow.settings.set_feature(feature, enabled)
-

@@ -41,7 +41,13 @@ class ApiKeyStore:
         async with self.db.uow() as uow:
             key_id = await uow.conn.scalar(
                 insert(t.api_keys)
-                .values(name=name, role=role.value, prefix=prefix, key_hash=hash_key(secret), created_at=now)
+                .values(
+                    name=name,
+                    role=role.value,
+                    prefix=prefix,
+                    key_hash=hash_key(secret),
+                    created_at=now,
+                )
                 .returning(t.api_keys.c.id)
             )
             await uow.commit()
@@ -50,7 +56,9 @@ class ApiKeyStore:
     async def list(self) -> list[ApiKey]:
         async with self.db.read() as r:
             rows = (await r.conn.execute(select(t.api_keys).order_by(t.api_keys.c.id))).all()
-        return [ApiKey(x.id, x.name, Role(x.role), x.prefix, x.created_at, x.revoked_at) for x in rows]
+        return [
+            ApiKey(x.id, x.name, Role(x.role), x.prefix, x.created_at, x.revoked_at) for x in rows
+        ]
 
     async def revoke(self, key_id: int) -> bool:
         """Revoke a key; False when no active key has this id."""

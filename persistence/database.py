@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from types import TracebackType
 from typing import Any
 
@@ -133,9 +133,12 @@ class Database:
         """A new unit of work (write transaction)."""
         return SqlUnitOfWork(self)
 
-    @asynccontextmanager
-    async def read(self) -> AsyncIterator[Repositories]:
+    def read(self) -> AbstractAsyncContextManager[Repositories]:
         """Repositories on a pooled connection for reading, outside any write transaction."""
+        return self._read()
+
+    @asynccontextmanager
+    async def _read(self) -> AsyncIterator[Repositories]:
         async with self.read_engine.connect() as conn:
             yield Repositories(conn)
 

@@ -22,7 +22,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from domain.fields import ACCOUNT_FIELDS, CONTACT_FIELDS, LEAD_FIELDS, FieldSpec
+from domain.fields import CONTACT_FIELDS, LEAD_FIELDS, FieldSpec
 from domain.model import (
     Account,
     Contact,
@@ -198,7 +198,9 @@ class _Repo:
         unique = sorted(set(ids))
         for i in range(0, len(unique), _CHUNK):
             part = unique[i : i + _CHUNK]
-            rows.extend((await self.conn.execute(select(self.table).where(self.table.c.id.in_(part)))).all())
+            rows.extend(
+                (await self.conn.execute(select(self.table).where(self.table.c.id.in_(part)))).all()
+            )
         return rows
 
     async def _insert(self, record: Any) -> None:
@@ -213,14 +215,16 @@ class _Repo:
 
     async def _save(self, record: Any) -> None:
         await self.conn.execute(
-            update(self.table).where(self.table.c.id == record.id).values(_values(record, self.table))
+            update(self.table)
+            .where(self.table.c.id == record.id)
+            .values(_values(record, self.table))
         )
 
     async def _save_many(self, records: Sequence[Any]) -> None:
         if not records:
             return
         params = [{"_id": r.id, **_values(r, self.table)} for r in records]
-        cols = {k: bindparam(k) for k in params[0] if k != "_id"}
+        cols: dict[str, Any] = {k: bindparam(k) for k in params[0] if k != "_id"}
         stmt = update(self.table).where(self.table.c.id == bindparam("_id")).values(cols)
         await self.conn.execute(stmt, params)
 
@@ -245,6 +249,11 @@ class AccountRepository(_Repo):
 
     async def get(self, id_: int) -> Account | None:
         row = (await self.conn.execute(select(self.table).where(self.table.c.id == id_))).first()
+        return to_account(row) if row else None
+
+    async def get_for_update(self, id_: int) -> Account | None:
+        stmt = select(self.table).where(self.table.c.id == id_).with_for_update()
+        row = (await self.conn.execute(stmt)).first()
         return to_account(row) if row else None
 
     async def get_many(self, ids: Sequence[int]) -> dict[int, Account]:
@@ -284,7 +293,9 @@ class AccountRepository(_Repo):
 
     async def list(self, search: str | None, page: PageRequest) -> Page[Account]:
         stmt = self._filtered(search)
-        return await _page(self.conn, stmt, self.table, self.table.c.created_at, True, page, to_account)
+        return await _page(
+            self.conn, stmt, self.table, self.table.c.created_at, True, page, to_account
+        )
 
     async def count(self, search: str | None) -> int:
         return await _count(self.conn, self._filtered(search))
@@ -295,6 +306,11 @@ class ContactRepository(_Repo):
 
     async def get(self, id_: int) -> Contact | None:
         row = (await self.conn.execute(select(self.table).where(self.table.c.id == id_))).first()
+        return to_contact(row) if row else None
+
+    async def get_for_update(self, id_: int) -> Contact | None:
+        stmt = select(self.table).where(self.table.c.id == id_).with_for_update()
+        row = (await self.conn.execute(stmt)).first()
         return to_contact(row) if row else None
 
     async def get_many(self, ids: Sequence[int]) -> dict[int, Contact]:
@@ -341,6 +357,7 @@ class ContactRepository(_Repo):
             .where(_equals(self.table, CONTACT_FIELDS, values))
             .order_by(self.table.c.id)
             .limit(1)
+            .with_for_update()
         )
         row = (await self.conn.execute(stmt)).first()
         return to_contact(row) if row else None
@@ -375,7 +392,9 @@ class ContactRepository(_Repo):
         self, search: str | None, account_id: int | None, page: PageRequest
     ) -> Page[Contact]:
         stmt = self._filtered(search, account_id)
-        return await _page(self.conn, stmt, self.table, self.table.c.created_at, True, page, to_contact)
+        return await _page(
+            self.conn, stmt, self.table, self.table.c.created_at, True, page, to_contact
+        )
 
     async def count(self, search: str | None, account_id: int | None) -> int:
         return await _count(self.conn, self._filtered(search, account_id))
@@ -386,6 +405,11 @@ class LeadRepository(_Repo):
 
     async def get(self, id_: int) -> Lead | None:
         row = (await self.conn.execute(select(self.table).where(self.table.c.id == id_))).first()
+        return to_lead(row) if row else None
+
+    async def get_for_update(self, id_: int) -> Lead | None:
+        stmt = select(self.table).where(self.table.c.id == id_).with_for_update()
+        row = (await self.conn.execute(stmt)).first()
         return to_lead(row) if row else None
 
     async def get_many(self, ids: Sequence[int]) -> dict[int, Lead]:
@@ -411,6 +435,7 @@ class LeadRepository(_Repo):
             .where(self.table.c.state == LeadState.OPEN.value)
             .order_by(self.table.c.id)
             .limit(1)
+            .with_for_update()
         )
         row = (await self.conn.execute(stmt)).first()
         return to_lead(row) if row else None

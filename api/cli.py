@@ -1,0 +1,269 @@
+"""The `leadflow` command: serve, migrate, apikey, import, schema."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from api.settings import get_settings
+from domain.errors import DomainError
+from domain.importing import ImportEntity, ImportResult, chunks, import_chunk, read_csv
+from domain.roles import Role
+from persistence.apikeys import ApiKeyStore
+from persistence.database import Database
+from persistence.migrate import upgrade
+
+console = Console(stderr=True)
+
+
+def _db() -> Database:
+    s = get_settings()
+    return Database(s.database_url, busy_timeout_ms=s.sqlite_busy_timeout_ms)
+
+
+async def _migrate(db: Database) -> None:
+    await upgrade(db.write_engine)
+
+
+# ---------------------------------------------------------------- serve
+
+
+async def _prepare(demo: bool) -> None:
+    """Migrate, print a bootstrap ADMIN key on a fresh install, load demo data if asked."""
+    db = _db()
+    try:
+        await _migrate(db)
+        keys = ApiKeyStore(db)
+        if not await keys.count_active() and not (await keys.list()):
+            _, secret = await keys.create("bootstrap admin", Role.ADMIN)
+            settings = get_settings()
+            console.print(
+                "\n[bold green]A new database: here is its first ADMIN API key. "
+                "It is shown once; keep it safe.[/]\n"
+                f"\n    [bold]{secret}[/]\n\n"
+                "Use it as a bearer token, e.g.\n"
+                f"    curl -s http://{settings.host}:{settings.port}/graphql "
+                f"-H 'Authorization: Bearer {secret}' -H 'Content-Type: application/json' "
+                """-d '{"query": "{ viewer { name role } }"}'\n"""
+                "Create keys for other roles with: leadflow apikey create --name NAME --role ROLE\n"
+            )
+        if demo:
+            from api.demo import load_demo
+
+            loaded = await load_demo(db.uow)
+            console.print("Demo data loaded." if loaded else "Demo data already present.")
+    finally:
+        await db.dispose()
+
+
+def serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    settings = get_settings()
+    asyncio.run(_prepare(args.demo))
+    host = args.host or settings.host
+    port = args.port or settings.port
+    console.print(f"LeadFlow on http://{host}:{port}/graphql ({settings.env})")
+    uvicorn.run(
+        "api.app:app_factory",
+        factory=True,
+        host=host,
+        port=port,
+        workers=args.workers,
+        log_level=settings.log_level,
+        proxy_headers=True,
+    )
+    return 0
+
+
+# ---------------------------------------------------------------- apikey
+
+
+def apikey(args: argparse.Namespace) -> int:
+    async def run() -> int:
+        db = _db()
+        try:
+            await _migrate(db)
+            store = ApiKeyStore(db)
+            if args.action == "create":
+                key, secret = await store.create(args.name, Role(args.role))
+                console.print(
+                    f"Created key {key.id} '{key.name}' ({key.role.value}). It is shown once:"
+                )
+                print(secret)
+            elif args.action == "list":
+                table = Table("id", "name", "role", "prefix", "created", "revoked")
+                for k in await store.list():
+                    table.add_row(
+                        str(k.id),
+                        k.name,
+                        k.role.value,
+                        k.prefix + "…",
+                        k.created_at.isoformat(timespec="seconds"),
+                        k.revoked_at.isoformat(timespec="seconds") if k.revoked_at else "",
+                    )
+                Console().print(table)
+            elif not await store.revoke(args.id):
+                console.print(f"[red]No active key with id {args.id}.[/]")
+                return 1
+            else:
+                console.print(f"Key {args.id} revoked.")
+            return 0
+        finally:
+            await db.dispose()
+
+    return asyncio.run(run())
+
+
+# ---------------------------------------------------------------- import
+
+
+def _mapping(pairs: Sequence[str]) -> dict[str, str | None] | None:
+    if not pairs:
+        return None
+    out: dict[str, str | None] = {}
+    for pair in pairs:
+        column, sep, field = pair.partition("=")
+        if not sep:
+            raise SystemExit(f"--map takes COLUMN=FIELD, got {pair!r}")
+        out[column] = field or None
+    return out
+
+
+def import_file(args: argparse.Namespace) -> int:
+    entity = {
+        "contacts": ImportEntity.CONTACT,
+        "leads": ImportEntity.LEAD,
+        "accounts": ImportEntity.ACCOUNT,
+    }[args.entity]
+    path = Path(args.file)
+    text = path.read_text(encoding="utf-8-sig")
+    total_rows = max(text.count("\n") - (0 if text.endswith("\n") else -1) - 1, 0)
+
+    async def run() -> int:
+        db = _db()
+        total = ImportResult()
+        try:
+            await _migrate(db)
+            try:
+                _, rows = read_csv(text, entity, _mapping(args.map))
+            except DomainError as e:
+                console.print(f"[red]{e.message}[/]")
+                return 2
+            columns = (
+                TextColumn("[bold]{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+            )
+            with Progress(
+                *columns,
+                console=console,
+                disable=not sys.stderr.isatty() and bool(os.environ.get("CI")),
+            ) as progress:
+                task = progress.add_task(f"Importing {args.entity}", total=total_rows)
+                for chunk in chunks(rows):
+                    # One transaction per chunk: progress is durable and the writer lock is short.
+                    async with db.uow() as uow:
+                        result = await import_chunk(uow, entity, chunk)
+                        await uow.commit()
+                    total.add(result)
+                    progress.advance(task, len(chunk))
+        finally:
+            await db.dispose()
+        t = total
+        console.print(
+            f"created {t.created}, updated {t.updated}, skipped {t.skipped}, failed {t.failed}"
+        )
+        for row, message in total.errors[:50]:
+            console.print(f"  row {row}: {message}")
+        if len(total.errors) > 50:
+            console.print(f"  … and {len(total.errors) - 50} more")
+        return 1 if total.failed else 0
+
+    return asyncio.run(run())
+
+
+# ---------------------------------------------------------------- migrate, schema
+
+
+def migrate(_: argparse.Namespace) -> int:
+    async def run() -> None:
+        db = _db()
+        try:
+            await _migrate(db)
+        finally:
+            await db.dispose()
+
+    asyncio.run(run())
+    console.print("Database is up to date.")
+    return 0
+
+
+def schema(args: argparse.Namespace) -> int:
+    from api.graphql import build_schema
+
+    sdl = build_schema().as_str() + "\n"
+    if args.output:
+        Path(args.output).write_text(sdl)
+    else:
+        sys.stdout.write(sdl)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="leadflow", description="LeadFlow lead management service"
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("serve", help="run the GraphQL server (migrates the database first)")
+    p.add_argument("--host")
+    p.add_argument("--port", type=int)
+    p.add_argument("--workers", type=int, default=1)
+    p.add_argument("--demo", action="store_true", help="load a small demo data set")
+    p.set_defaults(func=serve)
+
+    p = sub.add_parser("migrate", help="upgrade the database to the newest schema")
+    p.set_defaults(func=migrate)
+
+    p = sub.add_parser("apikey", help="create, list or revoke API keys")
+    keys = p.add_subparsers(dest="action", required=True)
+    k = keys.add_parser("create")
+    k.add_argument("--name", required=True)
+    k.add_argument("--role", required=True, choices=[r.value for r in Role])
+    keys.add_parser("list")
+    k = keys.add_parser("revoke")
+    k.add_argument("id", type=int)
+    p.set_defaults(func=apikey)
+
+    p = sub.add_parser("import", help="import a CSV file of contacts, leads or accounts")
+    p.add_argument("entity", choices=["contacts", "leads", "accounts"])
+    p.add_argument("file")
+    p.add_argument(
+        "--map",
+        action="append",
+        default=[],
+        metavar="COLUMN=FIELD",
+        help="map a CSV column to a field (FIELD empty: skip the column)",
+    )
+    p.set_defaults(func=import_file)
+
+    p = sub.add_parser("schema", help="print the GraphQL schema (SDL)")
+    p.add_argument("--output", "-o")
+    p.set_defaults(func=schema)
+
+    args = parser.parse_args(argv)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

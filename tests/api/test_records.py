@@ -1,0 +1,241 @@
+"""Accounts, contacts and leads through GraphQL: create, update, get, node, lists."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from tests.conftest import Api
+
+LEAD_FIELDS = "id topic fullName email companyName state statusReason stage source salesReady scorable marketingContext attributes contact { id email } account { id name }"
+
+
+async def create_account(api: Api, **values: Any) -> dict[str, Any]:
+    data = await api(
+        "mutation($i: AccountInput!) { createAccount(input: $i) { account { id name industry employeeCount attributes } userErrors { code field message } } }",
+        {"i": {"name": "Acme", **values}},
+    )
+    assert data["createAccount"]["userErrors"] == []
+    return data["createAccount"]["account"]
+
+
+async def create_contact(api: Api, **values: Any) -> dict[str, Any]:
+    data = await api(
+        "mutation($i: ContactInput!) { createContact(input: $i) { contact { id email fullName account { id } } userErrors { code field message } } }",
+        {"i": values},
+    )
+    assert data["createContact"]["userErrors"] == [], data
+    return data["createContact"]["contact"]
+
+
+async def create_lead(api: Api, **values: Any) -> dict[str, Any]:
+    data = await api(
+        f"mutation($i: LeadInput!) {{ createLead(input: $i) {{ lead {{ {LEAD_FIELDS} }} userErrors {{ code field message }} }} }}",
+        {"i": {"topic": "Interest", **values}},
+    )
+    assert data["createLead"]["userErrors"] == [], data
+    return data["createLead"]["lead"]
+
+
+async def test_account_create_update_get_and_node(api: Api) -> None:
+    account = await create_account(api, industry="Retail", employeeCount=40, attributes={"tier": "gold"})
+    assert account["attributes"] == {"tier": "gold"}
+    data = await api(
+        "mutation($id: ID!) { updateAccount(id: $id, input: {name: \"Acme Corp\", employeeCount: 50}) { account { name industry employeeCount } userErrors { code } } }",
+        {"id": account["id"]},
+    )
+    # Fields left out of the input stay as they were.
+    assert data["updateAccount"]["account"] == {"name": "Acme Corp", "industry": "Retail", "employeeCount": 50}
+    got = await api(
+        "query($id: ID!) { account(id: $id) { name } node(id: $id) { id ... on Account { name } } }",
+        {"id": account["id"]},
+    )
+    assert got["account"]["name"] == "Acme Corp"
+    assert got["node"] == {"id": account["id"], "name": "Acme Corp"}
+
+
+async def test_contact_links_account_and_rejects_duplicate_email(api: Api) -> None:
+    account = await create_account(api)
+    contact = await create_contact(api, email="  Ana@Example.COM ", firstName="Ana", accountId=account["id"])
+    assert contact["email"] == "ana@example.com"
+    assert contact["fullName"] == "Ana"
+    assert contact["account"]["id"] == account["id"]
+    data = await api(
+        'mutation { createContact(input: {email: "ANA@example.com"}) { contact { id } userErrors { code field message } } }'
+    )
+    assert data["createContact"]["contact"] is None
+    assert data["createContact"]["userErrors"][0]["code"] == "DUPLICATE"
+    assert data["createContact"]["userErrors"][0]["field"] == ["input", "email"]
+    count = await api('{ contacts(search: "ana@") { totalCount } }')
+    assert count["contacts"]["totalCount"] == 1
+
+
+async def test_update_contact_email_to_a_taken_one_is_duplicate(api: Api) -> None:
+    await create_contact(api, email="one@x.io")
+    two = await create_contact(api, email="two@x.io")
+    data = await api(
+        'mutation($id: ID!) { updateContact(id: $id, input: {email: "one@x.io"}) { contact { id } userErrors { code } } }',
+        {"id": two["id"]},
+    )
+    assert data["updateContact"]["userErrors"][0]["code"] == "DUPLICATE"
+    got = await api("query($id: ID!) { contact(id: $id) { email } }", {"id": two["id"]})
+    assert got["contact"]["email"] == "two@x.io"
+
+
+async def test_lead_defaults_and_links(api: Api) -> None:
+    account = await create_account(api)
+    contact = await create_contact(api, email="lead@x.io", accountId=account["id"])
+    lead = await create_lead(api, contactId=contact["id"], email="lead@x.io", attributes={"budget": 10})
+    assert lead["state"] == "OPEN"
+    assert lead["statusReason"] == "NEW"
+    assert lead["stage"] == "INQUIRY"
+    assert lead["source"] == "MANUAL"
+    assert lead["salesReady"] is False
+    assert lead["scorable"] is True
+    # A lead linked to a contact takes the contact's account.
+    assert lead["account"]["id"] == account["id"]
+    orphan = await create_lead(api)
+    assert orphan["scorable"] is False
+    assert orphan["contact"] is None
+
+
+async def test_update_lead_changes_only_given_fields(api: Api) -> None:
+    lead = await create_lead(api, companyName="Old Co", email="u@x.io")
+    data = await api(
+        f'mutation($id: ID!) {{ updateLead(id: $id, input: {{topic: "New topic", companyName: null}}) {{ lead {{ {LEAD_FIELDS} }} userErrors {{ code }} }} }}',
+        {"id": lead["id"]},
+    )
+    updated = data["updateLead"]["lead"]
+    assert updated["topic"] == "New topic"
+    assert updated["companyName"] is None
+    assert updated["email"] == "u@x.io"
+
+
+@pytest.mark.parametrize(
+    ("mutation", "code", "field"),
+    [
+        ('createLead(input: {topic: "  "})', "INVALID", ["input", "topic"]),
+        ('createLead(input: {topic: "t", email: "not-an-email"})', "INVALID", ["input", "email"]),
+        ('createLead(input: {topic: "t", contactId: "Q29udGFjdDo5OTk5"})', "NOT_FOUND", ["input", "contactId"]),
+        ('createLead(input: {topic: "t", contactId: "garbage"})', "INVALID", ["input", "contactId"]),
+        ('createLead(input: {topic: "t", accountId: "TGVhZDox"})', "INVALID", ["input", "accountId"]),
+        ('updateLead(id: "TGVhZDo5OTk5", input: {topic: "t"})', "NOT_FOUND", ["id"]),
+        ('createLead(input: {topic: "t", attributes: [1, 2]})', "INVALID", ["input", "attributes"]),
+    ],
+)
+async def test_lead_input_errors_are_user_errors(api: Api, mutation: str, code: str, field: list[str]) -> None:
+    data = await api(f"mutation {{ {mutation.split('(')[0]}: {mutation} {{ lead {{ id }} userErrors {{ code field message }} }} }}")
+    payload = next(iter(data.values()))
+    assert payload["lead"] is None
+    assert payload["userErrors"][0]["code"] == code
+    assert payload["userErrors"][0]["field"] == field
+    assert (await api("{ leads { totalCount } }"))["leads"]["totalCount"] == 0
+
+
+async def test_account_errors(api: Api) -> None:
+    data = await api('mutation { createAccount(input: {name: " ", employeeCount: -3}) { account { id } userErrors { code field } } }')
+    fields = sorted(e["field"] for e in data["createAccount"]["userErrors"])
+    assert fields == [["input", "employeeCount"], ["input", "name"]]
+
+
+async def test_bad_ids_in_queries_are_clear_errors(api: Api) -> None:
+    errors = await api.errors('{ lead(id: "nonsense") { id } }')
+    assert "not a valid ID" in errors[0]["message"]
+    errors = await api.errors('{ lead(id: "QWNjb3VudDox") { id } }')  # Account:1
+    assert "expected an ID of a Lead" in errors[0]["message"]
+    assert (await api('{ lead(id: "TGVhZDo0MjQy") { id } }'))["lead"] is None
+
+
+async def test_wrong_types_and_unknown_fields_are_clear(api: Api) -> None:
+    errors = await api.errors("{ leads(first: \"ten\") { totalCount } }")
+    assert "Int" in errors[0]["message"]
+    errors = await api.errors("{ leads { nope } }")
+    assert "nope" in errors[0]["message"]
+
+
+async def test_page_size_is_capped(api: Api) -> None:
+    errors = await api.errors("{ leads(first: 501) { totalCount } }")
+    assert "first must be between 0 and 500" in errors[0]["message"]
+    assert errors[0]["extensions"]["code"] == "BAD_USER_INPUT"
+    errors = await api.errors('{ leads(after: "zzz") { totalCount } }')
+    assert "not a valid cursor" in errors[0]["message"]
+
+
+async def test_keyset_pagination_walks_every_lead_once(api: Api) -> None:
+    for i in range(7):
+        await create_lead(api, topic=f"T{i}")
+    seen: list[str] = []
+    after = None
+    pages = 0
+    while True:
+        data = await api(
+            "query($after: String) { leads(first: 3, after: $after) { totalCount edges { cursor node { topic } } pageInfo { hasNextPage endCursor } } }",
+            {"after": after},
+        )
+        conn = data["leads"]
+        assert conn["totalCount"] == 7
+        seen += [e["node"]["topic"] for e in conn["edges"]]
+        pages += 1
+        if not conn["pageInfo"]["hasNextPage"]:
+            break
+        assert conn["pageInfo"]["endCursor"] == conn["edges"][-1]["cursor"]
+        after = conn["pageInfo"]["endCursor"]
+    assert pages == 3
+    assert seen == [f"T{i}" for i in reversed(range(7))]  # newest first by default
+    asc = await api("{ leads(first: 2, orderBy: {field: CREATED_AT, direction: ASC}) { edges { node { topic } } } }")
+    assert [e["node"]["topic"] for e in asc["leads"]["edges"]] == ["T0", "T1"]
+
+
+async def test_lead_filters_and_search(api: Api) -> None:
+    contact = await create_contact(api, email="f@x.io")
+    await create_lead(api, topic="Robots", companyName="Fabrikam", contactId=contact["id"])
+    await create_lead(api, topic="Toys", firstName="Jonas", lastName="Petraitis", source="IMPORT")
+    await create_lead(api, topic="Cars", email="SEARCH@me.io")
+
+    async def topics(filter_: dict[str, Any]) -> list[str]:
+        data = await api("query($f: LeadFilter) { leads(filter: $f) { edges { node { topic } } } }", {"f": filter_})
+        return sorted(e["node"]["topic"] for e in data["leads"]["edges"])
+
+    assert await topics({"search": "fabri"}) == ["Robots"]
+    assert await topics({"search": "jonas pet"}) == ["Toys"]
+    assert await topics({"search": "search@"}) == ["Cars"]
+    assert await topics({"search": "100%"}) == []
+    assert await topics({"source": ["IMPORT"]}) == ["Toys"]
+    assert await topics({"contactId": contact["id"]}) == ["Robots"]
+    assert await topics({"state": ["OPEN"], "salesReady": False}) == ["Cars", "Robots", "Toys"]
+    assert await topics({"stage": ["SALES_ACCEPTANCE"]}) == []
+    assert await topics({"createdAfter": "2000-01-01T00:00:00Z", "createdBefore": "2999-01-01T00:00:00+02:00"}) == ["Cars", "Robots", "Toys"]
+    assert await topics({"createdAfter": "2999-01-01T00:00:00Z"}) == []
+
+
+async def test_nested_connections(api: Api) -> None:
+    account = await create_account(api, name="Nested")
+    contact = await create_contact(api, email="n@x.io", accountId=account["id"])
+    await create_lead(api, contactId=contact["id"])
+    data = await api(
+        "query($id: ID!) { account(id: $id) { contacts { totalCount edges { node { email leads { totalCount } } } } leads { totalCount } } }",
+        {"id": account["id"]},
+    )
+    acc = data["account"]
+    assert acc["contacts"]["totalCount"] == 1
+    assert acc["contacts"]["edges"][0]["node"]["leads"]["totalCount"] == 1
+    assert acc["leads"]["totalCount"] == 1
+    listed = await api("query($a: ID) { contacts(accountId: $a) { totalCount } accounts(search: \"nest\") { totalCount } }", {"a": account["id"]})
+    assert listed == {"contacts": {"totalCount": 1}, "accounts": {"totalCount": 1}}
+
+
+async def test_concurrent_updates_of_one_lead_lose_nothing(api: Api) -> None:
+    lead = await create_lead(api)
+    fields = ["firstName", "lastName", "companyName", "jobTitle", "phone"]
+
+    async def set_field(name: str) -> None:
+        await api(
+            "mutation($id: ID!, $i: LeadInput!) { updateLead(id: $id, input: $i) { userErrors { code } } }",
+            {"id": lead["id"], "i": {"topic": "Interest", name: f"v-{name}"}},
+        )
+
+    await asyncio.gather(*(set_field(f) for f in fields))
+    got = await api("query($id: ID!) { lead(id: $id) { firstName lastName companyName jobTitle phone } }", {"id": lead["id"]})
+    assert got["lead"] == {f: f"v-{f}" for f in fields}
