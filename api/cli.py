@@ -36,7 +36,7 @@ async def _migrate(db: Database) -> None:
 # ---------------------------------------------------------------- serve
 
 
-async def _prepare(demo: bool) -> None:
+async def _prepare(demo: bool, host: str, port: int) -> None:
     """Migrate, print a bootstrap ADMIN key on a fresh install, load demo data if asked."""
     db = _db()
     try:
@@ -44,16 +44,18 @@ async def _prepare(demo: bool) -> None:
         keys = ApiKeyStore(db)
         if not await keys.count_active() and not (await keys.list()):
             _, secret = await keys.create("bootstrap admin", Role.ADMIN)
-            settings = get_settings()
-            console.print(
-                "\n[bold green]A new database: here is its first ADMIN API key. "
-                "It is shown once; keep it safe.[/]\n"
-                f"\n    [bold]{secret}[/]\n\n"
+            # Plain print: the key and the curl line must not be wrapped or styled.
+            print(
+                "\nA new database: here is its first ADMIN API key. "
+                "It is shown once; keep it safe.\n"
+                f"\n    {secret}\n\n"
                 "Use it as a bearer token, e.g.\n"
-                f"    curl -s http://{settings.host}:{settings.port}/graphql "
+                f"    curl -s http://{host}:{port}/graphql "
                 f"-H 'Authorization: Bearer {secret}' -H 'Content-Type: application/json' "
                 """-d '{"query": "{ viewer { name role } }"}'\n"""
-                "Create keys for other roles with: leadflow apikey create --name NAME --role ROLE\n"
+                "Create keys for other roles with: leadflow apikey create --name NAME --role ROLE\n",
+                file=sys.stderr,
+                flush=True,
             )
         if demo:
             from api.demo import load_demo
@@ -68,9 +70,9 @@ def serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     settings = get_settings()
-    asyncio.run(_prepare(args.demo))
     host = args.host or settings.host
     port = args.port or settings.port
+    asyncio.run(_prepare(args.demo, host, port))
     console.print(f"LeadFlow on http://{host}:{port}/graphql ({settings.env})")
     uvicorn.run(
         "api.app:app_factory",

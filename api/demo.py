@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import unicodedata
+
 from domain import services
 from domain.model import LeadSource
 from domain.ports import UnitOfWorkFactory
@@ -88,5 +90,7 @@ async def load_demo(uow_factory: UnitOfWorkFactory) -> bool:
 
 
 def _email(first: str, last: str) -> str:
-    ascii_last = last.encode("ascii", "ignore").decode().lower()
-    return f"{first.lower()}.{ascii_last}@example.com"
+    def ascii_(name: str) -> str:
+        return unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode().lower()
+
+    return f"{ascii_(first)}.{ascii_(last)}@example.com"

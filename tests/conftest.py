@@ -112,11 +112,22 @@ class Api:
         self.client = client
         self.keys = keys
 
-    async def post(self, query: str, variables: dict[str, Any] | None = None, *, role: Role = Role.ADMIN, key: str | None = None) -> httpx.Response:
+    async def post(
+        self,
+        query: str,
+        variables: dict[str, Any] | None = None,
+        *,
+        role: Role = Role.ADMIN,
+        key: str | None = None,
+    ) -> httpx.Response:
         headers = {"Authorization": f"Bearer {key or self.keys[role]}"}
-        return await self.client.post("/graphql", json={"query": query, "variables": variables or {}}, headers=headers)
+        return await self.client.post(
+            "/graphql", json={"query": query, "variables": variables or {}}, headers=headers
+        )
 
-    async def __call__(self, query: str, variables: dict[str, Any] | None = None, *, role: Role = Role.ADMIN) -> dict[str, Any]:
+    async def __call__(
+        self, query: str, variables: dict[str, Any] | None = None, *, role: Role = Role.ADMIN
+    ) -> dict[str, Any]:
         """Run an operation that must succeed without GraphQL errors; return its data."""
         response = await self.post(query, variables, role=role)
         assert response.status_code == 200, response.text
@@ -125,7 +136,9 @@ class Api:
         data: dict[str, Any] = body["data"]
         return data
 
-    async def errors(self, query: str, variables: dict[str, Any] | None = None, *, role: Role = Role.ADMIN) -> list[dict[str, Any]]:
+    async def errors(
+        self, query: str, variables: dict[str, Any] | None = None, *, role: Role = Role.ADMIN
+    ) -> list[dict[str, Any]]:
         response = await self.post(query, variables, role=role)
         body = response.json()
         assert body.get("errors"), body

@@ -77,7 +77,9 @@ async def test_roles_are_enforced(api: Api, role: Role, query: str) -> None:
 
 @pytest.mark.parametrize("role", list(Role))
 async def test_every_role_may_read(api: Api, role: Role) -> None:
-    data = await api("{ leads(first: 1) { totalCount } settings { leadManagementEnabled } }", role=role)
+    data = await api(
+        "{ leads(first: 1) { totalCount } settings { leadManagementEnabled } }", role=role
+    )
     assert data["leads"]["totalCount"] == 0
 
 

@@ -23,7 +23,9 @@ async def submit(api: Api, form_id: str = "spring-webinar", **fields: Any) -> di
 
 
 async def test_first_submission_creates_contact_lead_and_account(api: Api) -> None:
-    r = await submit(api, email=" Ada@Example.com", firstName="Ada", companyName="Northwind", newsletter="yes")
+    r = await submit(
+        api, email=" Ada@Example.com", firstName="Ada", companyName="Northwind", newsletter="yes"
+    )
     assert r["userErrors"] == []
     assert (r["contactCreated"], r["leadCreated"]) == (True, True)
     contact, lead = r["contact"], r["lead"]
@@ -39,7 +41,9 @@ async def test_first_submission_creates_contact_lead_and_account(api: Api) -> No
 
 async def test_resubmission_matches_and_fills_only_empty_fields(api: Api) -> None:
     first = await submit(api, email="ada@example.com", firstName="Ada")
-    again = await submit(api, email="ADA@example.com ", firstName="Adaline", lastName="Rossi", jobTitle="CTO")
+    again = await submit(
+        api, email="ADA@example.com ", firstName="Adaline", lastName="Rossi", jobTitle="CTO"
+    )
     assert (again["contactCreated"], again["leadCreated"]) == (False, False)
     assert again["contact"]["id"] == first["contact"]["id"]
     assert again["lead"]["id"] == first["lead"]["id"]
@@ -50,12 +54,16 @@ async def test_resubmission_matches_and_fills_only_empty_fields(api: Api) -> Non
 
 async def test_another_form_gives_the_same_contact_a_second_lead(api: Api) -> None:
     a = await submit(api, "pricing-page", email="x@y.io")
-    b = await submit(api, "ebook", email="x@y.io", _input={"source": "LEAD_GEN_FORM", "topic": "E-book"})
+    b = await submit(
+        api, "ebook", email="x@y.io", _input={"source": "LEAD_GEN_FORM", "topic": "E-book"}
+    )
     assert b["contactCreated"] is False and b["leadCreated"] is True
     assert b["lead"]["id"] != a["lead"]["id"]
     assert b["lead"]["topic"] == "E-book"
     assert b["lead"]["source"] == "LEAD_GEN_FORM"
-    data = await api("query($id: ID!) { contact(id: $id) { leads { totalCount } } }", {"id": a["contact"]["id"]})
+    data = await api(
+        "query($id: ID!) { contact(id: $id) { leads { totalCount } } }", {"id": a["contact"]["id"]}
+    )
     assert data["contact"]["leads"]["totalCount"] == 2
 
 
@@ -82,7 +90,9 @@ async def test_company_matches_existing_account_case_insensitively(api: Api) -> 
         ({"formId": "f", "fields": {"x": {"nested": 1}}}, ["input", "fields", "x"]),
     ],
 )
-async def test_bad_submissions_change_nothing(api: Api, inp: dict[str, Any], field: list[str]) -> None:
+async def test_bad_submissions_change_nothing(
+    api: Api, inp: dict[str, Any], field: list[str]
+) -> None:
     data = await api(SUBMIT, {"i": inp})
     errors = data["submitForm"]["userErrors"]
     assert errors and errors[0]["code"] == "INVALID"
@@ -92,13 +102,22 @@ async def test_bad_submissions_change_nothing(api: Api, inp: dict[str, Any], fie
 
 
 async def test_several_bad_fields_are_all_reported(api: Api) -> None:
-    data = await api(SUBMIT, {"i": {"formId": "f", "fields": {"email": "bad", "firstName": ["x"]}, "source": "IMPORT"}})
+    data = await api(
+        SUBMIT,
+        {"i": {"formId": "f", "fields": {"email": "bad", "firstName": ["x"]}, "source": "IMPORT"}},
+    )
     fields = sorted(tuple(e["field"]) for e in data["submitForm"]["userErrors"])
-    assert fields == [("input", "fields", "email"), ("input", "fields", "firstName"), ("input", "source")]
+    assert fields == [
+        ("input", "fields", "email"),
+        ("input", "fields", "firstName"),
+        ("input", "source"),
+    ]
 
 
 async def test_twenty_simultaneous_submissions_make_one_contact_and_one_lead(api: Api) -> None:
-    results = await asyncio.gather(*(submit(api, email="race@x.io", firstName=f"N{i}") for i in range(20)))
+    results = await asyncio.gather(
+        *(submit(api, email="race@x.io", firstName=f"N{i}") for i in range(20))
+    )
     assert all(r["userErrors"] == [] for r in results)
     assert len({r["contact"]["id"] for r in results}) == 1
     assert len({r["lead"]["id"] for r in results}) == 1
@@ -121,19 +140,41 @@ async def create_strategy(api: Api, **inp: Any) -> dict[str, Any]:
 
 async def test_defaults_are_seeded(api: Api) -> None:
     data = await api(f"{{ matchingStrategies {{ {STRATEGY} }} }}")
-    defaults = {(s["entity"], tuple(s["fields"])) for s in data["matchingStrategies"] if s["isDefault"]}
+    defaults = {
+        (s["entity"], tuple(s["fields"])) for s in data["matchingStrategies"] if s["isDefault"]
+    }
     assert defaults == {("CONTACT", ("email",)), ("LEAD", ("email", "marketingContext"))}
     leads_only = await api(f"{{ matchingStrategies(entity: LEAD) {{ {STRATEGY} }} }}")
     assert {s["entity"] for s in leads_only["matchingStrategies"]} == {"LEAD"}
 
 
 async def test_form_specific_strategy_is_used_for_its_form(api: Api) -> None:
-    created = await create_strategy(api, name="Phone for fair", entity="CONTACT", fields=["phone", "lastName"], formIds=["fair", " fair "])
+    created = await create_strategy(
+        api,
+        name="Phone for fair",
+        entity="CONTACT",
+        fields=["phone", "lastName"],
+        formIds=["fair", " fair "],
+    )
     assert created["userErrors"] == []
     assert created["matchingStrategy"]["formIds"] == ["fair"]
     # Same phone + last name, different email: the fair's strategy matches the existing contact.
-    a = await submit(api, "fair", email="p1@x.io", phone="+370 600", lastName="Jonaitis", _input={"source": "EVENT_REGISTRATION"})
-    b = await submit(api, "fair", email="p2@x.io", phone="+370 600", lastName="JONAITIS", _input={"source": "EVENT_REGISTRATION"})
+    a = await submit(
+        api,
+        "fair",
+        email="p1@x.io",
+        phone="+370 600",
+        lastName="Jonaitis",
+        _input={"source": "EVENT_REGISTRATION"},
+    )
+    b = await submit(
+        api,
+        "fair",
+        email="p2@x.io",
+        phone="+370 600",
+        lastName="JONAITIS",
+        _input={"source": "EVENT_REGISTRATION"},
+    )
     assert b["contactCreated"] is False
     assert b["contact"]["id"] == a["contact"]["id"]
     # Other forms keep using the default (email): a new contact.
@@ -153,28 +194,49 @@ async def test_strategy_validation(api: Api) -> None:
 async def test_last_default_cannot_be_deleted_or_demoted(api: Api) -> None:
     data = await api(f"{{ matchingStrategies(entity: CONTACT) {{ {STRATEGY} }} }}")
     default_id = data["matchingStrategies"][0]["id"]
-    deleted = await api("mutation($id: ID!) { deleteMatchingStrategy(id: $id) { deletedId userErrors { code } } }", {"id": default_id})
-    assert deleted["deleteMatchingStrategy"] == {"deletedId": None, "userErrors": [{"code": "CONFLICT"}]}
+    deleted = await api(
+        "mutation($id: ID!) { deleteMatchingStrategy(id: $id) { deletedId userErrors { code } } }",
+        {"id": default_id},
+    )
+    assert deleted["deleteMatchingStrategy"] == {
+        "deletedId": None,
+        "userErrors": [{"code": "CONFLICT"}],
+    }
     demoted = await api(
-        "mutation($id: ID!) { updateMatchingStrategy(id: $id, input: {name: \"n\", entity: CONTACT, fields: [\"email\"], isDefault: false}) { userErrors { code } } }",
+        'mutation($id: ID!) { updateMatchingStrategy(id: $id, input: {name: "n", entity: CONTACT, fields: ["email"], isDefault: false}) { userErrors { code } } }',
         {"id": default_id},
     )
     assert demoted["updateMatchingStrategy"]["userErrors"] == [{"code": "CONFLICT"}]
     # With a second default, the first may go.
-    second = await create_strategy(api, name="By phone", entity="CONTACT", fields=["phone"], isDefault=True)
-    deleted = await api("mutation($id: ID!) { deleteMatchingStrategy(id: $id) { deletedId userErrors { code } } }", {"id": default_id})
+    second = await create_strategy(
+        api, name="By phone", entity="CONTACT", fields=["phone"], isDefault=True
+    )
+    deleted = await api(
+        "mutation($id: ID!) { deleteMatchingStrategy(id: $id) { deletedId userErrors { code } } }",
+        {"id": default_id},
+    )
     assert deleted["deleteMatchingStrategy"]["deletedId"] == default_id
-    node = await api("query($id: ID!) { node(id: $id) { ... on MatchingStrategy { name } } }", {"id": second["matchingStrategy"]["id"]})
+    node = await api(
+        "query($id: ID!) { node(id: $id) { ... on MatchingStrategy { name } } }",
+        {"id": second["matchingStrategy"]["id"]},
+    )
     assert node["node"]["name"] == "By phone"
-    missing = await api("mutation($id: ID!) { deleteMatchingStrategy(id: $id) { userErrors { code } } }", {"id": default_id})
+    missing = await api(
+        "mutation($id: ID!) { deleteMatchingStrategy(id: $id) { userErrors { code } } }",
+        {"id": default_id},
+    )
     assert missing["deleteMatchingStrategy"]["userErrors"] == [{"code": "NOT_FOUND"}]
 
 
 async def test_update_strategy(api: Api) -> None:
     s = (await create_strategy(api, name="a", entity="LEAD", fields=["email"]))["matchingStrategy"]
     data = await api(
-        f"mutation($id: ID!) {{ updateMatchingStrategy(id: $id, input: {{name: \"b\", entity: LEAD, fields: [\"email\", \"topic\"], formIds: [\"f\"]}}) {{ matchingStrategy {{ {STRATEGY} }} userErrors {{ code }} }} }}",
+        f'mutation($id: ID!) {{ updateMatchingStrategy(id: $id, input: {{name: "b", entity: LEAD, fields: ["email", "topic"], formIds: ["f"]}}) {{ matchingStrategy {{ {STRATEGY} }} userErrors {{ code }} }} }}',
         {"id": s["id"]},
     )
     updated = data["updateMatchingStrategy"]["matchingStrategy"]
-    assert (updated["name"], updated["fields"], updated["formIds"]) == ("b", ["email", "topic"], ["f"])
+    assert (updated["name"], updated["fields"], updated["formIds"]) == (
+        "b",
+        ["email", "topic"],
+        ["f"],
+    )

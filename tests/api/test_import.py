@@ -11,13 +11,19 @@ IMPORT = """mutation($i: ImportInput!) { importRecords(input: $i) {
   created updated skipped failed errors { row message } userErrors { code field message } } }"""
 
 
-async def run_import(api: Api, entity: str, csv: str, mapping: dict[str, Any] | None = None) -> dict[str, Any]:
-    data = await api(IMPORT, {"i": {"entity": entity, "csv": csv, "mapping": mapping}}, role=Role.MARKETER)
+async def run_import(
+    api: Api, entity: str, csv: str, mapping: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    data = await api(
+        IMPORT, {"i": {"entity": entity, "csv": csv, "mapping": mapping}}, role=Role.MARKETER
+    )
     return data["importRecords"]
 
 
 async def test_contacts_import_with_matching_and_row_errors(api: Api) -> None:
-    await api('mutation { createContact(input: {email: "old@x.io", firstName: "Old"}) { contact { id } } }')
+    await api(
+        'mutation { createContact(input: {email: "old@x.io", firstName: "Old"}) { contact { id } } }'
+    )
     csv = (
         "E-mail,First Name,Surname,Company,Tier\n"
         "new@x.io,New,Person,Contoso,gold\n"
@@ -33,7 +39,9 @@ async def test_contacts_import_with_matching_and_row_errors(api: Api) -> None:
     assert (r["created"], r["updated"], r["skipped"], r["failed"]) == (1, 1, 2, 1)
     assert r["errors"][0]["row"] == 3
     assert "broken-email" in r["errors"][0]["message"]
-    data = await api('{ contacts(search: "x.io") { totalCount edges { node { email firstName lastName attributes account { name } } } } }')
+    data = await api(
+        '{ contacts(search: "x.io") { totalCount edges { node { email firstName lastName attributes account { name } } } } }'
+    )
     by_email = {e["node"]["email"]: e["node"] for e in data["contacts"]["edges"]}
     assert data["contacts"]["totalCount"] == 2
     assert by_email["old@x.io"]["firstName"] == "Old"  # existing values are kept
@@ -51,11 +59,18 @@ async def test_leads_import_links_contacts_and_requires_topic(api: Api) -> None:
     assert (r["created"], r["updated"], r["skipped"], r["failed"]) == (1, 0, 1, 1)
     assert r["errors"] == [{"row": 2, "message": "topic is required"}]
     data = await api("{ leads { edges { node { source marketingContext contact { email } } } } }")
-    assert data["leads"]["edges"] == [{"node": {"source": "IMPORT", "marketingContext": "fair", "contact": {"email": "l@x.io"}}}]
+    assert data["leads"]["edges"] == [
+        {"node": {"source": "IMPORT", "marketingContext": "fair", "contact": {"email": "l@x.io"}}}
+    ]
 
 
 async def test_accounts_import_matches_by_name(api: Api) -> None:
-    r = await run_import(api, "ACCOUNT", "Account Name,industry,employees\nContoso,Pharma,100\ncontoso,,\nFabrikam,,abc\n", {"employees": "employeeCount"})
+    r = await run_import(
+        api,
+        "ACCOUNT",
+        "Account Name,industry,employees\nContoso,Pharma,100\ncontoso,,\nFabrikam,,abc\n",
+        {"employees": "employeeCount"},
+    )
     assert (r["created"], r["skipped"], r["failed"]) == (1, 1, 1)
     assert "employeeCount" in r["errors"][0]["message"]
 

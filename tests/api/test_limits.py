@@ -22,7 +22,9 @@ async def test_aliases_are_limited(api: Api) -> None:
 
 
 async def test_aliases_inside_fragments_count(api: Api) -> None:
-    fragment = "fragment F on Query { " + " ".join(f"a{i}: viewer {{ name }}" for i in range(31)) + " }"
+    fragment = (
+        "fragment F on Query { " + " ".join(f"a{i}: viewer {{ name }}" for i in range(31)) + " }"
+    )
     errors = await api.errors("{ ...F } " + fragment)
     assert "aliases" in errors[0]["message"].lower()
 
@@ -46,17 +48,26 @@ async def test_unexpected_errors_are_masked(api: Api, monkeypatch: pytest.Monkey
 
 
 async def test_feature_switch_is_off_then_on(api: Api) -> None:
-    assert (await api("{ settings { leadManagementEnabled } }"))["settings"] == {"leadManagementEnabled": False}
+    assert (await api("{ settings { leadManagementEnabled } }"))["settings"] == {
+        "leadManagementEnabled": False
+    }
     q = "mutation($on: Boolean!) { setFeatureSwitch(feature: LEAD_MANAGEMENT, enabled: $on) { settings { leadManagementEnabled } userErrors { code } } }"
     data = await api(q, {"on": True}, role=Role.ADMIN)
-    assert data["setFeatureSwitch"] == {"settings": {"leadManagementEnabled": True}, "userErrors": []}
-    assert (await api("{ settings { leadManagementEnabled } }", role=Role.VIEWER))["settings"]["leadManagementEnabled"] is True
+    assert data["setFeatureSwitch"] == {
+        "settings": {"leadManagementEnabled": True},
+        "userErrors": [],
+    }
+    assert (await api("{ settings { leadManagementEnabled } }", role=Role.VIEWER))["settings"][
+        "leadManagementEnabled"
+    ] is True
     data = await api(q, {"on": False})
     assert data["setFeatureSwitch"]["settings"]["leadManagementEnabled"] is False
 
 
 async def test_get_requests_cannot_run_operations(api: Api) -> None:
     response = await api.client.get(
-        "/graphql", params={"query": "{ viewer { name } }"}, headers={"Authorization": f"Bearer {api.keys[Role.ADMIN]}"}
+        "/graphql",
+        params={"query": "{ viewer { name } }"},
+        headers={"Authorization": f"Bearer {api.keys[Role.ADMIN]}"},
     )
     assert response.status_code in (400, 405)

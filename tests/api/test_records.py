@@ -40,14 +40,20 @@ async def create_lead(api: Api, **values: Any) -> dict[str, Any]:
 
 
 async def test_account_create_update_get_and_node(api: Api) -> None:
-    account = await create_account(api, industry="Retail", employeeCount=40, attributes={"tier": "gold"})
+    account = await create_account(
+        api, industry="Retail", employeeCount=40, attributes={"tier": "gold"}
+    )
     assert account["attributes"] == {"tier": "gold"}
     data = await api(
-        "mutation($id: ID!) { updateAccount(id: $id, input: {name: \"Acme Corp\", employeeCount: 50}) { account { name industry employeeCount } userErrors { code } } }",
+        'mutation($id: ID!) { updateAccount(id: $id, input: {name: "Acme Corp", employeeCount: 50}) { account { name industry employeeCount } userErrors { code } } }',
         {"id": account["id"]},
     )
     # Fields left out of the input stay as they were.
-    assert data["updateAccount"]["account"] == {"name": "Acme Corp", "industry": "Retail", "employeeCount": 50}
+    assert data["updateAccount"]["account"] == {
+        "name": "Acme Corp",
+        "industry": "Retail",
+        "employeeCount": 50,
+    }
     got = await api(
         "query($id: ID!) { account(id: $id) { name } node(id: $id) { id ... on Account { name } } }",
         {"id": account["id"]},
@@ -58,7 +64,9 @@ async def test_account_create_update_get_and_node(api: Api) -> None:
 
 async def test_contact_links_account_and_rejects_duplicate_email(api: Api) -> None:
     account = await create_account(api)
-    contact = await create_contact(api, email="  Ana@Example.COM ", firstName="Ana", accountId=account["id"])
+    contact = await create_contact(
+        api, email="  Ana@Example.COM ", firstName="Ana", accountId=account["id"]
+    )
     assert contact["email"] == "ana@example.com"
     assert contact["fullName"] == "Ana"
     assert contact["account"]["id"] == account["id"]
@@ -87,7 +95,9 @@ async def test_update_contact_email_to_a_taken_one_is_duplicate(api: Api) -> Non
 async def test_lead_defaults_and_links(api: Api) -> None:
     account = await create_account(api)
     contact = await create_contact(api, email="lead@x.io", accountId=account["id"])
-    lead = await create_lead(api, contactId=contact["id"], email="lead@x.io", attributes={"budget": 10})
+    lead = await create_lead(
+        api, contactId=contact["id"], email="lead@x.io", attributes={"budget": 10}
+    )
     assert lead["state"] == "OPEN"
     assert lead["statusReason"] == "NEW"
     assert lead["stage"] == "INQUIRY"
@@ -118,15 +128,31 @@ async def test_update_lead_changes_only_given_fields(api: Api) -> None:
     [
         ('createLead(input: {topic: "  "})', "INVALID", ["input", "topic"]),
         ('createLead(input: {topic: "t", email: "not-an-email"})', "INVALID", ["input", "email"]),
-        ('createLead(input: {topic: "t", contactId: "Q29udGFjdDo5OTk5"})', "NOT_FOUND", ["input", "contactId"]),
-        ('createLead(input: {topic: "t", contactId: "garbage"})', "INVALID", ["input", "contactId"]),
-        ('createLead(input: {topic: "t", accountId: "TGVhZDox"})', "INVALID", ["input", "accountId"]),
+        (
+            'createLead(input: {topic: "t", contactId: "Q29udGFjdDo5OTk5"})',
+            "NOT_FOUND",
+            ["input", "contactId"],
+        ),
+        (
+            'createLead(input: {topic: "t", contactId: "garbage"})',
+            "INVALID",
+            ["input", "contactId"],
+        ),
+        (
+            'createLead(input: {topic: "t", accountId: "TGVhZDox"})',
+            "INVALID",
+            ["input", "accountId"],
+        ),
         ('updateLead(id: "TGVhZDo5OTk5", input: {topic: "t"})', "NOT_FOUND", ["id"]),
         ('createLead(input: {topic: "t", attributes: [1, 2]})', "INVALID", ["input", "attributes"]),
     ],
 )
-async def test_lead_input_errors_are_user_errors(api: Api, mutation: str, code: str, field: list[str]) -> None:
-    data = await api(f"mutation {{ {mutation.split('(')[0]}: {mutation} {{ lead {{ id }} userErrors {{ code field message }} }} }}")
+async def test_lead_input_errors_are_user_errors(
+    api: Api, mutation: str, code: str, field: list[str]
+) -> None:
+    data = await api(
+        f"mutation {{ {mutation.split('(')[0]}: {mutation} {{ lead {{ id }} userErrors {{ code field message }} }} }}"
+    )
     payload = next(iter(data.values()))
     assert payload["lead"] is None
     assert payload["userErrors"][0]["code"] == code
@@ -135,7 +161,9 @@ async def test_lead_input_errors_are_user_errors(api: Api, mutation: str, code: 
 
 
 async def test_account_errors(api: Api) -> None:
-    data = await api('mutation { createAccount(input: {name: " ", employeeCount: -3}) { account { id } userErrors { code field } } }')
+    data = await api(
+        'mutation { createAccount(input: {name: " ", employeeCount: -3}) { account { id } userErrors { code field } } }'
+    )
     fields = sorted(e["field"] for e in data["createAccount"]["userErrors"])
     assert fields == [["input", "employeeCount"], ["input", "name"]]
 
@@ -149,7 +177,7 @@ async def test_bad_ids_in_queries_are_clear_errors(api: Api) -> None:
 
 
 async def test_wrong_types_and_unknown_fields_are_clear(api: Api) -> None:
-    errors = await api.errors("{ leads(first: \"ten\") { totalCount } }")
+    errors = await api.errors('{ leads(first: "ten") { totalCount } }')
     assert "Int" in errors[0]["message"]
     errors = await api.errors("{ leads { nope } }")
     assert "nope" in errors[0]["message"]
@@ -184,7 +212,9 @@ async def test_keyset_pagination_walks_every_lead_once(api: Api) -> None:
         after = conn["pageInfo"]["endCursor"]
     assert pages == 3
     assert seen == [f"T{i}" for i in reversed(range(7))]  # newest first by default
-    asc = await api("{ leads(first: 2, orderBy: {field: CREATED_AT, direction: ASC}) { edges { node { topic } } } }")
+    asc = await api(
+        "{ leads(first: 2, orderBy: {field: CREATED_AT, direction: ASC}) { edges { node { topic } } } }"
+    )
     assert [e["node"]["topic"] for e in asc["leads"]["edges"]] == ["T0", "T1"]
 
 
@@ -195,7 +225,10 @@ async def test_lead_filters_and_search(api: Api) -> None:
     await create_lead(api, topic="Cars", email="SEARCH@me.io")
 
     async def topics(filter_: dict[str, Any]) -> list[str]:
-        data = await api("query($f: LeadFilter) { leads(filter: $f) { edges { node { topic } } } }", {"f": filter_})
+        data = await api(
+            "query($f: LeadFilter) { leads(filter: $f) { edges { node { topic } } } }",
+            {"f": filter_},
+        )
         return sorted(e["node"]["topic"] for e in data["leads"]["edges"])
 
     assert await topics({"search": "fabri"}) == ["Robots"]
@@ -206,7 +239,9 @@ async def test_lead_filters_and_search(api: Api) -> None:
     assert await topics({"contactId": contact["id"]}) == ["Robots"]
     assert await topics({"state": ["OPEN"], "salesReady": False}) == ["Cars", "Robots", "Toys"]
     assert await topics({"stage": ["SALES_ACCEPTANCE"]}) == []
-    assert await topics({"createdAfter": "2000-01-01T00:00:00Z", "createdBefore": "2999-01-01T00:00:00+02:00"}) == ["Cars", "Robots", "Toys"]
+    assert await topics(
+        {"createdAfter": "2000-01-01T00:00:00Z", "createdBefore": "2999-01-01T00:00:00+02:00"}
+    ) == ["Cars", "Robots", "Toys"]
     assert await topics({"createdAfter": "2999-01-01T00:00:00Z"}) == []
 
 
@@ -222,7 +257,10 @@ async def test_nested_connections(api: Api) -> None:
     assert acc["contacts"]["totalCount"] == 1
     assert acc["contacts"]["edges"][0]["node"]["leads"]["totalCount"] == 1
     assert acc["leads"]["totalCount"] == 1
-    listed = await api("query($a: ID) { contacts(accountId: $a) { totalCount } accounts(search: \"nest\") { totalCount } }", {"a": account["id"]})
+    listed = await api(
+        'query($a: ID) { contacts(accountId: $a) { totalCount } accounts(search: "nest") { totalCount } }',
+        {"a": account["id"]},
+    )
     assert listed == {"contacts": {"totalCount": 1}, "accounts": {"totalCount": 1}}
 
 
@@ -237,5 +275,8 @@ async def test_concurrent_updates_of_one_lead_lose_nothing(api: Api) -> None:
         )
 
     await asyncio.gather(*(set_field(f) for f in fields))
-    got = await api("query($id: ID!) { lead(id: $id) { firstName lastName companyName jobTitle phone } }", {"id": lead["id"]})
+    got = await api(
+        "query($id: ID!) { lead(id: $id) { firstName lastName companyName jobTitle phone } }",
+        {"id": lead["id"]},
+    )
     assert got["lead"] == {f: f"v-{f}" for f in fields}
