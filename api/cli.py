@@ -53,7 +53,7 @@ async def _prepare(demo: bool, host: str, port: int) -> None:
                 f"    curl -s http://{host}:{port}/graphql "
                 f"-H 'Authorization: Bearer {secret}' -H 'Content-Type: application/json' "
                 """-d '{"query": "{ viewer { name role } }"}'\n"""
-                "Create keys for other roles with: leadflow apikey create --name NAME --role ROLE\n",
+                "Keys for other roles: leadflow apikey create --name NAME --role ROLE\n",
                 file=sys.stderr,
                 flush=True,
             )
