@@ -56,6 +56,7 @@ class Loaders:
 class Context:
     principal: Principal
     services: Services
+    raw_variables: Callable[[], Awaitable[dict[str, Any]]] | None = None
     loaders: Loaders = field(init=False)
 
     def __post_init__(self) -> None:

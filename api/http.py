@@ -70,4 +70,13 @@ class GraphQLEndpoint(GraphQL[Context, None]):
         self, request: Request | WebSocket, response: Response | WebSocket
     ) -> Context:
         principal: Principal = request.scope["state"]["principal"]
-        return Context(principal, self.services)
+
+        async def raw_variables() -> dict[str, Any]:
+            # The variables as the client sent them, before GraphQL filled in defaults.
+            if not isinstance(request, Request):
+                return {}
+            body = await request.json()
+            variables = body.get("variables") if isinstance(body, dict) else None
+            return variables if isinstance(variables, dict) else {}
+
+        return Context(principal, self.services, raw_variables)

@@ -6,6 +6,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import strawberry
+from graphql import ObjectValueNode, VariableNode
 
 from api import types as gql
 from api.context import Info
@@ -32,6 +33,20 @@ async def in_transaction(
         return result, []
     except DomainError as e:
         return None, user_errors(e)
+
+
+async def sent_keys(info: Info, argument: str = "input") -> set[str]:
+    """The input fields the client actually wrote, telling them from schema defaults."""
+    raw = info._raw_info
+    for arg in raw.field_nodes[0].arguments or ():
+        if arg.name.value != argument:
+            continue
+        if isinstance(arg.value, ObjectValueNode):
+            return {f.name.value for f in arg.value.fields}
+        if isinstance(arg.value, VariableNode) and info.context.raw_variables is not None:
+            value = (await info.context.raw_variables()).get(arg.value.name.value)
+            return set(value) if isinstance(value, dict) else set()
+    return set()
 
 
 def _id(gid: Any, expected: str, field: list[str]) -> int | None:
@@ -311,10 +326,15 @@ class Mutation:
     ) -> gql.LeadPayload:
         info.context.require(Permission.WRITE_RECORDS)
 
+        # `source` has a schema default (MANUAL): an update changes it only when it was sent.
+        keep_source = "source" in await sent_keys(info)
+
         async def run(uow: UnitOfWork) -> Lead:
             values = _with_ids(
                 gql.provided(input), ("contactId", "Contact"), ("accountId", "Account")
             )
+            if not keep_source:
+                values.pop("source", None)
             return await services.update_lead(uow, decode_id(id, "Lead", ["id"]), values)
 
         lead, errors = await in_transaction(info, run)

@@ -112,7 +112,7 @@ async def test_lead_defaults_and_links(api: Api) -> None:
 
 
 async def test_update_lead_changes_only_given_fields(api: Api) -> None:
-    lead = await create_lead(api, companyName="Old Co", email="u@x.io")
+    lead = await create_lead(api, companyName="Old Co", email="u@x.io", source="IMPORT")
     data = await api(
         f'mutation($id: ID!) {{ updateLead(id: $id, input: {{topic: "New topic", companyName: null}}) {{ lead {{ {LEAD_FIELDS} }} userErrors {{ code }} }} }}',
         {"id": lead["id"]},
@@ -121,6 +121,17 @@ async def test_update_lead_changes_only_given_fields(api: Api) -> None:
     assert updated["topic"] == "New topic"
     assert updated["companyName"] is None
     assert updated["email"] == "u@x.io"
+    assert updated["source"] == "IMPORT"  # not reset to the input's default
+    data = await api(
+        "mutation($id: ID!, $i: LeadInput!) { updateLead(id: $id, input: $i) { lead { source } } }",
+        {"id": lead["id"], "i": {"topic": "t", "source": "JOURNEY"}},
+    )
+    assert data["updateLead"]["lead"]["source"] == "JOURNEY"
+    data = await api(
+        "mutation($id: ID!, $i: LeadInput!) { updateLead(id: $id, input: $i) { lead { source } } }",
+        {"id": lead["id"], "i": {"topic": "t"}},
+    )
+    assert data["updateLead"]["lead"]["source"] == "JOURNEY"
 
 
 @pytest.mark.parametrize(
