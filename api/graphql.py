@@ -7,7 +7,7 @@ from functools import partial
 
 import strawberry
 from strawberry.extensions import (
-    DisableValidation,
+    AddValidationRules,
     MaskErrors,
     MaxAliasesLimiter,
     MaxTokensLimiter,
@@ -23,18 +23,22 @@ from api.errors import should_mask
 from api.resolvers import Mutation, Query
 from api.settings import Settings
 
-__all__ = ["DisableValidation", "build_schema"]
-
 
 def build_schema(settings: Settings | None = None) -> strawberry.Schema:
     """The schema; limits come from settings (defaults when none are given)."""
     settings = settings or Settings()
+    # The limiters' rule classes are made once, so every request passes the same rules and
+    # the validation cache (keyed by schema, document and rules) hits for repeated queries.
+    limiters = [
+        QueryDepthLimiter(max_depth=settings.max_query_depth),
+        MaxAliasesLimiter(max_alias_count=settings.max_aliases),
+    ]
+    rules = [rule for limiter in limiters for rule in limiter.validation_rules]
     extensions: list[type[SchemaExtension] | Callable[[], SchemaExtension]] = [
-        partial(ParserCache, maxsize=512),
-        partial(ValidationCache, maxsize=512),
-        partial(QueryDepthLimiter, max_depth=settings.max_query_depth),
-        partial(MaxAliasesLimiter, max_alias_count=settings.max_aliases),
         partial(MaxTokensLimiter, max_token_count=settings.max_tokens),
+        partial(ParserCache, maxsize=512),
+        partial(AddValidationRules, rules),
+        partial(ValidationCache, maxsize=512),
         partial(MaskErrors, should_mask_error=should_mask),
     ]
     if settings.production:

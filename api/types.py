@@ -15,7 +15,7 @@ from api.context import Info
 from api.ids import to_global_id
 from domain import model
 from domain.importing import ImportEntity as _ImportEntity
-from domain.pagination import Page
+from domain.pagination import Page, encode_cursor
 from domain.roles import Role as _Role
 
 # ---------------------------------------------------------------- enums (domain enums exposed)
@@ -101,8 +101,12 @@ NodeT = TypeVar("NodeT")
 
 @strawberry.type
 class Edge(Generic[NodeT]):
-    cursor: str
     node: NodeT
+    key: strawberry.Private[tuple[Any, int]]
+
+    @strawberry.field
+    def cursor(self) -> str:
+        return encode_cursor(*self.key)
 
 
 @strawberry.type
@@ -119,7 +123,7 @@ class Connection(Generic[NodeT]):
 
 def connection(page: Page[Any], count: Callable[[], Awaitable[int]]) -> Connection[Any]:
     """A Relay connection over a page of domain objects."""
-    edges = [Edge(cursor=c, node=n) for c, n in zip(page.cursors, page.items, strict=True)]
+    edges = [Edge(node=n, key=k) for k, n in zip(page.keys, page.items, strict=True)]
     return Connection(
         edges=edges,
         page_info=PageInfo(has_next_page=page.has_next, end_cursor=page.end_cursor),

@@ -5,8 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Generic, TypeVar
 
@@ -27,13 +26,15 @@ class PageRequest:
 @dataclass(slots=True)
 class Page(Generic[T]):
     items: list[T]
-    cursors: list[str]
+    keys: list[tuple[Any, int]]  # (sort value, id) of each item; cursors are made on demand
     has_next: bool
-    count: Callable[[], Awaitable[int]] | None = field(default=None, repr=False)
+
+    def cursor(self, index: int) -> str:
+        return encode_cursor(*self.keys[index])
 
     @property
     def end_cursor(self) -> str | None:
-        return self.cursors[-1] if self.cursors else None
+        return encode_cursor(*self.keys[-1]) if self.keys else None
 
 
 def encode_cursor(value: Any, id_: int) -> str:
