@@ -20,6 +20,7 @@ from strawberry.extensions.disable_introspection import DisableIntrospection
 
 from api import types as gql
 from api.errors import should_mask
+from api.execution import FastLeafExecutionContext
 from api.resolvers import Mutation, Query
 from api.settings import Settings
 
@@ -48,4 +49,5 @@ def build_schema(settings: Settings | None = None) -> strawberry.Schema:
         mutation=Mutation,
         types=[gql.AccountType, gql.ContactType, gql.LeadType, gql.MatchingStrategyType],
         extensions=extensions,
+        execution_context_class=FastLeafExecutionContext,
     )

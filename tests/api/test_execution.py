@@ -1,0 +1,72 @@
+"""The fast leaf executor gives exactly what plain graphql-core execution gives."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import strawberry
+
+from api.context import Context, Services
+from api.graphql import build_schema
+from api.resolvers import Mutation, Query
+from domain.auth import Principal
+from domain.model import Lead
+from domain.roles import Role
+from persistence.database import Database
+from tests.conftest import Api
+
+QUERIES = [
+    "{ leads(first: 10) { totalCount edges { cursor node { id topic firstName lastName fullName email companyName state statusReason stage source salesReady scorable attributes createdAt updatedAt contact { id email fullName account { id name employeeCount annualRevenue } } account { name } } } pageInfo { hasNextPage endCursor } } }",
+    "query($yes: Boolean!) { leads { edges { node { t: topic topic @include(if: $yes) email @skip(if: $yes) ...F } } } } fragment F on Lead { stage id }",
+    "{ contacts { edges { node { id email jobTitle country attributes leads { edges { node { topic } } } } } } accounts { edges { node { id name website industry } } } }",
+]
+
+
+@pytest.mark.parametrize("query", QUERIES)
+async def test_same_results_as_plain_execution(api: Api, database_url: str, query: str) -> None:
+    await api(
+        'mutation { submitForm(input: {formId: "f", fields: {email: "a@x.io", firstName: "A", companyName: "Co", x: 1}}) { leadCreated } }'
+    )
+    await api('mutation { createLead(input: {topic: "bare"}) { lead { id } } }')
+    db = Database(database_url)
+    plain = strawberry.Schema(query=Query, mutation=Mutation)
+    fast = build_schema()
+    context = Context(Principal(1, "t", Role.ADMIN), Services(uow=db.uow, reads=db))
+    variables: dict[str, Any] = {"yes": True}
+    expected = await plain.execute(query, variable_values=variables, context_value=context)
+    got = await fast.execute(
+        query, variable_values=variables, context_value=Context(context.principal, context.services)
+    )
+    assert expected.errors is None
+    assert got.errors is None
+    assert got.data == expected.data
+    await db.dispose()
+
+
+async def test_null_in_a_non_null_field_is_still_an_error(
+    database_url: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    db = Database(database_url)
+    async with db.uow() as uow:
+        await uow.leads.add(Lead(topic="x"))
+        await uow.commit()
+    from persistence import repositories
+
+    original = repositories.to_lead
+
+    def broken(row: Any) -> Lead:
+        lead = original(row)
+        lead.topic = None  # type: ignore[assignment]
+        return lead
+
+    monkeypatch.setattr(repositories, "to_lead", broken)
+    context = Context(Principal(1, "t", Role.ADMIN), Services(uow=db.uow, reads=db))
+    result = await build_schema().execute(
+        "{ leads { edges { node { topic } } } }", context_value=context
+    )
+    # The broken invariant surfaces as an (masked) error at the field, not as a silent null.
+    assert result.errors and result.errors[0].message == "Unexpected error."
+    assert result.errors[0].path == ["leads", "edges", 0, "node", "topic"]
+    assert "Cannot return null for non-nullable field Lead.topic" in caplog.text
+    await db.dispose()
