@@ -58,7 +58,7 @@ def _plan(schema: Any, parent_type: GraphQLObjectType, field_name: str) -> _Plan
 class FastLeafExecutionContext(StrawberryGraphQLCoreExecutionContext):
     """Strawberry's execution context with a direct path for plain scalar/enum attributes."""
 
-    def execute_field(  # type: ignore[override]
+    def execute_field(
         self,
         parent_type: GraphQLObjectType,
         source: Any,
@@ -69,8 +69,9 @@ class FastLeafExecutionContext(StrawberryGraphQLCoreExecutionContext):
         node = getattr(details, "node", details)
         field_name = node.name.value
         key = (id(self.schema), parent_type.name, field_name)
-        plan = _PLANS.get(key, False)
-        if plan is False:
+        if key in _PLANS:
+            plan = _PLANS[key]
+        else:
             plan = _PLANS[key] = _plan(self.schema, parent_type, field_name)
         if plan is not None and not node.arguments and not node.directives:
             attr, coerce, nullable = plan
