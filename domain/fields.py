@@ -72,14 +72,15 @@ def coerce(spec: FieldSpec, value: Any, path: list[str]) -> Any:
         if isinstance(value, bool) or not isinstance(value, str | int | float):
             raise Invalid(f"{spec.name} must be a string", path)
         text = str(value).strip()
+        if spec.kind == "email":
+            # Lower-casing can lengthen text ("İ" → "i̇"), so normalise before the length check.
+            text = normalize_email(text)
         if not text:
             return None
         if len(text) > MAX_TEXT:
             raise Invalid(f"{spec.name} is longer than {MAX_TEXT} characters", path)
-        if spec.kind == "email":
-            text = normalize_email(text)
-            if not _EMAIL.match(text):
-                raise Invalid(f"'{text}' is not a valid email address", path)
+        if spec.kind == "email" and not _EMAIL.match(text):
+            raise Invalid(f"'{text}' is not a valid email address", path)
         return text
     if isinstance(value, str):
         value = value.strip()
@@ -89,7 +90,7 @@ def coerce(spec: FieldSpec, value: Any, path: list[str]) -> Any:
         raise Invalid(f"{spec.name} must be a number", path)
     try:
         number = int(value) if spec.kind == "int" else float(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         kind = "a whole number" if spec.kind == "int" else "a number"
         raise Invalid(f"{spec.name} must be {kind}, got {value!r}", path) from None
     if spec.kind == "int" and isinstance(value, float) and not value.is_integer():
@@ -134,7 +135,7 @@ def fill_empty(record: Any, specs: Mapping[str, FieldSpec], values: Mapping[str,
 def merge_attributes(record: Any, extra: Mapping[str, Any]) -> bool:
     """Add custom attributes the record does not have yet; True when anything changed."""
     attrs: dict[str, Any] = record.attributes
-    missing = {k: v for k, v in extra.items() if attrs.get(k) in (None, "")}
+    missing = {k: v for k, v in extra.items() if v not in (None, "") and attrs.get(k) in (None, "")}
     if missing:
         record.attributes = {**attrs, **missing}
     return bool(missing)

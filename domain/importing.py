@@ -219,12 +219,15 @@ def _remember(
             index.setdefault((strategy.id, *match_key(wanted)), record)
 
 
-async def _accounts_by_name(uow: UnitOfWork, names: set[str]) -> dict[str, Account]:
-    """Accounts for these names, creating the missing ones."""
+async def _accounts_by_name(uow: UnitOfWork, names: Sequence[str]) -> dict[str, Account]:
+    """Accounts for these names, creating the missing ones as the first row spells them."""
     if not names:
         return {}
     found = await uow.accounts.find_by_names(sorted(names))
-    missing = {n.lower(): n for n in names if n.lower() not in found}
+    missing: dict[str, str] = {}
+    for n in names:
+        if n.lower() not in found:
+            missing.setdefault(n.lower(), n)
     if missing:
         await uow.accounts.add_many([Account(name=n) for n in missing.values()])
         found = await uow.accounts.find_by_names(sorted(names))
@@ -297,7 +300,7 @@ async def _import_contacts(uow: UnitOfWork, parsed: Parsed, result: ImportResult
     candidates = [s for _, s, _ in parsed]
     index = await _index(uow, MatchEntity.CONTACT, [*strategies, by_email], candidates)
     accounts = await _accounts_by_name(
-        uow, {s["companyName"] for _, s, _ in parsed if s.get("companyName")}
+        uow, list(dict.fromkeys(s["companyName"] for _, s, _ in parsed if s.get("companyName")))
     )
     new: list[Contact] = []
     changed: dict[int, Contact] = {}
@@ -313,7 +316,14 @@ async def _import_contacts(uow: UnitOfWork, parsed: Parsed, result: ImportResult
             _remember(index, [*strategies, by_email], standard, contact)
             result.created += 1
             continue
-        touched = fill_empty(contact, CONTACT_FIELDS, standard)
+        fill = standard
+        email = standard.get("email")
+        if not contact.email and email:
+            owner = index.get((by_email.id, *match_key({"email": email})))
+            if owner is not None and owner is not contact:
+                # Matched by another strategy; the email belongs to someone else.
+                fill = {k: v for k, v in standard.items() if k != "email"}
+        touched = fill_empty(contact, CONTACT_FIELDS, fill)
         touched = merge_attributes(contact, custom) or touched
         if contact.account_id is None and account_id is not None:
             contact.account_id, touched = account_id, True

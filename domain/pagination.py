@@ -57,7 +57,7 @@ def decode_cursor(cursor: str) -> tuple[Any, int]:
         if value is not None and not isinstance(value, int | float | datetime):
             raise ValueError
         return value, id_
-    except (ValueError, TypeError, KeyError, binascii.Error, UnicodeDecodeError):
+    except (ValueError, TypeError, KeyError, RecursionError, binascii.Error, UnicodeDecodeError):
         raise Invalid(f"'{cursor[:64]}' is not a valid cursor", ["after"]) from None
 
 

@@ -319,7 +319,12 @@ async def submit_form(uow: UnitOfWork, cmd: FormSubmission) -> CaptureResult:
         attrs = {CONTACT_FIELDS[n].attr: v for n, v in contact_values.items()}
         contact, contact_created = await uow.contacts.add(Contact(attributes=dict(custom), **attrs))
     if not contact_created:
-        changed = fill_empty(contact, CONTACT_FIELDS, contact_values)
+        fill = dict(contact_values)
+        email = fill.get("email")
+        if not contact.email and email and await uow.contacts.email_taken(email, contact.id):
+            # Matched by another strategy; the email belongs to someone else and stays theirs.
+            del fill["email"]
+        changed = fill_empty(contact, CONTACT_FIELDS, fill)
         changed = merge_attributes(contact, custom) or changed
         if changed:
             contact.updated_at = utcnow()

@@ -1,0 +1,380 @@
+"""An in-memory unit of work implementing domain.ports, for fast use-case tests.
+
+It keeps the storage semantics the domain relies on:
+- records are stored as copies, so a change the use case does not `save` is not persisted;
+- `add` gives the record its id; `add_many` stores copies without touching the caller's objects;
+- the contact email is unique: `ContactRepository.add` answers (existing, False) for a taken
+  email, and `save`/`add_many` raise `UniqueViolation` like the database's unique index would;
+- strategy comparison (`find`) matches emails and marketing contexts exactly and other text
+  case-insensitively; lead look-ups only see OPEN leads;
+- a unit of work used as `async with` is rolled back unless `commit()` was called.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from types import TracebackType
+from typing import Any, Generic, TypeVar
+
+from domain.fields import CONTACT_FIELDS, LEAD_FIELDS, FieldSpec
+from domain.matching import DEFAULT_STRATEGIES
+from domain.model import (
+    Account,
+    Contact,
+    Feature,
+    Lead,
+    LeadState,
+    MatchEntity,
+    MatchingStrategy,
+)
+from domain.pagination import Page, PageRequest
+from domain.ports import LeadFilter, LeadOrder, UnitOfWork
+
+T = TypeVar("T", Account, Contact, Lead)
+_EXACT = frozenset({"email", "marketingContext"})
+
+
+class UniqueViolation(Exception):
+    """What the database's unique index on contacts.email would raise."""
+
+
+@dataclass
+class FakeDatabase:
+    """The stored rows, shared by the units of work made from it."""
+
+    accounts: dict[int, Account] = field(default_factory=dict)
+    contacts: dict[int, Contact] = field(default_factory=dict)
+    leads: dict[int, Lead] = field(default_factory=dict)
+    strategies: dict[int, MatchingStrategy] = field(default_factory=dict)
+    features: dict[Feature, bool] = field(default_factory=dict)
+    next_id: int = 1
+
+    @classmethod
+    def seeded(cls) -> FakeDatabase:
+        """A database as the first migration leaves it: the two default strategies."""
+        db = cls()
+        for strategy in DEFAULT_STRATEGIES:
+            s = copy.deepcopy(strategy)
+            s.id = db.new_id()
+            db.strategies[s.id] = s
+        return db
+
+    def new_id(self) -> int:
+        id_ = self.next_id
+        self.next_id += 1
+        return id_
+
+
+def _equal(name: str, stored: Any, wanted: Any) -> bool:
+    if name not in _EXACT and isinstance(stored, str) and isinstance(wanted, str):
+        return stored.lower() == wanted.lower()
+    return bool(stored == wanted)
+
+
+def _matches(record: Any, specs: Mapping[str, FieldSpec], values: Mapping[str, Any]) -> bool:
+    return all(_equal(n, getattr(record, specs[n].attr), v) for n, v in values.items())
+
+
+def _contains(text: str | None, term: str) -> bool:
+    return text is not None and term.strip().lower() in text.lower()
+
+
+def _page(
+    records: list[T], sort: Callable[[T], Any], descending: bool, page: PageRequest
+) -> Page[T]:
+    ordered = sorted(records, key=lambda r: (sort(r), r.id), reverse=descending)
+    if page.after is not None:
+        after = page.after
+        if descending:
+            ordered = [r for r in ordered if (sort(r), r.id) < after]
+        else:
+            ordered = [r for r in ordered if (sort(r), r.id) > after]
+    items = ordered[: page.first]
+    keys = [(sort(r), r.id) for r in items]
+    return Page([copy.deepcopy(r) for r in items], keys, len(ordered) > page.first)
+
+
+class _Records(Generic[T]):
+    """get/get_many/add/save shared by accounts, contacts and leads."""
+
+    def __init__(self, db: FakeDatabase, rows: dict[int, T]) -> None:
+        self.db = db
+        self.rows: dict[int, T] = rows
+
+    def _check(self, record: T) -> None:
+        """Constraints a table enforces on insert and update."""
+
+    async def get(self, id_: int) -> T | None:
+        row = self.rows.get(id_)
+        return copy.deepcopy(row) if row is not None else None
+
+    async def get_for_update(self, id_: int) -> T | None:
+        return await self.get(id_)
+
+    async def get_many(self, ids: Sequence[int]) -> dict[int, T]:
+        return {i: copy.deepcopy(self.rows[i]) for i in set(ids) if i in self.rows}
+
+    def _insert(self, record: T) -> None:
+        self._check(record)
+        record.id = self.db.new_id()
+        self.rows[record.id] = copy.deepcopy(record)
+
+    async def add_many(self, records: Sequence[T]) -> None:
+        for record in records:
+            self._check(record)
+            stored = copy.deepcopy(record)
+            stored.id = self.db.new_id()
+            self.rows[stored.id] = stored
+
+    async def save(self, record: T) -> None:
+        assert record.id in self.rows, f"save of a record that was never added: {record!r}"
+        self._check(record)
+        self.rows[record.id] = copy.deepcopy(record)
+
+    async def save_many(self, records: Sequence[T]) -> None:
+        for record in records:
+            await self.save(record)
+
+
+class FakeAccounts(_Records[Account]):
+    async def add(self, account: Account) -> Account:
+        self._insert(account)
+        return account
+
+    async def find_by_names(self, names: Sequence[str]) -> dict[str, Account]:
+        keys = {n.lower() for n in names}
+        found: dict[str, Account] = {}
+        for account in sorted(self.rows.values(), key=lambda a: a.id, reverse=True):
+            if account.name.lower() in keys:
+                found[account.name.lower()] = copy.deepcopy(account)  # the oldest wins
+        return found
+
+    def _filtered(self, search: str | None) -> list[Account]:
+        rows = list(self.rows.values())
+        if search and search.strip():
+            rows = [a for a in rows if _contains(a.name, search)]
+        return rows
+
+    async def list(self, search: str | None, page: PageRequest) -> Page[Account]:
+        return _page(self._filtered(search), lambda a: a.created_at, True, page)
+
+    async def count(self, search: str | None) -> int:
+        return len(self._filtered(search))
+
+
+class FakeContacts(_Records[Contact]):
+    def _check(self, record: Contact) -> None:
+        if record.email is not None and self._owner(record.email, except_id=record.id):
+            raise UniqueViolation(f"contacts.email {record.email!r} exists")
+
+    def _owner(self, email: str, except_id: int | None = None) -> Contact | None:
+        for contact in self.rows.values():
+            if contact.email == email and contact.id != except_id:
+                return contact
+        return None
+
+    async def add(self, contact: Contact) -> tuple[Contact, bool]:
+        if contact.email is not None and (existing := self._owner(contact.email)) is not None:
+            return copy.deepcopy(existing), False
+        self._insert(contact)
+        return contact, True
+
+    async def find(self, values: Mapping[str, Any]) -> Contact | None:
+        for contact in sorted(self.rows.values(), key=lambda c: c.id):
+            if _matches(contact, CONTACT_FIELDS, values):
+                return copy.deepcopy(contact)
+        return None
+
+    async def find_many(self, field: str, values: Sequence[Any]) -> list[Contact]:
+        return [
+            copy.deepcopy(c)
+            for c in sorted(self.rows.values(), key=lambda c: c.id)
+            if any(_equal(field, getattr(c, CONTACT_FIELDS[field].attr), v) for v in values)
+        ]
+
+    async def email_taken(self, email: str, except_id: int | None = None) -> bool:
+        return self._owner(email, except_id) is not None
+
+    def _filtered(self, search: str | None, account_id: int | None) -> list[Contact]:
+        rows = list(self.rows.values())
+        if search and search.strip():
+            rows = [
+                c
+                for c in rows
+                if _contains(c.full_name, search)
+                or _contains(c.email, search)
+                or (
+                    c.account_id in self.db.accounts
+                    and _contains(self.db.accounts[c.account_id].name, search)
+                )
+            ]
+        if account_id is not None:
+            rows = [c for c in rows if c.account_id == account_id]
+        return rows
+
+    async def list(
+        self, search: str | None, account_id: int | None, page: PageRequest
+    ) -> Page[Contact]:
+        return _page(self._filtered(search, account_id), lambda c: c.created_at, True, page)
+
+    async def count(self, search: str | None, account_id: int | None) -> int:
+        return len(self._filtered(search, account_id))
+
+
+class FakeLeads(_Records[Lead]):
+    async def add(self, lead: Lead) -> Lead:
+        self._insert(lead)
+        return lead
+
+    def _open(self) -> list[Lead]:
+        return [
+            lead
+            for lead in sorted(self.rows.values(), key=lambda x: x.id)
+            if lead.state is LeadState.OPEN
+        ]
+
+    async def find(self, values: Mapping[str, Any]) -> Lead | None:
+        for lead in self._open():
+            if _matches(lead, LEAD_FIELDS, values):
+                return copy.deepcopy(lead)
+        return None
+
+    async def find_many(self, field: str, values: Sequence[Any]) -> list[Lead]:
+        return [
+            copy.deepcopy(lead)
+            for lead in self._open()
+            if any(_equal(field, getattr(lead, LEAD_FIELDS[field].attr), v) for v in values)
+        ]
+
+    def _filtered(self, f: LeadFilter) -> list[Lead]:
+        def keep(lead: Lead) -> bool:
+            checks = [
+                not f.state or lead.state in f.state,
+                not f.status_reason or lead.status_reason in f.status_reason,
+                not f.stage or lead.stage in f.stage,
+                not f.source or lead.source in f.source,
+                f.sales_ready is None or lead.sales_ready == f.sales_ready,
+                f.contact_id is None or lead.contact_id == f.contact_id,
+                f.account_id is None or lead.account_id == f.account_id,
+                f.created_after is None or lead.created_at >= f.created_after,
+                f.created_before is None or lead.created_at < f.created_before,
+            ]
+            if f.search and f.search.strip():
+                checks.append(
+                    any(
+                        _contains(text, f.search)
+                        for text in (lead.full_name, lead.email, lead.topic, lead.company_name)
+                    )
+                )
+            return all(checks)
+
+        return [lead for lead in self.rows.values() if keep(lead)]
+
+    async def list(self, filter_: LeadFilter, order: LeadOrder, page: PageRequest) -> Page[Lead]:
+        def sort(lead: Lead) -> datetime:
+            return lead.updated_at if order.field == "UPDATED_AT" else lead.created_at
+
+        return _page(self._filtered(filter_), sort, order.descending, page)
+
+    async def count(self, filter_: LeadFilter) -> int:
+        return len(self._filtered(filter_))
+
+
+class FakeStrategies:
+    def __init__(self, db: FakeDatabase) -> None:
+        self.db = db
+
+    async def get(self, id_: int) -> MatchingStrategy | None:
+        row = self.db.strategies.get(id_)
+        return copy.deepcopy(row) if row is not None else None
+
+    async def list(self, entity: MatchEntity | None = None) -> list[MatchingStrategy]:
+        rows = sorted(self.db.strategies.values(), key=lambda s: s.id)
+        return [copy.deepcopy(s) for s in rows if entity is None or s.entity is entity]
+
+    async def add(self, strategy: MatchingStrategy) -> MatchingStrategy:
+        strategy.id = self.db.new_id()
+        self.db.strategies[strategy.id] = copy.deepcopy(strategy)
+        return strategy
+
+    async def save(self, strategy: MatchingStrategy) -> None:
+        if strategy.id in self.db.strategies:
+            self.db.strategies[strategy.id] = copy.deepcopy(strategy)
+
+    async def delete(self, id_: int) -> None:
+        self.db.strategies.pop(id_, None)
+
+
+class FakeSettings:
+    def __init__(self, db: FakeDatabase) -> None:
+        self.db = db
+
+    async def feature_enabled(self, feature: Feature) -> bool:
+        return self.db.features.get(feature, False)
+
+    async def set_feature(self, feature: Feature, enabled: bool) -> None:
+        self.db.features[feature] = enabled
+
+
+class FakeUnitOfWork:
+    """One 'transaction' over a FakeDatabase; `locks` records every lock taken, in order."""
+
+    def __init__(self, db: FakeDatabase | None = None) -> None:
+        self.db = db if db is not None else FakeDatabase.seeded()
+        self.locks: list[str] = []
+        self.commits = 0
+        self._snapshot: FakeDatabase | None = None
+
+    @property
+    def accounts(self) -> FakeAccounts:
+        return FakeAccounts(self.db, self.db.accounts)
+
+    @property
+    def contacts(self) -> FakeContacts:
+        return FakeContacts(self.db, self.db.contacts)
+
+    @property
+    def leads(self) -> FakeLeads:
+        return FakeLeads(self.db, self.db.leads)
+
+    @property
+    def strategies(self) -> FakeStrategies:
+        return FakeStrategies(self.db)
+
+    @property
+    def settings(self) -> FakeSettings:
+        return FakeSettings(self.db)
+
+    async def __aenter__(self) -> FakeUnitOfWork:
+        self._snapshot = copy.deepcopy(self.db)
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._snapshot is not None:
+            # Roll back: put the rows back as they were when the transaction began.
+            for name in ("accounts", "contacts", "leads", "strategies", "features"):
+                target = getattr(self.db, name)
+                target.clear()
+                target.update(getattr(self._snapshot, name))
+            self.db.next_id = self._snapshot.next_id
+            self._snapshot = None
+
+    async def commit(self) -> None:
+        self._snapshot = None
+        self.commits += 1
+
+    async def lock(self, key: str) -> None:
+        self.locks.append(key)
+
+
+def as_port(uow: FakeUnitOfWork) -> UnitOfWork:
+    """The fake typed as the domain's port (mypy checks that it conforms)."""
+    return uow
