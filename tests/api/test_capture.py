@@ -240,3 +240,14 @@ async def test_update_strategy(api: Api) -> None:
         ["email", "topic"],
         ["f"],
     )
+
+
+async def test_strategy_match_never_steals_another_contacts_email(api: Api) -> None:
+    await create_strategy(api, name="Phone", entity="CONTACT", fields=["phone"], formIds=["call-back"])
+    no_email = await submit(api, "call-back", phone="+39 1", _input={"createLead": False})
+    await submit(api, "web", email="taken@x.io")
+    r = await submit(api, "call-back", phone="+39 1", email="taken@x.io")
+    assert r["userErrors"] == []
+    assert r["contact"]["id"] == no_email["contact"]["id"]
+    assert r["contact"]["email"] is None  # taken@x.io stays with its owner
+    assert (await api("{ contacts { totalCount } }"))["contacts"]["totalCount"] == 2
