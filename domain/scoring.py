@@ -1,0 +1,760 @@
+"""Scoring models: the rule language, the model lifecycle and the Python evaluator.
+
+The same rules are compiled to SQL in `persistence/scoring_sql.py` for set-based work; both must
+give identical scores and breakdowns (a property test holds them to it). The semantics, in one
+place:
+
+- Text comparisons are case-insensitive; a missing value (null) fails every operator except
+  IS_NOT_SET. IS_SET means "not null and not empty".
+- Number operators (GT, GTE, LT, LTE, BETWEEN, and EQ/NEQ/IN/NOT_IN with numbers) apply to number
+  fields and to custom attributes holding JSON numbers; anything else fails them.
+- An interaction condition counts the interactions of the lead's contact — or, for a lead with
+  an account and no contact, of every contact of that account — of the given type (and name),
+  whose properties match, and that happened less than `withinDays` days ago. It holds when the
+  count reaches `minCount`.
+- A rule awards its points once when its condition holds, or, with `perOccurrence`, once per
+  matching interaction; `maxPoints` caps the size of what it awards (negative points too).
+- A contribution with a time window expires when its interactions leave the window; `expires_at`
+  is that moment, and `next_expiry` the earliest moment any rule of the model changes.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+from typing import Any
+
+from domain.errors import Conflict, DomainError, Invalid, ValidationErrors
+from domain.fields import ACCOUNT_FIELDS, CONTACT_FIELDS, LEAD_FIELDS
+from domain.model import Account, Contact, Lead, utcnow
+
+MAX_RULES = 100
+MAX_NODES = 200  # condition nodes per rule
+MAX_DEPTH = 12
+MAX_LIST = 100  # values in an IN list
+MAX_WITHIN_DAYS = 3650
+MAX_MIN_COUNT = 10_000
+MAX_POINTS = 1_000_000.0
+
+
+class InteractionType(enum.Enum):
+    EMAIL_SENT = "EMAIL_SENT"
+    EMAIL_OPENED = "EMAIL_OPENED"
+    EMAIL_CLICKED = "EMAIL_CLICKED"
+    FORM_SUBMITTED = "FORM_SUBMITTED"
+    PAGE_VISITED = "PAGE_VISITED"
+    EVENT_REGISTERED = "EVENT_REGISTERED"
+    EVENT_ATTENDED = "EVENT_ATTENDED"
+    PHONE_CALL = "PHONE_CALL"
+    CUSTOM = "CUSTOM"
+
+
+class ModelStatus(enum.Enum):
+    DRAFT = "DRAFT"
+    LIVE = "LIVE"
+    STOPPED = "STOPPED"
+
+
+class ConditionEntity(enum.Enum):
+    LEAD = "LEAD"
+    CONTACT = "CONTACT"
+    ACCOUNT = "ACCOUNT"
+
+
+class Operator(enum.Enum):
+    EQ = "EQ"
+    NEQ = "NEQ"
+    IN = "IN"
+    NOT_IN = "NOT_IN"
+    CONTAINS = "CONTAINS"
+    NOT_CONTAINS = "NOT_CONTAINS"
+    STARTS_WITH = "STARTS_WITH"
+    ENDS_WITH = "ENDS_WITH"
+    GT = "GT"
+    GTE = "GTE"
+    LT = "LT"
+    LTE = "LTE"
+    BETWEEN = "BETWEEN"
+    IS_SET = "IS_SET"
+    IS_NOT_SET = "IS_NOT_SET"
+
+
+TEXT_OPS = frozenset(
+    {Operator.CONTAINS, Operator.NOT_CONTAINS, Operator.STARTS_WITH, Operator.ENDS_WITH}
+)
+NUMBER_OPS = frozenset({Operator.GT, Operator.GTE, Operator.LT, Operator.LTE, Operator.BETWEEN})
+LIST_OPS = frozenset({Operator.IN, Operator.NOT_IN})
+PRESENCE_OPS = frozenset({Operator.IS_SET, Operator.IS_NOT_SET})
+
+# Standard fields a condition may name: API name → (record attribute, "text" | "number").
+_LEAD_EXTRA = {
+    "source": "source",
+    "state": "state",
+    "statusReason": "status_reason",
+    "stage": "stage",
+}
+CONDITION_FIELDS: dict[ConditionEntity, dict[str, tuple[str, str]]] = {
+    ConditionEntity.LEAD: {
+        **{n: (s.attr, "text") for n, s in LEAD_FIELDS.items()},
+        **{n: (a, "text") for n, a in _LEAD_EXTRA.items()},
+    },
+    ConditionEntity.CONTACT: {n: (s.attr, "text") for n, s in CONTACT_FIELDS.items()},
+    ConditionEntity.ACCOUNT: {
+        n: (s.attr, "number" if s.kind in ("int", "float") else "text")
+        for n, s in ACCOUNT_FIELDS.items()
+    },
+}
+
+
+# ---------------------------------------------------------------- the rule language
+
+
+@dataclass(frozen=True, slots=True)
+class Comparison:
+    """An operator and its (checked) value; the part shared by attribute and property tests."""
+
+    operator: Operator
+    value: Any = None  # str | float | list[str | float] | [lo, hi] | None
+
+
+@dataclass(frozen=True, slots=True)
+class AttributeCondition:
+    entity: ConditionEntity
+    field: str  # API name or "attributes.<key>"
+    test: Comparison
+
+    @property
+    def custom_key(self) -> str | None:
+        return self.field[len("attributes.") :] if self.field.startswith("attributes.") else None
+
+
+@dataclass(frozen=True, slots=True)
+class PropertyMatch:
+    key: str
+    test: Comparison
+
+
+@dataclass(frozen=True, slots=True)
+class InteractionCondition:
+    type: InteractionType
+    name: str | None = None
+    within_days: int | None = None
+    min_count: int = 1
+    properties: tuple[PropertyMatch, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class AllOf:
+    items: tuple[Condition, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class AnyOf:
+    items: tuple[Condition, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Not:
+    item: Condition
+
+
+Condition = AllOf | AnyOf | Not | AttributeCondition | InteractionCondition
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    id: str  # stable within a model; the breakdown refers to it
+    name: str
+    points: float
+    condition: Condition
+    per_occurrence: bool = False
+    max_points: float | None = None
+    raw_condition: Any = None  # the condition as the client wrote it, for display
+
+
+@dataclass(frozen=True, slots=True)
+class Grade:
+    name: str
+    min_score: float
+
+
+def interaction_conditions(condition: Condition) -> list[InteractionCondition]:
+    """Every interaction condition in a tree, depth first."""
+    if isinstance(condition, InteractionCondition):
+        return [condition]
+    if isinstance(condition, AllOf | AnyOf):
+        return [ic for c in condition.items for ic in interaction_conditions(c)]
+    if isinstance(condition, Not):
+        return interaction_conditions(condition.item)
+    return []
+
+
+# ---------------------------------------------------------------- parsing (from API JSON)
+
+
+class _Parser:
+    def __init__(self) -> None:
+        self.nodes = 0
+        self.errors: list[DomainError] = []
+
+    def fail(self, message: str, path: list[str]) -> None:
+        self.errors.append(Invalid(message, path))
+
+    def number(self, value: Any, path: list[str]) -> float | None:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            self.fail("expected a number", path)
+            return None
+        number = float(value)
+        if not math.isfinite(number) or abs(number) > 1e15:
+            self.fail("expected a finite number", path)
+            return None
+        return number
+
+    def scalar(self, value: Any, path: list[str]) -> str | float | None:
+        if isinstance(value, str):
+            if len(value) > 1000:
+                self.fail("values are at most 1000 characters", path)
+                return None
+            return value
+        return self.number(value, path)
+
+    def comparison(self, raw: Mapping[str, Any], kind: str, path: list[str]) -> Comparison | None:
+        """Check an operator/value pair; kind is "text", "number" or "any" (custom JSON)."""
+        try:
+            op = Operator(raw.get("operator"))
+        except ValueError:
+            self.fail(f"unknown operator {raw.get('operator')!r}", [*path, "operator"])
+            return None
+        value = raw.get("value")
+        vpath = [*path, "value"]
+        if op in PRESENCE_OPS:
+            return Comparison(op, None)
+        if value is None:
+            self.fail(f"{op.value} needs a value", vpath)
+            return None
+        if op in TEXT_OPS:
+            if kind == "number":
+                self.fail(f"{op.value} applies to text fields only", [*path, "operator"])
+                return None
+            if not isinstance(value, str) or not value:
+                self.fail(f"{op.value} needs a non-empty string", vpath)
+                return None
+            return Comparison(op, self.scalar(value, vpath))
+        if op in NUMBER_OPS:
+            if kind == "text":
+                self.fail(f"{op.value} applies to number fields only", [*path, "operator"])
+                return None
+            if op is Operator.BETWEEN:
+                if not isinstance(value, list) or len(value) != 2:
+                    self.fail("BETWEEN needs [low, high]", vpath)
+                    return None
+                low, high = self.number(value[0], vpath), self.number(value[1], vpath)
+                if low is None or high is None:
+                    return None
+                if low > high:
+                    self.fail("BETWEEN needs low ≤ high", vpath)
+                    return None
+                return Comparison(op, [low, high])
+            number = self.number(value, vpath)
+            return None if number is None else Comparison(op, number)
+        values = value if op in LIST_OPS else [value]
+        if op in LIST_OPS and (not isinstance(value, list) or not value or len(value) > MAX_LIST):
+            self.fail(f"{op.value} needs a list of 1 to {MAX_LIST} values", vpath)
+            return None
+        checked: list[str | float] = []
+        for v in values:
+            if kind == "number" and isinstance(v, str):
+                self.fail("expected a number", vpath)
+                return None
+            if kind == "text" and not isinstance(v, str):
+                self.fail("expected a string", vpath)
+                return None
+            s = self.scalar(v, vpath)
+            if s is None:
+                return None
+            checked.append(s)
+        kinds = {isinstance(v, str) for v in checked}
+        if len(kinds) > 1:
+            self.fail("values must be all strings or all numbers", vpath)
+            return None
+        return Comparison(op, checked if op in LIST_OPS else checked[0])
+
+    def condition(self, raw: Any, path: list[str], depth: int) -> Condition | None:
+        self.nodes += 1
+        if self.nodes > MAX_NODES:
+            if self.nodes == MAX_NODES + 1:
+                self.fail(f"a condition has at most {MAX_NODES} parts", path)
+            return None
+        if depth > MAX_DEPTH:
+            self.fail(f"conditions nest at most {MAX_DEPTH} deep", path)
+            return None
+        if not isinstance(raw, Mapping):
+            self.fail("a condition is an object", path)
+            return None
+        given = [
+            k for k in ("all", "any", "not", "attribute", "interaction") if raw.get(k) is not None
+        ]
+        unknown = set(raw) - {"all", "any", "not", "attribute", "interaction"}
+        if unknown or len(given) != 1:
+            self.fail("a condition has exactly one of all, any, not, attribute, interaction", path)
+            return None
+        kind = given[0]
+        body = raw[kind]
+        sub = [*path, kind]
+        if kind in ("all", "any"):
+            if not isinstance(body, list) or not body:
+                self.fail(f"{kind} needs a non-empty list of conditions", sub)
+                return None
+            items = [self.condition(c, [*sub, str(i)], depth + 1) for i, c in enumerate(body)]
+            if any(i is None for i in items):
+                return None
+            parts = tuple(i for i in items if i is not None)
+            return AllOf(parts) if kind == "all" else AnyOf(parts)
+        if kind == "not":
+            item = self.condition(body, sub, depth + 1)
+            return None if item is None else Not(item)
+        if not isinstance(body, Mapping):
+            self.fail(f"{kind} is an object", sub)
+            return None
+        if kind == "attribute":
+            return self.attribute(body, sub)
+        return self.interaction(body, sub)
+
+    def attribute(self, body: Mapping[str, Any], path: list[str]) -> AttributeCondition | None:
+        try:
+            entity = ConditionEntity(body.get("entity"))
+        except ValueError:
+            self.fail(f"unknown entity {body.get('entity')!r}", [*path, "entity"])
+            return None
+        name = body.get("field")
+        if not isinstance(name, str):
+            self.fail("field must be a string", [*path, "field"])
+            return None
+        known = CONDITION_FIELDS[entity]
+        if name.startswith("attributes.") and 0 < len(name) - len("attributes.") <= 100:
+            kind = "any"
+        elif name in known:
+            kind = known[name][1]
+        else:
+            allowed = ", ".join(sorted(known))
+            self.fail(
+                f"'{name}' is not a {entity.value} field; use one of {allowed} or attributes.<key>",
+                [*path, "field"],
+            )
+            return None
+        test = self.comparison(body, kind, path)
+        return None if test is None else AttributeCondition(entity, name, test)
+
+    def interaction(self, body: Mapping[str, Any], path: list[str]) -> InteractionCondition | None:
+        try:
+            itype = InteractionType(body.get("type"))
+        except ValueError:
+            self.fail(f"unknown interaction type {body.get('type')!r}", [*path, "type"])
+            return None
+        name = body.get("name")
+        if name is not None and (not isinstance(name, str) or not name.strip() or len(name) > 200):
+            self.fail("name must be 1 to 200 characters", [*path, "name"])
+            return None
+        within = body.get("withinDays")
+        if within is not None and (
+            isinstance(within, bool)
+            or not isinstance(within, int)
+            or not 1 <= within <= MAX_WITHIN_DAYS
+        ):
+            self.fail(f"withinDays must be 1 to {MAX_WITHIN_DAYS}", [*path, "withinDays"])
+            return None
+        min_count = body.get("minCount", 1)
+        min_count = 1 if min_count is None else min_count
+        if (
+            isinstance(min_count, bool)
+            or not isinstance(min_count, int)
+            or not 1 <= min_count <= MAX_MIN_COUNT
+        ):
+            self.fail(f"minCount must be 1 to {MAX_MIN_COUNT}", [*path, "minCount"])
+            return None
+        props_raw = body.get("properties") or []
+        if not isinstance(props_raw, list) or len(props_raw) > 20:
+            self.fail("properties is a list of at most 20 matches", [*path, "properties"])
+            return None
+        props: list[PropertyMatch] = []
+        for i, p in enumerate(props_raw):
+            ppath = [*path, "properties", str(i)]
+            key = p.get("key") if isinstance(p, Mapping) else None
+            if not isinstance(key, str) or not key or len(key) > 100:
+                self.fail("a property match needs a key of 1 to 100 characters", ppath)
+                return None
+            test = self.comparison(p, "any", ppath)
+            if test is None:
+                return None
+            props.append(PropertyMatch(key, test))
+        return InteractionCondition(
+            itype, name.strip() if name else None, within, min_count, tuple(props)
+        )
+
+
+def parse_condition(raw: Any, path: list[str]) -> Condition:
+    """A checked condition tree from its API JSON; Invalid (or ValidationErrors) otherwise."""
+    parser = _Parser()
+    condition = parser.condition(raw, path, 1)
+    if parser.errors:
+        raise parser.errors[0] if len(parser.errors) == 1 else ValidationErrors(parser.errors)
+    assert condition is not None
+    return condition
+
+
+# ---------------------------------------------------------------- the model aggregate
+
+
+@dataclass(slots=True)
+class ScoringModel:
+    name: str
+    rules: list[Rule]
+    description: str | None = None
+    sales_ready_threshold: float | None = None
+    grades: list[Grade] = field(default_factory=list)
+    status: ModelStatus = ModelStatus.DRAFT
+    version: int = 0
+    id: int = 0
+    published_at: datetime | None = None
+    stopped_at: datetime | None = None
+    created_at: datetime = field(default_factory=utcnow)
+    updated_at: datetime = field(default_factory=utcnow)
+
+    def edit(self, definition: ScoringModel) -> None:
+        """Replace name, rules, grades and threshold; only a DRAFT or STOPPED model may change."""
+        if self.status is ModelStatus.LIVE:
+            raise Conflict("a LIVE model cannot be edited; stop it first", ["id"])
+        self.name = definition.name
+        self.description = definition.description
+        self.rules = definition.rules
+        self.sales_ready_threshold = definition.sales_ready_threshold
+        self.grades = definition.grades
+        self.updated_at = utcnow()
+
+    def publish(self) -> None:
+        """Make the model LIVE; each publish is a new version."""
+        if self.status is ModelStatus.LIVE:
+            raise Conflict("the model is already LIVE", ["id"])
+        if not self.rules:
+            raise Invalid("a model needs at least one rule to be published", ["id"])
+        self.status = ModelStatus.LIVE
+        self.version += 1
+        self.published_at = self.updated_at = utcnow()
+        self.stopped_at = None
+
+    def stop(self) -> None:
+        """Stop scoring with this model; its scores stay as they are."""
+        if self.status is not ModelStatus.LIVE:
+            raise Conflict(
+                f"only a LIVE model can be stopped; this one is {self.status.value}", ["id"]
+            )
+        self.status = ModelStatus.STOPPED
+        self.stopped_at = self.updated_at = utcnow()
+
+    def grade_for(self, score: float) -> str | None:
+        """The name of the highest grade whose minimum the score reaches."""
+        best: Grade | None = None
+        for g in self.grades:
+            if score >= g.min_score and (best is None or g.min_score > best.min_score):
+                best = g
+        return best.name if best else None
+
+    def is_sales_ready(self, score: float) -> bool:
+        return self.sales_ready_threshold is not None and score >= self.sales_ready_threshold
+
+
+def build_model(raw: Mapping[str, Any]) -> ScoringModel:
+    """A DRAFT model from a ScoringModelInput (API names), checking everything at once."""
+    errors: list[DomainError] = []
+    name = str(raw.get("name") or "").strip()
+    if not name or len(name) > 200:
+        errors.append(Invalid("name must be 1 to 200 characters", ["input", "name"]))
+    description = raw.get("description")
+    if description is not None and len(str(description)) > 5000:
+        errors.append(Invalid("description is at most 5000 characters", ["input", "description"]))
+    rules_raw = raw.get("rules") or []
+    if len(rules_raw) > MAX_RULES:
+        errors.append(Invalid(f"a model has at most {MAX_RULES} rules", ["input", "rules"]))
+        rules_raw = []
+    rules: list[Rule] = []
+    seen_names: set[str] = set()
+    for i, r in enumerate(rules_raw):
+        path = ["input", "rules", str(i)]
+        try:
+            rules.append(_build_rule(r, i, path))
+        except ValidationErrors as e:
+            errors.extend(e.errors)
+            continue
+        except DomainError as e:
+            errors.append(e)
+            continue
+        if rules[-1].name.lower() in seen_names:
+            errors.append(Invalid("rule names must be unique in a model", [*path, "name"]))
+        seen_names.add(rules[-1].name.lower())
+    threshold = raw.get("salesReadyThreshold")
+    parser = _Parser()
+    if threshold is not None:
+        threshold = parser.number(threshold, ["input", "salesReadyThreshold"])
+    grades: list[Grade] = []
+    for i, g in enumerate(raw.get("grades") or []):
+        gname = str(g.get("name") or "").strip()
+        gmin = parser.number(g.get("minScore"), ["input", "grades", str(i), "minScore"])
+        if not gname or len(gname) > 100:
+            errors.append(
+                Invalid(
+                    "a grade needs a name of 1 to 100 characters",
+                    ["input", "grades", str(i), "name"],
+                )
+            )
+        elif gmin is not None:
+            grades.append(Grade(gname, gmin))
+    if len({g.name.lower() for g in grades}) != len(grades):
+        errors.append(Invalid("grade names must be unique", ["input", "grades"]))
+    if len({g.min_score for g in grades}) != len(grades):
+        errors.append(Invalid("two grades have the same minScore", ["input", "grades"]))
+    errors.extend(parser.errors)
+    if errors:
+        raise errors[0] if len(errors) == 1 else ValidationErrors(errors)
+    return ScoringModel(
+        name=name,
+        description=str(description) if description is not None else None,
+        rules=rules,
+        sales_ready_threshold=threshold,
+        grades=sorted(grades, key=lambda g: g.min_score),
+    )
+
+
+def _build_rule(raw: Mapping[str, Any], index: int, path: list[str]) -> Rule:
+    parser = _Parser()
+    name = str(raw.get("name") or "").strip()
+    if not name or len(name) > 200:
+        parser.fail("name must be 1 to 200 characters", [*path, "name"])
+    points = parser.number(raw.get("points"), [*path, "points"])
+    if points is not None and abs(points) > MAX_POINTS:
+        parser.fail(f"points must be within ±{MAX_POINTS:g}", [*path, "points"])
+    max_points = raw.get("maxPoints")
+    if max_points is not None:
+        max_points = parser.number(max_points, [*path, "maxPoints"])
+        if max_points is not None and max_points <= 0:
+            parser.fail(
+                "maxPoints is a positive cap on the size of the award", [*path, "maxPoints"]
+            )
+    per_occurrence = bool(raw.get("perOccurrence") or False)
+    condition = parser.condition(raw.get("condition"), [*path, "condition"], 1)
+    if per_occurrence and condition is not None and not isinstance(condition, InteractionCondition):
+        parser.fail(
+            "perOccurrence needs the condition to be one interaction condition",
+            [*path, "perOccurrence"],
+        )
+    if parser.errors:
+        raise parser.errors[0] if len(parser.errors) == 1 else ValidationErrors(parser.errors)
+    assert condition is not None and points is not None
+    return Rule(
+        id=f"r{index + 1}",
+        name=name,
+        points=points,
+        condition=condition,
+        per_occurrence=per_occurrence,
+        max_points=max_points,
+        raw_condition=raw.get("condition"),
+    )
+
+
+# ---------------------------------------------------------------- the Python evaluator
+
+
+@dataclass(frozen=True, slots=True)
+class Interaction:
+    contact_id: int
+    type: InteractionType
+    occurred_at: datetime
+    name: str | None = None
+    properties: Mapping[str, Any] = field(default_factory=dict)
+    id: int = 0
+    idempotency_key: str | None = None
+    created_at: datetime = field(default_factory=utcnow)
+
+
+@dataclass(frozen=True, slots=True)
+class Contribution:
+    rule_id: str
+    points: float
+    occurrences: int
+    expires_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class ScoreResult:
+    score: float
+    breakdown: tuple[Contribution, ...]
+    next_expiry: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class Subject:
+    """What a lead is scored on: the lead, its contact, its account and their interactions."""
+
+    lead: Lead
+    contact: Contact | None
+    account: Account | None
+    interactions: Sequence[Interaction]
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool)
+
+
+def compare(test: Comparison, value: Any, kind: str) -> bool:
+    """Whether `value` passes the test; kind is "text", "number" or "any" (custom JSON)."""
+    op, expected = test.operator, test.value
+    if op is Operator.IS_SET:
+        return value is not None and value != ""
+    if op is Operator.IS_NOT_SET:
+        return value is None or value == ""
+    if value is None:
+        return False
+    if op in TEXT_OPS:
+        if not isinstance(value, str):
+            return False
+        text, needle = value.lower(), str(expected).lower()
+        if op is Operator.CONTAINS:
+            return needle in text
+        if op is Operator.NOT_CONTAINS:
+            return needle not in text
+        if op is Operator.STARTS_WITH:
+            return text.startswith(needle)
+        return text.endswith(needle)
+    if op in NUMBER_OPS:
+        if not _is_number(value):
+            return False
+        number = float(value)
+        if op is Operator.BETWEEN:
+            return bool(expected[0] <= number <= expected[1])
+        bound = float(expected)
+        if op is Operator.GT:
+            return number > bound
+        if op is Operator.GTE:
+            return number >= bound
+        if op is Operator.LT:
+            return number < bound
+        return number <= bound
+    candidates = expected if op in LIST_OPS else [expected]
+    if isinstance(candidates[0], str):
+        if not isinstance(value, str):
+            return False
+        hit = value.lower() in {c.lower() for c in candidates}
+    else:
+        if not _is_number(value):
+            return False
+        hit = float(value) in candidates
+    return hit if op in (Operator.EQ, Operator.IN) else not hit
+
+
+def _attribute_value(cond: AttributeCondition, subject: Subject) -> tuple[Any, str]:
+    record: Any = {
+        ConditionEntity.LEAD: subject.lead,
+        ConditionEntity.CONTACT: subject.contact,
+        ConditionEntity.ACCOUNT: subject.account,
+    }[cond.entity]
+    key = cond.custom_key
+    if key is not None:
+        return (record.attributes.get(key) if record is not None else None), "any"
+    attr, kind = CONDITION_FIELDS[cond.entity][cond.field]
+    value = getattr(record, attr) if record is not None else None
+    if isinstance(value, enum.Enum):
+        value = value.value
+    return value, kind
+
+
+class _Evaluation:
+    """One evaluation of one model for one subject at one moment."""
+
+    def __init__(self, subject: Subject, now: datetime) -> None:
+        self.subject = subject
+        self.now = now
+        self._matches: dict[InteractionCondition, list[datetime]] = {}
+
+    def matches(self, ic: InteractionCondition) -> list[datetime]:
+        """When the matching in-window interactions happened, newest first."""
+        hit = self._matches.get(ic)
+        if hit is None:
+            since = self.now - timedelta(days=ic.within_days) if ic.within_days else None
+            name = ic.name.lower() if ic.name else None
+            hit = sorted(
+                (
+                    i.occurred_at
+                    for i in self.subject.interactions
+                    if i.type is ic.type
+                    and (name is None or (i.name or "").lower() == name)
+                    and (since is None or i.occurred_at > since)
+                    and all(compare(p.test, i.properties.get(p.key), "any") for p in ic.properties)
+                ),
+                reverse=True,
+            )
+            self._matches[ic] = hit
+        return hit
+
+    def holds(self, condition: Condition) -> bool:
+        if isinstance(condition, AllOf):
+            return all(self.holds(c) for c in condition.items)
+        if isinstance(condition, AnyOf):
+            return any(self.holds(c) for c in condition.items)
+        if isinstance(condition, Not):
+            return not self.holds(condition.item)
+        if isinstance(condition, AttributeCondition):
+            value, kind = _attribute_value(condition, self.subject)
+            return compare(condition.test, value, kind)
+        return len(self.matches(condition)) >= condition.min_count
+
+    def flip_time(self, rule: Rule) -> datetime | None:
+        """When the rule's outcome next changes because interactions leave their window."""
+        times: list[datetime] = []
+        for ic in interaction_conditions(rule.condition):
+            if not ic.within_days:
+                continue
+            hits = self.matches(ic)
+            window = timedelta(days=ic.within_days)
+            if rule.per_occurrence:
+                if hits:
+                    times.append(hits[-1] + window)
+            elif len(hits) >= ic.min_count:
+                times.append(hits[ic.min_count - 1] + window)
+        return min(times) if times else None
+
+
+def cap(total: float, max_points: float | None) -> float:
+    """Limit the size of an award to max_points, keeping its sign."""
+    if max_points is None:
+        return total
+    return max(-max_points, min(max_points, total))
+
+
+def evaluate(model: ScoringModel, subject: Subject, now: datetime) -> ScoreResult:
+    """Score one lead with one model: the total, the per-rule breakdown and the next expiry."""
+    run = _Evaluation(subject, now)
+    breakdown: list[Contribution] = []
+    expiries: list[datetime] = []
+    for rule in model.rules:
+        flip = run.flip_time(rule)
+        if flip is not None:
+            expiries.append(flip)
+        if rule.per_occurrence:
+            assert isinstance(rule.condition, InteractionCondition)
+            count = len(run.matches(rule.condition))
+            if count < rule.condition.min_count:
+                continue
+            points, occurrences = cap(rule.points * count, rule.max_points), count
+        elif run.holds(rule.condition):
+            points, occurrences = cap(rule.points, rule.max_points), 1
+        else:
+            continue
+        breakdown.append(Contribution(rule.id, points, occurrences, flip))
+    score = math.fsum(c.points for c in breakdown)
+    return ScoreResult(score, tuple(breakdown), min(expiries) if expiries else None)
+
+
+def with_id(model: ScoringModel, id_: int) -> ScoringModel:
+    return replace(model, id=id_)
