@@ -4,8 +4,8 @@ The same rules are compiled to SQL in `persistence/scoring_sql.py` for set-based
 give identical scores and breakdowns (a property test holds them to it). The semantics, in one
 place:
 
-- Text comparisons are case-insensitive; a missing value (null) fails every operator except
-  IS_NOT_SET. IS_SET means "not null and not empty".
+- Text comparisons ignore the case of A-Z (see `fold`); a missing value (null) fails every
+  operator except IS_NOT_SET. IS_SET means "not null and not empty".
 - Number operators (GT, GTE, LT, LTE, BETWEEN, and EQ/NEQ/IN/NOT_IN with numbers) apply to number
   fields and to custom attributes holding JSON numbers; anything else fails them.
 - An interaction condition counts the interactions of the lead's contact — or, for a lead with
@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import enum
 import math
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
@@ -80,6 +81,15 @@ class Operator(enum.Enum):
     BETWEEN = "BETWEEN"
     IS_SET = "IS_SET"
     IS_NOT_SET = "IS_NOT_SET"
+
+
+_ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
+_KEY = re.compile(r"^[\w .\-]{1,100}$")
+
+
+def fold(text: str) -> str:
+    """Case-folding for comparisons: A-Z only, so Python, SQLite and PostgreSQL agree exactly."""
+    return text.translate(_ASCII_LOWER)
 
 
 TEXT_OPS = frozenset(
@@ -334,7 +344,7 @@ class _Parser:
             self.fail("field must be a string", [*path, "field"])
             return None
         known = CONDITION_FIELDS[entity]
-        if name.startswith("attributes.") and 0 < len(name) - len("attributes.") <= 100:
+        if name.startswith("attributes.") and _KEY.match(name[len("attributes.") :]):
             kind = "any"
         elif name in known:
             kind = known[name][1]
@@ -383,8 +393,10 @@ class _Parser:
         for i, p in enumerate(props_raw):
             ppath = [*path, "properties", str(i)]
             key = p.get("key") if isinstance(p, Mapping) else None
-            if not isinstance(key, str) or not key or len(key) > 100:
-                self.fail("a property match needs a key of 1 to 100 characters", ppath)
+            if not isinstance(key, str) or not _KEY.match(key):
+                self.fail(
+                    "a property key is 1 to 100 letters, digits, spaces, '_', '.' or '-'", ppath
+                )
                 return None
             test = self.comparison(p, "any", ppath)
             if test is None:
@@ -619,7 +631,7 @@ def compare(test: Comparison, value: Any, kind: str) -> bool:
     if op in TEXT_OPS:
         if not isinstance(value, str):
             return False
-        text, needle = value.lower(), str(expected).lower()
+        text, needle = fold(value), fold(str(expected))
         if op is Operator.CONTAINS:
             return needle in text
         if op is Operator.NOT_CONTAINS:
@@ -645,7 +657,7 @@ def compare(test: Comparison, value: Any, kind: str) -> bool:
     if isinstance(candidates[0], str):
         if not isinstance(value, str):
             return False
-        hit = value.lower() in {c.lower() for c in candidates}
+        hit = fold(value) in {fold(c) for c in candidates}
     else:
         if not _is_number(value):
             return False
@@ -682,13 +694,13 @@ class _Evaluation:
         hit = self._matches.get(ic)
         if hit is None:
             since = self.now - timedelta(days=ic.within_days) if ic.within_days else None
-            name = ic.name.lower() if ic.name else None
+            name = fold(ic.name) if ic.name else None
             hit = sorted(
                 (
                     i.occurred_at
                     for i in self.subject.interactions
                     if i.type is ic.type
-                    and (name is None or (i.name or "").lower() == name)
+                    and (name is None or fold(i.name or "") == name)
                     and (since is None or i.occurred_at > since)
                     and all(compare(p.test, i.properties.get(p.key), "any") for p in ic.properties)
                 ),

@@ -170,3 +170,84 @@ leads = LeadRow.__table__  # type: ignore[attr-defined]
 matching_strategies = MatchingStrategyRow.__table__  # type: ignore[attr-defined]
 settings = SettingRow.__table__  # type: ignore[attr-defined]
 api_keys = ApiKeyRow.__table__  # type: ignore[attr-defined]
+
+
+class InteractionRow(SQLModel, table=True):
+    __tablename__ = "interactions"
+    __table_args__ = (
+        Index("ix_interactions_contact_type_time", "contact_id", "type", "occurred_us"),
+        Index("ux_interactions_idempotency", "idempotency_key", unique=True),
+        Index("ix_interactions_created", "created_at", "id"),
+    )
+    id: int | None = Field(default=None, sa_column=Column(IdType, primary_key=True))
+    contact_id: int = Field(
+        sa_column=Column(BigInteger, ForeignKey("contacts.id", ondelete="CASCADE"), nullable=False)
+    )
+    type: str = Field(sa_column=Column(String(32), nullable=False))
+    name: str | None = _text(200)
+    occurred_at: datetime = _ts()
+    # Microseconds since the epoch: windows and expiries are integer arithmetic, identical in
+    # Python, SQLite and PostgreSQL.
+    occurred_us: int = Field(sa_column=Column(BigInteger, nullable=False))
+    properties: dict[str, Any] = _json()
+    idempotency_key: str | None = _text(200)
+    created_at: datetime = _ts()
+
+
+class ScoringModelRow(SQLModel, table=True):
+    __tablename__ = "scoring_models"
+    __table_args__ = (Index("ix_scoring_models_created", "created_at", "id"),)
+    id: int | None = Field(default=None, sa_column=Column(IdType, primary_key=True))
+    name: str = Field(sa_column=Column(String(200), nullable=False))
+    description: str | None = _text(5000)
+    status: str = Field(sa_column=Column(String(16), nullable=False))
+    version: int = Field(sa_column=Column(Integer, nullable=False))
+    rules: list[Any] = Field(sa_column=Column(JSONType, nullable=False))
+    grades: list[Any] = Field(sa_column=Column(JSONType, nullable=False))
+    sales_ready_threshold: float | None = None
+    published_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime()))
+    stopped_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime()))
+    created_at: datetime = _ts()
+    updated_at: datetime = _ts()
+
+
+class LeadScoreRow(SQLModel, table=True):
+    __tablename__ = "lead_scores"
+    __table_args__ = (
+        Index("ix_lead_scores_model_score", "scoring_model_id", "score", "lead_id"),
+        Index("ix_lead_scores_expiry", "next_expiry_us"),
+    )
+    lead_id: int = Field(
+        sa_column=Column(BigInteger, ForeignKey("leads.id", ondelete="CASCADE"), primary_key=True)
+    )
+    scoring_model_id: int = Field(
+        sa_column=Column(
+            BigInteger, ForeignKey("scoring_models.id", ondelete="CASCADE"), primary_key=True
+        )
+    )
+    model_version: int = Field(sa_column=Column(Integer, nullable=False))
+    score: float = Field(nullable=False)
+    sales_ready: bool = Field(sa_column=Column(Boolean, nullable=False))
+    # One entry per rule of the model version, in rule order: [points, occurrences,
+    # expires_us] when the rule awarded something, null when it did not.
+    breakdown: list[Any] = Field(sa_column=Column(JSONType, nullable=False))
+    next_expiry_us: int | None = Field(default=None, sa_column=Column(BigInteger))
+    updated_at: datetime = _ts()
+
+
+class LeadEventRow(SQLModel, table=True):
+    __tablename__ = "lead_events"
+    __table_args__ = (Index("ix_lead_events_lead", "lead_id", "id"),)
+    id: int | None = Field(default=None, sa_column=Column(IdType, primary_key=True))
+    lead_id: int = Field(
+        sa_column=Column(BigInteger, ForeignKey("leads.id", ondelete="CASCADE"), nullable=False)
+    )
+    type: str = Field(sa_column=Column(String(32), nullable=False))
+    occurred_at: datetime = _ts()
+    payload: dict[str, Any] = _json()
+
+
+interactions = InteractionRow.__table__  # type: ignore[attr-defined]
+scoring_models = ScoringModelRow.__table__  # type: ignore[attr-defined]
+lead_scores = LeadScoreRow.__table__  # type: ignore[attr-defined]
+lead_events = LeadEventRow.__table__  # type: ignore[attr-defined]
