@@ -24,7 +24,7 @@ import enum
 import math
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -39,6 +39,7 @@ MAX_LIST = 100  # values in an IN list
 MAX_WITHIN_DAYS = 3650
 MAX_MIN_COUNT = 10_000
 MAX_POINTS = 1_000_000.0
+DAY_US = 86_400 * 1_000_000  # a day in microseconds
 
 
 class InteractionType(enum.Enum):
@@ -127,7 +128,7 @@ class Comparison:
     """An operator and its (checked) value; the part shared by attribute and property tests."""
 
     operator: Operator
-    value: Any = None  # str | float | list[str | float] | [lo, hi] | None
+    value: Any = None  # str | float | tuple of them (IN lists, BETWEEN bounds) | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -267,7 +268,7 @@ class _Parser:
                 if low > high:
                     self.fail("BETWEEN needs low ≤ high", vpath)
                     return None
-                return Comparison(op, [low, high])
+                return Comparison(op, (low, high))
             number = self.number(value, vpath)
             return None if number is None else Comparison(op, number)
         values = value if op in LIST_OPS else [value]
@@ -290,7 +291,7 @@ class _Parser:
         if len(kinds) > 1:
             self.fail("values must be all strings or all numbers", vpath)
             return None
-        return Comparison(op, checked if op in LIST_OPS else checked[0])
+        return Comparison(op, tuple(checked) if op in LIST_OPS else checked[0])
 
     def condition(self, raw: Any, path: list[str], depth: int) -> Condition | None:
         self.nodes += 1
@@ -434,6 +435,9 @@ class ScoringModel:
     stopped_at: datetime | None = None
     created_at: datetime = field(default_factory=utcnow)
     updated_at: datetime = field(default_factory=utcnow)
+    # The rules of the last published version: stored scores were computed with these, so a
+    # breakdown stays explainable while a stopped model is being edited.
+    published_rules: list[Rule] | None = None
 
     def edit(self, definition: ScoringModel) -> None:
         """Replace name, rules, grades and threshold; only a DRAFT or STOPPED model may change."""
@@ -453,6 +457,7 @@ class ScoringModel:
         if not self.rules:
             raise Invalid("a model needs at least one rule to be published", ["id"])
         self.status = ModelStatus.LIVE
+        self.published_rules = list(self.rules)
         self.version += 1
         self.published_at = self.updated_at = utcnow()
         self.stopped_at = None
@@ -465,6 +470,11 @@ class ScoringModel:
             )
         self.status = ModelStatus.STOPPED
         self.stopped_at = self.updated_at = utcnow()
+
+    @property
+    def scoring_rules(self) -> list[Rule]:
+        """The rules scores are computed with: the published ones, once there are any."""
+        return self.published_rules if self.published_rules is not None else self.rules
 
     def grade_for(self, score: float) -> str | None:
         """The name of the highest grade whose minimum the score reaches."""
@@ -749,7 +759,7 @@ def evaluate(model: ScoringModel, subject: Subject, now: datetime) -> ScoreResul
     run = _Evaluation(subject, now)
     breakdown: list[Contribution] = []
     expiries: list[datetime] = []
-    for rule in model.rules:
+    for rule in model.scoring_rules:
         flip = run.flip_time(rule)
         if flip is not None:
             expiries.append(flip)
@@ -764,9 +774,41 @@ def evaluate(model: ScoringModel, subject: Subject, now: datetime) -> ScoreResul
         else:
             continue
         breakdown.append(Contribution(rule.id, points, occurrences, flip))
-    score = math.fsum(c.points for c in breakdown)
+    # Summed left to right in rule order, as SQL does, so both give the same float.
+    score = 0.0
+    for c in breakdown:
+        score += c.points
     return ScoreResult(score, tuple(breakdown), min(expiries) if expiries else None)
 
 
-def with_id(model: ScoringModel, id_: int) -> ScoringModel:
-    return replace(model, id=id_)
+@dataclass(frozen=True, slots=True)
+class StoredScore:
+    """A lead's stored score for one model, with its breakdown in stored form."""
+
+    lead_id: int
+    scoring_model_id: int
+    model_version: int
+    score: float
+    sales_ready: bool
+    entries: list[Any]  # per published rule: [points, occurrences, expires_us] or None
+    next_expiry: datetime | None
+    updated_at: datetime
+
+
+def load_rules(stored: Sequence[Mapping[str, Any]]) -> list[Rule]:
+    """Rules from their stored form (conditions are checked again on the way in)."""
+    rules: list[Rule] = []
+    for i, r in enumerate(stored):
+        raw = r["condition"]
+        rules.append(
+            Rule(
+                id=str(r["id"]),
+                name=str(r["name"]),
+                points=float(r["points"]),
+                condition=parse_condition(raw, ["rules", str(i), "condition"]),
+                per_occurrence=bool(r.get("perOccurrence")),
+                max_points=r.get("maxPoints"),
+                raw_condition=raw,
+            )
+        )
+    return rules

@@ -203,6 +203,7 @@ class ScoringModelRow(SQLModel, table=True):
     status: str = Field(sa_column=Column(String(16), nullable=False))
     version: int = Field(sa_column=Column(Integer, nullable=False))
     rules: list[Any] = Field(sa_column=Column(JSONType, nullable=False))
+    published_rules: list[Any] | None = Field(default=None, sa_column=Column(JSONType))
     grades: list[Any] = Field(sa_column=Column(JSONType, nullable=False))
     sales_ready_threshold: float | None = None
     published_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime()))

@@ -33,6 +33,11 @@ def upgrade() -> None:
             nullable=False,
         ),
         sa.Column(
+            "published_rules",
+            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
+            nullable=True,
+        ),
+        sa.Column(
             "grades",
             sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
             nullable=False,

@@ -1,0 +1,520 @@
+"""Repositories for interactions, scoring models, lead scores and lead events."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    Float,
+    MetaData,
+    Select,
+    Table,
+    and_,
+    delete,
+    func,
+    insert,
+    literal,
+    or_,
+    select,
+    true,
+    update,
+)
+from sqlalchemy.engine import Row
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from domain.model import LeadState
+from domain.pagination import Page, PageRequest
+from domain.scoring import (
+    Contribution,
+    Grade,
+    Interaction,
+    InteractionType,
+    ModelStatus,
+    Rule,
+    ScoreResult,
+    ScoringModel,
+    StoredScore,
+    load_rules,
+)
+from persistence import tables as t
+from persistence.repositories import _count, _page
+from persistence.scoring_sql import ScoringCompiler, score_expressions
+from persistence.tables import JSONType
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def to_us(moment: datetime) -> int:
+    """Microseconds since the epoch (exact)."""
+    delta = moment - EPOCH
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+def from_us(us: int) -> datetime:
+    from datetime import timedelta
+
+    return EPOCH + timedelta(microseconds=us)
+
+
+def _dialect_insert(conn: AsyncConnection) -> Any:
+    if conn.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        return pg_insert
+    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+    return sqlite_insert
+
+
+# ---------------------------------------------------------------- interactions
+
+
+def to_interaction(r: Row[Any]) -> Interaction:
+    return Interaction(
+        contact_id=r.contact_id,
+        type=InteractionType(r.type),
+        occurred_at=r.occurred_at,
+        name=r.name,
+        properties=r.properties or {},
+        id=r.id,
+        idempotency_key=r.idempotency_key,
+        created_at=r.created_at,
+    )
+
+
+class InteractionRepository:
+    def __init__(self, conn: AsyncConnection) -> None:
+        self.conn = conn
+        self.table = t.interactions
+
+    def _row(self, i: Interaction) -> dict[str, Any]:
+        return {
+            "contact_id": i.contact_id,
+            "type": i.type.value,
+            "name": i.name,
+            "occurred_at": i.occurred_at,
+            "occurred_us": to_us(i.occurred_at),
+            "properties": dict(i.properties),
+            "idempotency_key": i.idempotency_key,
+            "created_at": i.created_at,
+        }
+
+    async def add(self, interaction: Interaction) -> tuple[Interaction, bool]:
+        """Store an interaction; with a known idempotency key, (the stored one, False)."""
+        stmt = _dialect_insert(self.conn)(self.table).values(self._row(interaction))
+        if interaction.idempotency_key is not None:
+            stmt = stmt.on_conflict_do_nothing(index_elements=["idempotency_key"])
+        new_id = await self.conn.scalar(stmt.returning(self.table.c.id))
+        if new_id is not None:
+            return _with_id(interaction, int(new_id)), True
+        row = (
+            await self.conn.execute(
+                select(self.table).where(
+                    self.table.c.idempotency_key == interaction.idempotency_key
+                )
+            )
+        ).one()
+        return to_interaction(row), False
+
+    async def for_subject(
+        self, contact_id: int | None, account_id: int | None
+    ) -> list[Interaction]:
+        """The interactions a lead is scored on: its contact's, or its account's contacts'."""
+        if contact_id is not None:
+            where = self.table.c.contact_id == contact_id
+        elif account_id is not None:
+            members = select(t.contacts.c.id).where(t.contacts.c.account_id == account_id)
+            where = self.table.c.contact_id.in_(members.scalar_subquery())
+        else:
+            return []
+        rows = (await self.conn.execute(select(self.table).where(where))).all()
+        return [to_interaction(r) for r in rows]
+
+    async def get_many(self, ids: Sequence[int]) -> dict[int, Interaction]:
+        rows = (
+            await self.conn.execute(select(self.table).where(self.table.c.id.in_(list(ids))))
+        ).all()
+        return {r.id: to_interaction(r) for r in rows}
+
+    def _of_contact(self, contact_id: int) -> Select[Any]:
+        return select(self.table).where(self.table.c.contact_id == contact_id)
+
+    async def list_for_contact(self, contact_id: int, page: PageRequest) -> Page[Interaction]:
+        stmt = self._of_contact(contact_id)
+        return await _page(
+            self.conn, stmt, self.table, self.table.c.created_at, True, page, to_interaction
+        )
+
+    async def count_for_contact(self, contact_id: int) -> int:
+        return await _count(self.conn, self._of_contact(contact_id))
+
+
+def _with_id(i: Interaction, id_: int) -> Interaction:
+    from dataclasses import replace
+
+    return replace(i, id=id_)
+
+
+# ---------------------------------------------------------------- scoring models
+
+
+def dump_rules(rules: Sequence[Rule]) -> list[dict[str, Any]]:
+    return [
+        {
+            "id": r.id,
+            "name": r.name,
+            "points": r.points,
+            "perOccurrence": r.per_occurrence,
+            "maxPoints": r.max_points,
+            "condition": r.raw_condition,
+        }
+        for r in rules
+    ]
+
+
+def to_model(r: Row[Any]) -> ScoringModel:
+    return ScoringModel(
+        name=r.name,
+        rules=load_rules(r.rules),
+        description=r.description,
+        sales_ready_threshold=r.sales_ready_threshold,
+        grades=[Grade(g["name"], g["minScore"]) for g in r.grades],
+        status=ModelStatus(r.status),
+        version=r.version,
+        id=r.id,
+        published_at=r.published_at,
+        stopped_at=r.stopped_at,
+        created_at=r.created_at,
+        updated_at=r.updated_at,
+        published_rules=load_rules(r.published_rules) if r.published_rules is not None else None,
+    )
+
+
+class ScoringModelRepository:
+    def __init__(self, conn: AsyncConnection) -> None:
+        self.conn = conn
+        self.table = t.scoring_models
+
+    def _row(self, m: ScoringModel) -> dict[str, Any]:
+        return {
+            "name": m.name,
+            "description": m.description,
+            "status": m.status.value,
+            "version": m.version,
+            "rules": dump_rules(m.rules),
+            "published_rules": dump_rules(m.published_rules)
+            if m.published_rules is not None
+            else None,
+            "grades": [{"name": g.name, "minScore": g.min_score} for g in m.grades],
+            "sales_ready_threshold": m.sales_ready_threshold,
+            "published_at": m.published_at,
+            "stopped_at": m.stopped_at,
+            "created_at": m.created_at,
+            "updated_at": m.updated_at,
+        }
+
+    async def get(self, id_: int, *, for_update: bool = False) -> ScoringModel | None:
+        stmt = select(self.table).where(self.table.c.id == id_)
+        if for_update:
+            stmt = stmt.with_for_update()
+        row = (await self.conn.execute(stmt)).first()
+        return to_model(row) if row else None
+
+    async def get_many(self, ids: Sequence[int]) -> dict[int, ScoringModel]:
+        rows = (
+            await self.conn.execute(select(self.table).where(self.table.c.id.in_(list(ids))))
+        ).all()
+        return {r.id: to_model(r) for r in rows}
+
+    async def live(self) -> list[ScoringModel]:
+        stmt = select(self.table).where(self.table.c.status == ModelStatus.LIVE.value)
+        return [
+            to_model(r) for r in (await self.conn.execute(stmt.order_by(self.table.c.id))).all()
+        ]
+
+    async def add(self, model: ScoringModel) -> ScoringModel:
+        stmt = insert(self.table).values(self._row(model)).returning(self.table.c.id)
+        model.id = int(await self.conn.scalar(stmt))
+        return model
+
+    async def save(self, model: ScoringModel) -> None:
+        await self.conn.execute(
+            update(self.table).where(self.table.c.id == model.id).values(self._row(model))
+        )
+
+    async def delete(self, id_: int) -> None:
+        await self.conn.execute(
+            delete(t.lead_scores).where(t.lead_scores.c.scoring_model_id == id_)
+        )
+        await self.conn.execute(delete(self.table).where(self.table.c.id == id_))
+
+    def _filtered(self, status: ModelStatus | None) -> Select[Any]:
+        stmt = select(self.table)
+        return stmt if status is None else stmt.where(self.table.c.status == status.value)
+
+    async def list(self, status: ModelStatus | None, page: PageRequest) -> Page[ScoringModel]:
+        return await _page(
+            self.conn,
+            self._filtered(status),
+            self.table,
+            self.table.c.created_at,
+            True,
+            page,
+            to_model,
+        )
+
+    async def count(self, status: ModelStatus | None) -> int:
+        return await _count(self.conn, self._filtered(status))
+
+
+# ---------------------------------------------------------------- lead scores
+
+
+def encode_breakdown(model: ScoringModel, result: ScoreResult) -> list[Any]:
+    """The stored form: one entry per rule, [points, occurrences, expires_us] or null."""
+    by_rule = {c.rule_id: c for c in result.breakdown}
+    out: list[Any] = []
+    for rule in model.scoring_rules:
+        c = by_rule.get(rule.id)
+        expires = to_us(c.expires_at) if c and c.expires_at else None
+        out.append(None if c is None else [c.points, c.occurrences, expires])
+    return out
+
+
+def to_stored(r: Row[Any]) -> StoredScore:
+    return StoredScore(
+        lead_id=r.lead_id,
+        scoring_model_id=r.scoring_model_id,
+        model_version=r.model_version,
+        score=r.score,
+        sales_ready=r.sales_ready,
+        entries=list(r.breakdown),
+        next_expiry=from_us(r.next_expiry_us) if r.next_expiry_us is not None else None,
+        updated_at=r.updated_at,
+    )
+
+
+def decode_breakdown(model: ScoringModel, entries: Sequence[Any]) -> list[Contribution]:
+    """Contributions from the stored form, for the rules of the model version that made it."""
+    out: list[Contribution] = []
+    for rule, entry in zip(model.scoring_rules, entries, strict=False):
+        if entry is None:
+            continue
+        points, occurrences, expires = entry
+        out.append(
+            Contribution(
+                rule.id,
+                float(points),
+                int(occurrences),
+                from_us(int(expires)) if expires is not None else None,
+            )
+        )
+    return out
+
+
+_tmp_meta = MetaData()
+NEW_SCORES = Table(
+    "lf_new_scores",
+    _tmp_meta,
+    Column("lead_id", BigInteger, primary_key=True),
+    Column("score", Float, nullable=False),
+    Column("sales_ready", Boolean, nullable=False),
+    Column("breakdown", JSONType, nullable=False),
+    Column("next_expiry_us", BigInteger),
+    prefixes=["TEMPORARY"],
+)
+
+
+class LeadScoreRepository:
+    def __init__(self, conn: AsyncConnection) -> None:
+        self.conn = conn
+        self.table = t.lead_scores
+
+    async def for_leads(self, lead_ids: Sequence[int]) -> dict[int, list[StoredScore]]:
+        stmt = select(self.table).where(self.table.c.lead_id.in_(list(lead_ids)))
+        out: dict[int, list[StoredScore]] = {i: [] for i in lead_ids}
+        for r in (await self.conn.execute(stmt.order_by(self.table.c.scoring_model_id))).all():
+            out[r.lead_id].append(to_stored(r))
+        return out
+
+    async def get(self, lead_id: int, model_id: int) -> StoredScore | None:
+        stmt = select(self.table).where(
+            self.table.c.lead_id == lead_id, self.table.c.scoring_model_id == model_id
+        )
+        row = (await self.conn.execute(stmt)).first()
+        return to_stored(row) if row else None
+
+    async def put(
+        self, lead_id: int, model: ScoringModel, result: ScoreResult, now: datetime
+    ) -> StoredScore | None:
+        """Store a lead's score for a model; returns the score it replaced, if any."""
+        previous = await self.get(lead_id, model.id)
+        values = {
+            "lead_id": lead_id,
+            "scoring_model_id": model.id,
+            "model_version": model.version,
+            "score": result.score,
+            "sales_ready": model.is_sales_ready(result.score),
+            "breakdown": encode_breakdown(model, result),
+            "next_expiry_us": to_us(result.next_expiry) if result.next_expiry else None,
+            "updated_at": now,
+        }
+        stmt = _dialect_insert(self.conn)(self.table).values(values)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=["lead_id", "scoring_model_id"],
+            set_={k: v for k, v in values.items() if k not in ("lead_id", "scoring_model_id")},
+        )
+        await self.conn.execute(stmt)
+        return previous
+
+    async def expired(self, now: datetime, limit: int) -> list[tuple[int, int]]:
+        """(lead, model) pairs whose contributions expired by `now`, for LIVE models."""
+        live = select(t.scoring_models.c.id).where(
+            t.scoring_models.c.status == ModelStatus.LIVE.value
+        )
+        stmt = (
+            select(self.table.c.lead_id, self.table.c.scoring_model_id)
+            .where(
+                self.table.c.next_expiry_us <= to_us(now),
+                self.table.c.scoring_model_id.in_(live.scalar_subquery()),
+            )
+            .order_by(self.table.c.next_expiry_us)
+            .limit(limit)
+        )
+        return [(r.lead_id, r.scoring_model_id) for r in (await self.conn.execute(stmt)).all()]
+
+    async def rescore_all(
+        self, model: ScoringModel, now: datetime, lead_ids: Sequence[int] | None = None
+    ) -> int:
+        """Score every scorable lead (or `lead_ids`) with `model` in a few set-based statements.
+
+        New scores go to a temporary table first, so score-change and sales-ready events can be
+        written (set-based too) by comparing them with the stored ones before they are replaced.
+        Returns how many leads were scored.
+        """
+        conn = self.conn
+        pg = conn.dialect.name == "postgresql"
+        now_us = to_us(now)
+        # Created in this transaction: a rollback removes it too.
+        await conn.run_sync(lambda c: NEW_SCORES.drop(c, checkfirst=True))
+        await conn.run_sync(lambda c: NEW_SCORES.create(c))
+        for account_mode in (False, True):
+            compiler = ScoringCompiler(conn.dialect.name, now_us, account_mode)
+            rules = compiler.scores_select(model, lead_ids).subquery("r")
+            score, ready, breakdown, expiry = score_expressions(rules, model, pg)
+            await conn.execute(
+                insert(NEW_SCORES).from_select(
+                    ["lead_id", "score", "sales_ready", "breakdown", "next_expiry_us"],
+                    select(rules.c.lead_id, score, ready, breakdown, expiry),
+                )
+            )
+        scored = int(await conn.scalar(select(func.count()).select_from(NEW_SCORES)) or 0)
+        await self._record_set_events(model, now)
+        n = NEW_SCORES.c
+        upsert = _dialect_insert(conn)(self.table).from_select(
+            [
+                "lead_id",
+                "scoring_model_id",
+                "model_version",
+                "score",
+                "sales_ready",
+                "breakdown",
+                "next_expiry_us",
+                "updated_at",
+            ],
+            select(
+                n.lead_id,
+                literal(model.id),
+                literal(model.version),
+                n.score,
+                n.sales_ready,
+                n.breakdown,
+                n.next_expiry_us,
+                literal(now, t.UTCDateTime()),
+            ).where(true()),  # SQLite needs a WHERE before ON CONFLICT in INSERT … SELECT
+        )
+        excluded = upsert.excluded
+        upsert = upsert.on_conflict_do_update(
+            index_elements=["lead_id", "scoring_model_id"],
+            set_={
+                "model_version": excluded.model_version,
+                "score": excluded.score,
+                "sales_ready": excluded.sales_ready,
+                "breakdown": excluded.breakdown,
+                "next_expiry_us": excluded.next_expiry_us,
+                "updated_at": excluded.updated_at,
+            },
+        )
+        await conn.execute(upsert)
+        # Leads that crossed the threshold become sales-ready (open leads only).
+        ready_ids = select(n.lead_id).where(n.sales_ready)
+        await conn.execute(
+            update(t.leads)
+            .where(
+                t.leads.c.id.in_(ready_ids.scalar_subquery()),
+                ~t.leads.c.sales_ready,
+                t.leads.c.state == LeadState.OPEN.value,
+            )
+            .values(sales_ready=True, updated_at=now)
+        )
+        await conn.run_sync(lambda c: NEW_SCORES.drop(c))
+        return scored
+
+    async def _record_set_events(self, model: ScoringModel, now: datetime) -> None:
+        conn = self.conn
+        n, old, lead = NEW_SCORES.c, self.table.alias("old"), t.leads
+        pg = conn.dialect.name == "postgresql"
+        obj = func.jsonb_build_object if pg else func.json_object
+        joined = NEW_SCORES.outerjoin(
+            old, and_(old.c.lead_id == n.lead_id, old.c.scoring_model_id == model.id)
+        )
+        changed = or_(
+            and_(old.c.score.is_(None), n.score != 0),
+            and_(old.c.score.is_not(None), old.c.score != n.score),
+        )
+        payload = obj(
+            "scoringModelId", literal(model.id), "score", n.score, "previousScore", old.c.score
+        )
+        await conn.execute(
+            insert(t.lead_events).from_select(
+                ["lead_id", "type", "occurred_at", "payload"],
+                select(n.lead_id, literal("SCORE_CHANGED"), literal(now, t.UTCDateTime()), payload)
+                .select_from(joined)
+                .where(changed)
+                .order_by(n.lead_id),
+            )
+        )
+        ready = obj("scoringModelId", literal(model.id), "score", n.score)
+        await conn.execute(
+            insert(t.lead_events).from_select(
+                ["lead_id", "type", "occurred_at", "payload"],
+                select(n.lead_id, literal("SALES_READY"), literal(now, t.UTCDateTime()), ready)
+                .select_from(NEW_SCORES.join(lead, lead.c.id == n.lead_id))
+                .where(n.sales_ready, ~lead.c.sales_ready, lead.c.state == LeadState.OPEN.value)
+                .order_by(n.lead_id),
+            )
+        )
+
+
+# ---------------------------------------------------------------- lead events
+
+
+class LeadEventRepository:
+    def __init__(self, conn: AsyncConnection) -> None:
+        self.conn = conn
+        self.table = t.lead_events
+
+    async def add(self, lead_id: int, type_: str, payload: Mapping[str, Any], now: datetime) -> int:
+        stmt = insert(self.table).values(
+            lead_id=lead_id, type=type_, occurred_at=now, payload=dict(payload)
+        )
+        return int(await self.conn.scalar(stmt.returning(self.table.c.id)))
+
+    async def for_lead(self, lead_id: int) -> list[tuple[int, str, dict[str, Any]]]:
+        stmt = select(self.table).where(self.table.c.lead_id == lead_id).order_by(self.table.c.id)
+        return [(r.id, r.type, r.payload) for r in (await self.conn.execute(stmt)).all()]
