@@ -184,15 +184,17 @@ class ScoringCompiler:
 
     # ------------------------------------------------------------ interactions
 
-    def _matching(self, ic: InteractionCondition) -> Any:
+    def _matching(self, ic: InteractionCondition) -> tuple[Any, Any, Expr]:
+        """(FROM clause, interactions alias, WHERE) for the interactions `ic` counts."""
         self._ic_index += 1
         i = t.interactions.alias(f"i{self._ic_index}")
         if self.account_mode:
-            members = select(t.contacts.c.id).where(
-                t.contacts.c.account_id == self.leads.c.account_id
-            )
-            subject = i.c.contact_id.in_(members.scalar_subquery())
+            # A join, not a nested IN (...): correlation to `l` must stay one level deep.
+            member = t.contacts.alias(f"m{self._ic_index}")
+            source: Any = i.join(member, member.c.id == i.c.contact_id)
+            subject = member.c.account_id == self.leads.c.account_id
         else:
+            source = i
             subject = i.c.contact_id == self.leads.c.contact_id
         conds: list[Expr] = [subject, i.c.type == ic.type.value]
         if ic.name:
@@ -201,20 +203,20 @@ class ScoringCompiler:
             conds.append(i.c.occurred_us > self.now_us - ic.within_days * DAY_US)
         for p in ic.properties:
             conds.append(self.compare(p.test, self.json_operand(i.c.properties, p.key)))
-        return i, and_(*conds)
+        return source, i, and_(*conds)
 
     def count(self, ic: InteractionCondition) -> Expr:
-        _, where = self._matching(ic)
-        return select(func.count()).where(where).scalar_subquery()
+        source, _, where = self._matching(ic)
+        return select(func.count()).select_from(source).where(where).scalar_subquery()
 
     def kth_newest(self, ic: InteractionCondition, k: int) -> Expr:
-        i, where = self._matching(ic)
-        stmt = select(i.c.occurred_us).where(where).order_by(i.c.occurred_us.desc())
-        return stmt.limit(1).offset(k - 1).scalar_subquery()
+        source, i, where = self._matching(ic)
+        stmt = select(i.c.occurred_us).select_from(source).where(where)
+        return stmt.order_by(i.c.occurred_us.desc()).limit(1).offset(k - 1).scalar_subquery()
 
     def oldest(self, ic: InteractionCondition) -> Expr:
-        i, where = self._matching(ic)
-        return select(func.min(i.c.occurred_us)).where(where).scalar_subquery()
+        source, i, where = self._matching(ic)
+        return select(func.min(i.c.occurred_us)).select_from(source).where(where).scalar_subquery()
 
     # ------------------------------------------------------------ conditions and rules
 
