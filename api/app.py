@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -57,6 +58,10 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Sta
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
         if migrate:
             await upgrade(db.write_engine)
+        # Startup objects live as long as the process: keep them out of the collector's scans,
+        # which otherwise add pauses of ~100 ms to request latency under load.
+        gc.collect()
+        gc.freeze()
         yield
         await db.dispose()
 

@@ -183,12 +183,15 @@ async def _index(
     """Existing records matching any candidate, keyed by each strategy's match key."""
     index: dict[tuple[Any, ...], Any] = {}
     repo: Any = uow.contacts if entity is MatchEntity.CONTACT else uow.leads
+    fetched: dict[tuple[str, tuple[str, ...]], list[Any]] = {}  # strategies often share a field
     for strategy in strategies:
         first = strategy.fields[0]
-        values = sorted({str(c[first]) for c in candidates if match_values(strategy, c)})
+        values = tuple(sorted({str(c[first]) for c in candidates if match_values(strategy, c)}))
         if not values:
             continue
-        for record in await repo.find_many(first, values):
+        if (first, values) not in fetched:
+            fetched[first, values] = await repo.find_many(first, list(values))
+        for record in fetched[first, values]:
             key_values = {n: getattr(record, MATCH_SPECS[entity][n].attr) for n in strategy.fields}
             if all(v not in (None, "") for v in key_values.values()):
                 index.setdefault((strategy.id, *match_key(key_values)), record)

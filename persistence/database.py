@@ -102,7 +102,13 @@ class Database:
             self.read_engine = self._sqlite_engine(url, busy_timeout_ms, None, pool_size)
         else:
             self.write_engine = create_async_engine(
-                url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True
+                url,
+                pool_size=pool_size,
+                max_overflow=pool_size,
+                pool_pre_ping=True,
+                # asyncpg keeps statements prepared; a generic plan chosen while a table was
+                # small (e.g. early in an import) would otherwise stick as it grows.
+                connect_args={"server_settings": {"plan_cache_mode": "force_custom_plan"}},
             )
             self.read_engine = self.write_engine
 

@@ -243,7 +243,9 @@ async def test_update_strategy(api: Api) -> None:
 
 
 async def test_strategy_match_never_steals_another_contacts_email(api: Api) -> None:
-    await create_strategy(api, name="Phone", entity="CONTACT", fields=["phone"], formIds=["call-back"])
+    await create_strategy(
+        api, name="Phone", entity="CONTACT", fields=["phone"], formIds=["call-back"]
+    )
     no_email = await submit(api, "call-back", phone="+39 1", _input={"createLead": False})
     await submit(api, "web", email="taken@x.io")
     r = await submit(api, "call-back", phone="+39 1", email="taken@x.io")

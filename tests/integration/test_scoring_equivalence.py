@@ -43,18 +43,29 @@ def comparison(kind: str) -> st.SearchStrategy[dict[str, Any]]:
     presence = st.fixed_dictionaries({"operator": st.sampled_from(["IS_SET", "IS_NOT_SET"])})
     text_ops = st.fixed_dictionaries(
         {
-            "operator": st.sampled_from(["EQ", "NEQ", "CONTAINS", "NOT_CONTAINS", "STARTS_WITH", "ENDS_WITH"]),
+            "operator": st.sampled_from(
+                ["EQ", "NEQ", "CONTAINS", "NOT_CONTAINS", "STARTS_WITH", "ENDS_WITH"]
+            ),
             "value": text_value,
         }
     )
     text_lists = st.fixed_dictionaries(
-        {"operator": st.sampled_from(["IN", "NOT_IN"]), "value": st.lists(text_value, min_size=1, max_size=3)}
+        {
+            "operator": st.sampled_from(["IN", "NOT_IN"]),
+            "value": st.lists(text_value, min_size=1, max_size=3),
+        }
     )
     num_ops = st.fixed_dictionaries(
-        {"operator": st.sampled_from(["EQ", "NEQ", "GT", "GTE", "LT", "LTE"]), "value": number_value}
+        {
+            "operator": st.sampled_from(["EQ", "NEQ", "GT", "GTE", "LT", "LTE"]),
+            "value": number_value,
+        }
     )
     num_lists = st.fixed_dictionaries(
-        {"operator": st.sampled_from(["IN", "NOT_IN"]), "value": st.lists(number_value, min_size=1, max_size=3)}
+        {
+            "operator": st.sampled_from(["IN", "NOT_IN"]),
+            "value": st.lists(number_value, min_size=1, max_size=3),
+        }
     )
     between = st.tuples(number_value, number_value).map(
         lambda p: {"operator": "BETWEEN", "value": sorted(p)}
@@ -181,12 +192,21 @@ def world(draw: st.DrawFn) -> dict[str, Any]:
                 microseconds=draw(st.sampled_from([-1, 0, 1, 5_000_000])),
             ),
             "properties": draw(
-                st.dictionaries(st.sampled_from(["url", "n"]), st.sampled_from(["/pricing", "/PRICING", "acme", 1, 2.5, "3", None]), max_size=2)
+                st.dictionaries(
+                    st.sampled_from(["url", "n"]),
+                    st.sampled_from(["/pricing", "/PRICING", "acme", 1, 2.5, "3", None]),
+                    max_size=2,
+                )
             ),
         }
         for _ in range(draw(st.integers(0, 8)))
     ]
-    return {"accounts": accounts, "contacts": contacts, "leads": leads, "interactions": interactions}
+    return {
+        "accounts": accounts,
+        "contacts": contacts,
+        "leads": leads,
+        "interactions": interactions,
+    }
 
 
 async def _check(url: str, raw_model: dict[str, Any], data: dict[str, Any]) -> None:
@@ -194,7 +214,15 @@ async def _check(url: str, raw_model: dict[str, Any], data: dict[str, Any]) -> N
     try:
         async with db.uow() as uow:
             conn = uow.conn
-            for table in (t.lead_events, t.lead_scores, t.interactions, t.scoring_models, t.leads, t.contacts, t.accounts):
+            for table in (
+                t.lead_events,
+                t.lead_scores,
+                t.interactions,
+                t.scoring_models,
+                t.leads,
+                t.contacts,
+                t.accounts,
+            ):
                 await conn.execute(delete(table))
             accounts = []
             for a in data["accounts"]:
@@ -203,7 +231,13 @@ async def _check(url: str, raw_model: dict[str, Any], data: dict[str, Any]) -> N
             for i, c in enumerate(data["contacts"]):
                 account = accounts[c["account"]].id if c["account"] is not None else None
                 contact, _ = await uow.contacts.add(
-                    Contact(email=f"c{i}@x.io", account_id=account, job_title=c["job_title"], country=c["country"], attributes=c["attributes"])
+                    Contact(
+                        email=f"c{i}@x.io",
+                        account_id=account,
+                        job_title=c["job_title"],
+                        country=c["country"],
+                        attributes=c["attributes"],
+                    )
                 )
                 contacts.append(contact)
             leads = []
@@ -212,8 +246,12 @@ async def _check(url: str, raw_model: dict[str, Any], data: dict[str, Any]) -> N
                     await uow.leads.add(
                         Lead(
                             topic="t",
-                            contact_id=contacts[lead["contact"]].id if lead["contact"] is not None else None,
-                            account_id=accounts[lead["account"]].id if lead["account"] is not None else None,
+                            contact_id=contacts[lead["contact"]].id
+                            if lead["contact"] is not None
+                            else None,
+                            account_id=accounts[lead["account"]].id
+                            if lead["account"] is not None
+                            else None,
                             job_title=lead["job_title"],
                             company_name=lead["company_name"],
                             attributes=lead["attributes"],
@@ -248,8 +286,12 @@ async def _check(url: str, raw_model: dict[str, Any], data: dict[str, Any]) -> N
                 contact = next((c for c in contacts if c.id == lead.contact_id), None)
                 account_id = lead.account_id or (contact.account_id if contact else None)
                 account = next((a for a in accounts if a.id == account_id), None)
-                interactions = await InteractionRepository(conn).for_subject(lead.contact_id, lead.account_id)
-                expected[lead.id] = evaluate(model, Subject(lead, contact, account, interactions), NOW)
+                interactions = await InteractionRepository(conn).for_subject(
+                    lead.contact_id, lead.account_id
+                )
+                expected[lead.id] = evaluate(
+                    model, Subject(lead, contact, account, interactions), NOW
+                )
 
             scores = LeadScoreRepository(conn)
             scored = await scores.rescore_all(model, NOW)
@@ -272,9 +314,15 @@ async def _check(url: str, raw_model: dict[str, Any], data: dict[str, Any]) -> N
         await db.dispose()
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@settings(
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 @given(raw_model=model_input(), data=world())
-def test_python_and_sql_evaluators_agree(database_url: str, raw_model: dict[str, Any], data: dict[str, Any]) -> None:
+def test_python_and_sql_evaluators_agree(
+    database_url: str, raw_model: dict[str, Any], data: dict[str, Any]
+) -> None:
     asyncio.run(_check(database_url, raw_model, data))
 
 
@@ -282,21 +330,65 @@ def test_example_account_based_lead_counts_all_account_contacts(database_url: st
     raw = {
         "name": "engagement",
         "rules": [
-            {"name": "opens", "points": 2, "perOccurrence": True, "condition": {"interaction": {"type": "EMAIL_OPENED", "withinDays": 30}}},
-            {"name": "cto", "points": 5, "condition": {"attribute": {"entity": "CONTACT", "field": "jobTitle", "operator": "EQ", "value": "cto"}}},
+            {
+                "name": "opens",
+                "points": 2,
+                "perOccurrence": True,
+                "condition": {"interaction": {"type": "EMAIL_OPENED", "withinDays": 30}},
+            },
+            {
+                "name": "cto",
+                "points": 5,
+                "condition": {
+                    "attribute": {
+                        "entity": "CONTACT",
+                        "field": "jobTitle",
+                        "operator": "EQ",
+                        "value": "cto",
+                    }
+                },
+            },
         ],
     }
     data = {
-        "accounts": [{"name": "Acme", "employee_count": 10, "annual_revenue": None, "attributes": {}}],
+        "accounts": [
+            {"name": "Acme", "employee_count": 10, "annual_revenue": None, "attributes": {}}
+        ],
         "contacts": [
             {"account": 0, "job_title": "CTO", "country": None, "attributes": {}},
             {"account": 0, "job_title": None, "country": None, "attributes": {}},
         ],
-        "leads": [{"contact": None, "account": 0, "job_title": None, "company_name": None, "attributes": {}}],
+        "leads": [
+            {
+                "contact": None,
+                "account": 0,
+                "job_title": None,
+                "company_name": None,
+                "attributes": {},
+            }
+        ],
         "interactions": [
-            {"contact": 0, "type": "EMAIL_OPENED", "name": None, "ago": timedelta(days=1), "properties": {}},
-            {"contact": 1, "type": "EMAIL_OPENED", "name": None, "ago": timedelta(days=2), "properties": {}},
-            {"contact": 1, "type": "EMAIL_OPENED", "name": None, "ago": timedelta(days=40), "properties": {}},
+            {
+                "contact": 0,
+                "type": "EMAIL_OPENED",
+                "name": None,
+                "ago": timedelta(days=1),
+                "properties": {},
+            },
+            {
+                "contact": 1,
+                "type": "EMAIL_OPENED",
+                "name": None,
+                "ago": timedelta(days=2),
+                "properties": {},
+            },
+            {
+                "contact": 1,
+                "type": "EMAIL_OPENED",
+                "name": None,
+                "ago": timedelta(days=40),
+                "properties": {},
+            },
         ],
     }
     asyncio.run(_check(database_url, raw, data))
@@ -304,11 +396,36 @@ def test_example_account_based_lead_counts_all_account_contacts(database_url: st
 
 @pytest.mark.parametrize("ago_days", [0, 29])
 def test_example_window_expiry(database_url: str, ago_days: int) -> None:
-    raw = {"name": "m", "rules": [{"name": "visit", "points": 3, "condition": {"interaction": {"type": "PAGE_VISITED", "withinDays": 30}}}]}
+    raw = {
+        "name": "m",
+        "rules": [
+            {
+                "name": "visit",
+                "points": 3,
+                "condition": {"interaction": {"type": "PAGE_VISITED", "withinDays": 30}},
+            }
+        ],
+    }
     data = {
         "accounts": [],
         "contacts": [{"account": None, "job_title": None, "country": None, "attributes": {}}],
-        "leads": [{"contact": 0, "account": None, "job_title": None, "company_name": None, "attributes": {}}],
-        "interactions": [{"contact": 0, "type": "PAGE_VISITED", "name": None, "ago": timedelta(days=ago_days), "properties": {}}],
+        "leads": [
+            {
+                "contact": 0,
+                "account": None,
+                "job_title": None,
+                "company_name": None,
+                "attributes": {},
+            }
+        ],
+        "interactions": [
+            {
+                "contact": 0,
+                "type": "PAGE_VISITED",
+                "name": None,
+                "ago": timedelta(days=ago_days),
+                "properties": {},
+            }
+        ],
     }
     asyncio.run(_check(database_url, raw, data))
