@@ -23,6 +23,13 @@ from domain.model import (
     MatchingStrategy,
 )
 from domain.pagination import Page, PageRequest
+from domain.scoring import Interaction, ModelStatus, ScoreResult, ScoringModel, StoredScore
+
+
+@dataclass(frozen=True, slots=True)
+class ScoreThreshold:
+    scoring_model_id: int
+    min: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,12 +44,14 @@ class LeadFilter:
     search: str | None = None
     created_after: datetime | None = None
     created_before: datetime | None = None
+    min_score: ScoreThreshold | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class LeadOrder:
-    field: str = "CREATED_AT"  # CREATED_AT or UPDATED_AT
+    field: str = "CREATED_AT"  # CREATED_AT, UPDATED_AT or SCORE
     descending: bool = True
+    scoring_model_id: int | None = None  # for SCORE
 
 
 class AccountRepository(Protocol):
@@ -113,6 +122,13 @@ class LeadRepository(Protocol):
         self, filter_: LeadFilter, order: LeadOrder, page: PageRequest
     ) -> Page[Lead]: ...
     async def count(self, filter_: LeadFilter) -> int: ...
+    async def ids_for_contacts(self, contact_ids: Sequence[int]) -> Sequence[int]:
+        """Leads scored on these contacts' interactions (theirs, and their accounts' leads)."""
+        ...
+
+    async def ids_for_account(self, account_id: int) -> Sequence[int]:
+        """Leads whose account, directly or through their contact, is this one."""
+        ...
 
 
 class MatchingStrategyRepository(Protocol):
@@ -129,6 +145,14 @@ class SettingsRepository(Protocol):
 
 
 class Repositories(Protocol):
+    @property
+    def interactions(self) -> InteractionRepository: ...
+    @property
+    def scoring_models(self) -> ScoringModelRepository: ...
+    @property
+    def scores(self) -> LeadScoreRepository: ...
+    @property
+    def events(self) -> LeadEventRepository: ...
     @property
     def accounts(self) -> AccountRepository: ...
     @property
@@ -168,6 +192,60 @@ class UnitOfWork(Repositories, Protocol):
         """Serialise concurrent transactions that work on the same `key` until commit."""
         ...
 
+    async def try_lock(self, key: str) -> bool:
+        """Take the lock for `key` until commit if nobody holds it; False otherwise."""
+        ...
+
 
 class UnitOfWorkFactory(Protocol):
     def __call__(self) -> UnitOfWork: ...
+
+
+# ---------------------------------------------------------------- scoring
+
+
+class InteractionRepository(Protocol):
+    async def add(self, interaction: Interaction) -> tuple[Interaction, bool]:
+        """Store; with an idempotency key already used, (the stored one, False)."""
+        ...
+
+    async def for_subject(
+        self, contact_id: int | None, account_id: int | None
+    ) -> list[Interaction]: ...
+    async def get_many(self, ids: Sequence[int]) -> dict[int, Interaction]: ...
+    async def list_for_contact(self, contact_id: int, page: PageRequest) -> Page[Interaction]: ...
+    async def count_for_contact(self, contact_id: int) -> int: ...
+
+
+class ScoringModelRepository(Protocol):
+    async def get(self, id_: int, *, for_update: bool = False) -> ScoringModel | None: ...
+    async def get_many(self, ids: Sequence[int]) -> dict[int, ScoringModel]: ...
+    async def live(self) -> list[ScoringModel]: ...
+    async def add(self, model: ScoringModel) -> ScoringModel: ...
+    async def save(self, model: ScoringModel) -> None: ...
+    async def delete(self, id_: int) -> None: ...
+    async def list(self, status: ModelStatus | None, page: PageRequest) -> Page[ScoringModel]: ...
+    async def count(self, status: ModelStatus | None) -> int: ...
+
+
+class LeadScoreRepository(Protocol):
+    async def for_leads(self, lead_ids: Sequence[int]) -> dict[int, list[StoredScore]]: ...
+    async def get(self, lead_id: int, model_id: int) -> StoredScore | None: ...
+    async def put(
+        self, lead_id: int, model: ScoringModel, result: ScoreResult, now: datetime
+    ) -> StoredScore | None:
+        """Store a lead's score for a model; returns the score it replaced, if any."""
+        ...
+
+    async def expired(self, now: datetime, limit: int) -> list[tuple[int, int]]: ...
+    async def rescore_all(
+        self, model: ScoringModel, now: datetime, lead_ids: Sequence[int] | None = None
+    ) -> int:
+        """Score every scorable lead with the model, set-based; events included."""
+        ...
+
+
+class LeadEventRepository(Protocol):
+    async def add(
+        self, lead_id: int, type_: str, payload: Mapping[str, Any], now: datetime
+    ) -> int: ...

@@ -37,6 +37,8 @@ from domain.model import (
     utcnow,
 )
 from domain.ports import UnitOfWork
+from domain.scoring import Interaction, InteractionType
+from domain.scoring_services import rescore_for_contacts, rescore_leads
 
 MAX_FORM_ID = 200
 
@@ -106,6 +108,7 @@ async def update_account(uow: UnitOfWork, id_: int, values: Mapping[str, Any]) -
     _raise_if(errors)
     _apply(account, attrs)
     await uow.accounts.save(account)
+    await rescore_leads(uow, await uow.leads.ids_for_account(account.id))
     return account
 
 
@@ -155,6 +158,7 @@ async def update_contact(uow: UnitOfWork, id_: int, values: Mapping[str, Any]) -
             raise Duplicate(f"a contact with email {email} exists", ["input", "email"])
     _apply(contact, attrs)
     await uow.contacts.save(contact)
+    await rescore_leads(uow, await uow.leads.ids_for_contacts([contact.id]))
     return contact
 
 
@@ -189,7 +193,9 @@ async def create_lead(uow: UnitOfWork, values: Mapping[str, Any]) -> Lead:
     if values.get("source") is not None:
         lead.source = values["source"]
     await _lead_links(uow, values, lead)
-    return await uow.leads.add(lead)
+    lead = await uow.leads.add(lead)
+    await rescore_leads(uow, [lead.id])
+    return lead
 
 
 async def update_lead(uow: UnitOfWork, id_: int, values: Mapping[str, Any]) -> Lead:
@@ -208,7 +214,8 @@ async def update_lead(uow: UnitOfWork, id_: int, values: Mapping[str, Any]) -> L
     await _lead_links(uow, values, lead)
     _apply(lead, attrs)
     await uow.leads.save(lead)
-    return lead
+    await rescore_leads(uow, [lead.id])
+    return (await uow.leads.get(lead.id)) or lead
 
 
 # ---------------------------------------------------------------- capture
@@ -372,6 +379,24 @@ async def submit_form(uow: UnitOfWork, cmd: FormSubmission) -> CaptureResult:
             if changed:
                 lead.updated_at = utcnow()
                 await uow.leads.save(lead)
+    # The submission is an interaction of the contact's, credited for scoring at once.
+    kind = (
+        InteractionType.EVENT_REGISTERED
+        if cmd.source is LeadSource.EVENT_REGISTRATION
+        else InteractionType.FORM_SUBMITTED
+    )
+    await uow.interactions.add(
+        Interaction(
+            contact_id=contact.id,
+            type=kind,
+            occurred_at=cmd.submitted_at or utcnow(),
+            name=form_id,
+            properties={"formId": form_id, "source": cmd.source.value},
+        )
+    )
+    await rescore_for_contacts(uow, [contact.id], utcnow())
+    if lead is not None:
+        lead = (await uow.leads.get(lead.id)) or lead
     return CaptureResult(contact, lead, contact_created, lead_created)
 
 

@@ -20,6 +20,12 @@ from persistence.repositories import (
     MatchingStrategyRepository,
     SettingsRepository,
 )
+from persistence.scoring_repo import (
+    InteractionRepository,
+    LeadEventRepository,
+    LeadScoreRepository,
+    ScoringModelRepository,
+)
 
 
 class Repositories:
@@ -32,6 +38,10 @@ class Repositories:
         self.leads = LeadRepository(conn)
         self.strategies = MatchingStrategyRepository(conn)
         self.settings = SettingsRepository(conn)
+        self.interactions = InteractionRepository(conn)
+        self.scoring_models = ScoringModelRepository(conn)
+        self.scores = LeadScoreRepository(conn)
+        self.events = LeadEventRepository(conn)
 
 
 def _lock_id(key: str) -> int:
@@ -88,6 +98,17 @@ class SqlUnitOfWork(Repositories):
         if lock_id not in self._held:
             await self.conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": lock_id})
             self._held.add(lock_id)
+
+    async def try_lock(self, key: str) -> bool:
+        # SQLite: this transaction already holds the only write lock there is.
+        if self._db.is_sqlite:
+            return True
+        lock_id = _lock_id(key)
+        stmt = text("SELECT pg_try_advisory_xact_lock(:k)")
+        got = bool(await self.conn.scalar(stmt, {"k": lock_id}))
+        if got:
+            self._held.add(lock_id)
+        return got
 
 
 class Database:

@@ -69,7 +69,9 @@ async def _page(
     descending: bool,
     page: PageRequest,
     to_domain: Callable[[Row[Any]], T],
+    key: str | None = None,
 ) -> Page[T]:
+    """One page by keyset on (sort, id); `key` names the sort column in rows when it is labelled."""
     id_col = table.c.id
     if page.after is not None:
         stmt = stmt.where(_after(sort, id_col, page.after, descending))
@@ -78,7 +80,7 @@ async def _page(
     has_next = len(rows) > page.first
     rows = rows[: page.first]
     items = [to_domain(r) for r in rows]
-    keys = [(r._mapping[sort.key], r.id) for r in rows]
+    keys = [(r._mapping[key or sort.key], r.id) for r in rows]
     return Page(items, keys, has_next)
 
 
@@ -482,12 +484,59 @@ class LeadRepository(_Repo):
                     _contains(c.topic, f.search),
                 )
             )
+        if f.min_score is not None:
+            s = t.lead_scores.c
+            stmt = stmt.where(
+                select(s.lead_id)
+                .where(
+                    s.lead_id == c.id,
+                    s.scoring_model_id == f.min_score.scoring_model_id,
+                    s.score >= f.min_score.min,
+                )
+                .exists()
+            )
         return stmt
 
     async def list(self, filter_: LeadFilter, order: LeadOrder, page: PageRequest) -> Page[Lead]:
-        sort = self.table.c.updated_at if order.field == "UPDATED_AT" else self.table.c.created_at
         stmt = self._filtered(filter_)
-        return await _page(self.conn, stmt, self.table, sort, order.descending, page, to_lead)
+        if order.field == "SCORE":
+            # Leads the model has not scored sort as 0.
+            scores = t.lead_scores
+            joined = self.table.outerjoin(
+                scores,
+                and_(
+                    scores.c.lead_id == self.table.c.id,
+                    scores.c.scoring_model_id == order.scoring_model_id,
+                ),
+            )
+            sort: Any = func.coalesce(scores.c.score, 0.0)
+            stmt = stmt.add_columns(sort.label("sort_score")).select_from(joined)
+            return await _page(
+                self.conn, stmt, self.table, sort, order.descending, page, to_lead, "sort_score"
+            )
+        col = self.table.c.updated_at if order.field == "UPDATED_AT" else self.table.c.created_at
+        return await _page(self.conn, stmt, self.table, col, order.descending, page, to_lead)
+
+    async def ids_for_contacts(self, contact_ids: Sequence[int]) -> Sequence[int]:
+        c = self.table.c
+        accounts = select(t.contacts.c.account_id).where(
+            t.contacts.c.id.in_(list(contact_ids)), t.contacts.c.account_id.is_not(None)
+        )
+        stmt = select(c.id).where(
+            or_(
+                c.contact_id.in_(list(contact_ids)),
+                and_(c.contact_id.is_(None), c.account_id.in_(accounts.scalar_subquery())),
+            )
+        )
+        return [r.id for r in (await self.conn.execute(stmt.order_by(c.id))).all()]
+
+    async def ids_for_account(self, account_id: int) -> Sequence[int]:
+        c = self.table.c
+        members = select(t.contacts.c.id).where(t.contacts.c.account_id == account_id)
+        stmt = select(c.id).where(
+            or_(c.account_id == account_id, c.contact_id.in_(members.scalar_subquery()))
+        )
+        return [r.id for r in (await self.conn.execute(stmt.order_by(c.id))).all()]
 
     async def count(self, filter_: LeadFilter) -> int:
         return await _count(self.conn, self._filtered(filter_))

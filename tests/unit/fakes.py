@@ -13,6 +13,7 @@ It keeps the storage semantics the domain relies on:
 from __future__ import annotations
 
 import copy
+import dataclasses
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -32,6 +33,15 @@ from domain.model import (
 )
 from domain.pagination import Page, PageRequest
 from domain.ports import LeadFilter, LeadOrder, UnitOfWork
+from domain.scoring import (
+    Interaction,
+    ModelStatus,
+    ScoreResult,
+    ScoringModel,
+    StoredScore,
+    Subject,
+    evaluate,
+)
 
 T = TypeVar("T", Account, Contact, Lead)
 _EXACT = frozenset({"email", "marketingContext"})
@@ -50,6 +60,10 @@ class FakeDatabase:
     leads: dict[int, Lead] = field(default_factory=dict)
     strategies: dict[int, MatchingStrategy] = field(default_factory=dict)
     features: dict[Feature, bool] = field(default_factory=dict)
+    interactions: dict[int, Interaction] = field(default_factory=dict)
+    scoring_models: dict[int, ScoringModel] = field(default_factory=dict)
+    scores: dict[tuple[int, int], StoredScore] = field(default_factory=dict)
+    events: list[tuple[int, str, dict[str, Any]]] = field(default_factory=list)
     next_id: int = 1
 
     @classmethod
@@ -229,6 +243,25 @@ class FakeLeads(_Records[Lead]):
         self._insert(lead)
         return lead
 
+    async def ids_for_contacts(self, contact_ids: Sequence[int]) -> Sequence[int]:
+        accounts = {
+            c.account_id for c in self.db.contacts.values() if c.id in contact_ids and c.account_id
+        }
+        return sorted(
+            lead.id
+            for lead in self.rows.values()
+            if lead.contact_id in contact_ids
+            or (lead.contact_id is None and lead.account_id in accounts)
+        )
+
+    async def ids_for_account(self, account_id: int) -> Sequence[int]:
+        members = {c.id for c in self.db.contacts.values() if c.account_id == account_id}
+        return sorted(
+            lead.id
+            for lead in self.rows.values()
+            if lead.account_id == account_id or lead.contact_id in members
+        )
+
     def _open(self) -> list[Lead]:
         return [
             lead
@@ -319,6 +352,145 @@ class FakeSettings:
         self.db.features[feature] = enabled
 
 
+class FakeInteractions:
+    def __init__(self, db: FakeDatabase) -> None:
+        self.db = db
+
+    async def add(self, interaction: Interaction) -> tuple[Interaction, bool]:
+        key = interaction.idempotency_key
+        for existing in self.db.interactions.values():
+            if key is not None and existing.idempotency_key == key:
+                return existing, False
+        stored = dataclasses.replace(interaction, id=self.db.new_id())
+        self.db.interactions[stored.id] = stored
+        return stored, True
+
+    async def for_subject(
+        self, contact_id: int | None, account_id: int | None
+    ) -> list[Interaction]:
+        if contact_id is not None:
+            members = {contact_id}
+        elif account_id is not None:
+            members = {c.id for c in self.db.contacts.values() if c.account_id == account_id}
+        else:
+            return []
+        return [i for i in self.db.interactions.values() if i.contact_id in members]
+
+    async def get_many(self, ids: Sequence[int]) -> dict[int, Interaction]:
+        return {i: self.db.interactions[i] for i in ids if i in self.db.interactions}
+
+    async def list_for_contact(self, contact_id: int, page: PageRequest) -> Page[Interaction]:
+        mine = [i for i in self.db.interactions.values() if i.contact_id == contact_id]
+        return _page(mine, lambda i: i.created_at, True, page)  # type: ignore[type-var]
+
+    async def count_for_contact(self, contact_id: int) -> int:
+        return sum(1 for i in self.db.interactions.values() if i.contact_id == contact_id)
+
+
+class FakeScoringModels:
+    def __init__(self, db: FakeDatabase) -> None:
+        self.db = db
+
+    async def get(self, id_: int, *, for_update: bool = False) -> ScoringModel | None:
+        model = self.db.scoring_models.get(id_)
+        return copy.deepcopy(model) if model else None
+
+    async def get_many(self, ids: Sequence[int]) -> dict[int, ScoringModel]:
+        return {
+            i: copy.deepcopy(self.db.scoring_models[i]) for i in ids if i in self.db.scoring_models
+        }
+
+    async def live(self) -> list[ScoringModel]:
+        return [
+            copy.deepcopy(m)
+            for m in self.db.scoring_models.values()
+            if m.status is ModelStatus.LIVE
+        ]
+
+    async def add(self, model: ScoringModel) -> ScoringModel:
+        model.id = self.db.new_id()
+        self.db.scoring_models[model.id] = copy.deepcopy(model)
+        return model
+
+    async def save(self, model: ScoringModel) -> None:
+        self.db.scoring_models[model.id] = copy.deepcopy(model)
+
+    async def delete(self, id_: int) -> None:
+        self.db.scoring_models.pop(id_, None)
+
+    async def list(self, status: ModelStatus | None, page: PageRequest) -> Page[ScoringModel]:
+        models = [
+            m for m in self.db.scoring_models.values() if status is None or m.status is status
+        ]
+        return _page(models, lambda m: m.created_at, True, page)  # type: ignore[type-var]
+
+    async def count(self, status: ModelStatus | None) -> int:
+        return sum(
+            1 for m in self.db.scoring_models.values() if status is None or m.status is status
+        )
+
+
+class FakeScores:
+    def __init__(self, db: FakeDatabase) -> None:
+        self.db = db
+
+    async def for_leads(self, lead_ids: Sequence[int]) -> dict[int, list[StoredScore]]:
+        return {i: [s for (lead, _), s in self.db.scores.items() if lead == i] for i in lead_ids}
+
+    async def get(self, lead_id: int, model_id: int) -> StoredScore | None:
+        return self.db.scores.get((lead_id, model_id))
+
+    async def put(
+        self, lead_id: int, model: ScoringModel, result: ScoreResult, now: datetime
+    ) -> StoredScore | None:
+        previous = self.db.scores.get((lead_id, model.id))
+        self.db.scores[lead_id, model.id] = StoredScore(
+            lead_id,
+            model.id,
+            model.version,
+            result.score,
+            model.is_sales_ready(result.score),
+            [[c.points, c.occurrences, c.expires_at] for c in result.breakdown],
+            result.next_expiry,
+            now,
+        )
+        return previous
+
+    async def expired(self, now: datetime, limit: int) -> list[tuple[int, int]]:
+        return [
+            key
+            for key, s in self.db.scores.items()
+            if s.next_expiry is not None and s.next_expiry <= now
+        ][:limit]
+
+    async def rescore_all(
+        self, model: ScoringModel, now: datetime, lead_ids: Sequence[int] | None = None
+    ) -> int:
+        scored = 0
+        for lead in list(self.db.leads.values()):
+            if not lead.scorable or (lead_ids is not None and lead.id not in lead_ids):
+                continue
+            contact = self.db.contacts.get(lead.contact_id) if lead.contact_id else None
+            account_id = lead.account_id or (contact.account_id if contact else None)
+            account = self.db.accounts.get(account_id) if account_id else None
+            interactions = await FakeInteractions(self.db).for_subject(
+                lead.contact_id, lead.account_id
+            )
+            result = evaluate(model, Subject(lead, contact, account, interactions), now)
+            await self.put(lead.id, model, result, now)
+            scored += 1
+        return scored
+
+
+class FakeEvents:
+    def __init__(self, db: FakeDatabase) -> None:
+        self.db = db
+
+    async def add(self, lead_id: int, type_: str, payload: Mapping[str, Any], now: datetime) -> int:
+        self.db.events.append((lead_id, type_, dict(payload)))
+        return len(self.db.events)
+
+
 class FakeUnitOfWork:
     """One 'transaction' over a FakeDatabase; `locks` records every lock taken, in order."""
 
@@ -348,6 +520,22 @@ class FakeUnitOfWork:
     def settings(self) -> FakeSettings:
         return FakeSettings(self.db)
 
+    @property
+    def interactions(self) -> FakeInteractions:
+        return FakeInteractions(self.db)
+
+    @property
+    def scoring_models(self) -> FakeScoringModels:
+        return FakeScoringModels(self.db)
+
+    @property
+    def scores(self) -> FakeScores:
+        return FakeScores(self.db)
+
+    @property
+    def events(self) -> FakeEvents:
+        return FakeEvents(self.db)
+
     async def __aenter__(self) -> FakeUnitOfWork:
         self._snapshot = copy.deepcopy(self.db)
         return self
@@ -360,10 +548,20 @@ class FakeUnitOfWork:
     ) -> None:
         if self._snapshot is not None:
             # Roll back: put the rows back as they were when the transaction began.
-            for name in ("accounts", "contacts", "leads", "strategies", "features"):
+            for name in (
+                "accounts",
+                "contacts",
+                "leads",
+                "strategies",
+                "features",
+                "interactions",
+                "scoring_models",
+                "scores",
+            ):
                 target = getattr(self.db, name)
                 target.clear()
                 target.update(getattr(self._snapshot, name))
+            self.db.events[:] = self._snapshot.events
             self.db.next_id = self._snapshot.next_id
             self._snapshot = None
 
@@ -373,6 +571,10 @@ class FakeUnitOfWork:
 
     async def lock(self, key: str) -> None:
         self.locks.append(key)
+
+    async def try_lock(self, key: str) -> bool:
+        self.locks.append(key)
+        return True
 
 
 def as_port(uow: FakeUnitOfWork) -> UnitOfWork:

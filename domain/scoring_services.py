@@ -1,0 +1,260 @@
+"""Scoring use cases: interactions in, scores out, models through their lifecycle."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from domain.errors import Conflict, DomainError, FeatureDisabled, Invalid, NotFound
+from domain.fields import normalize_email
+from domain.model import Feature, LeadState, utcnow
+from domain.ports import UnitOfWork
+from domain.scoring import (
+    Interaction,
+    InteractionType,
+    ModelStatus,
+    ScoringModel,
+    Subject,
+    build_model,
+    evaluate,
+)
+
+MAX_BATCH = 1000
+MAX_PROPERTIES_BYTES = 16 * 1024
+MAX_FUTURE = timedelta(days=1)
+
+
+async def require_lead_management(uow: UnitOfWork) -> None:
+    """Raise FEATURE_DISABLED unless an admin turned lead management on."""
+    if not await uow.settings.feature_enabled(Feature.LEAD_MANAGEMENT):
+        raise FeatureDisabled(
+            "lead management is off; an ADMIN can turn it on with "
+            "setFeatureSwitch(feature: LEAD_MANAGEMENT, enabled: true)"
+        )
+
+
+# ---------------------------------------------------------------- scoring models
+
+
+async def _model(uow: UnitOfWork, id_: int) -> ScoringModel:
+    model = await uow.scoring_models.get(id_, for_update=True)
+    if model is None:
+        raise NotFound("no scoring model with this id", ["id"])
+    return model
+
+
+async def create_scoring_model(uow: UnitOfWork, raw: Mapping[str, Any]) -> ScoringModel:
+    """A new DRAFT model, checked in full."""
+    await require_lead_management(uow)
+    return await uow.scoring_models.add(build_model(raw))
+
+
+async def update_scoring_model(uow: UnitOfWork, id_: int, raw: Mapping[str, Any]) -> ScoringModel:
+    """Replace a DRAFT or STOPPED model's definition (a LIVE one is a CONFLICT)."""
+    await require_lead_management(uow)
+    model = await _model(uow, id_)
+    model.edit(build_model(raw))
+    await uow.scoring_models.save(model)
+    return model
+
+
+async def publish_scoring_model(uow: UnitOfWork, id_: int, now: datetime) -> ScoringModel:
+    """Make a model LIVE (a new version) and score every scorable lead with it, set-based."""
+    await require_lead_management(uow)
+    model = await _model(uow, id_)
+    model.publish()
+    await uow.scoring_models.save(model)
+    await uow.scores.rescore_all(model, now)
+    return model
+
+
+async def stop_scoring_model(uow: UnitOfWork, id_: int) -> ScoringModel:
+    """Stop a LIVE model; its scores stay frozen as they are."""
+    await require_lead_management(uow)
+    model = await _model(uow, id_)
+    model.stop()
+    await uow.scoring_models.save(model)
+    return model
+
+
+async def delete_scoring_model(uow: UnitOfWork, id_: int) -> int:
+    """Delete a model that is not LIVE, with its scores."""
+    await require_lead_management(uow)
+    model = await _model(uow, id_)
+    if model.status is ModelStatus.LIVE:
+        raise Conflict("a LIVE model cannot be deleted; stop it first", ["id"])
+    await uow.scoring_models.delete(id_)
+    return id_
+
+
+# ---------------------------------------------------------------- interactions
+
+
+@dataclass(frozen=True, slots=True)
+class InteractionInput:
+    type: InteractionType
+    contact_id: int | None = None
+    contact_email: str | None = None
+    name: str | None = None
+    occurred_at: datetime | None = None
+    properties: Any = None
+    idempotency_key: str | None = None
+
+
+async def _resolve(
+    uow: UnitOfWork, item: InteractionInput, path: list[str], now: datetime
+) -> Interaction:
+    """Check one input and find its contact; raises with `path` in the field."""
+    if (item.contact_id is None) == (item.contact_email is None):
+        raise Invalid("give exactly one of contactId and contactEmail", path)
+    if item.contact_id is not None:
+        contact = await uow.contacts.get(item.contact_id)
+        if contact is None:
+            raise NotFound("no contact with this id", [*path, "contactId"])
+    else:
+        email = normalize_email(item.contact_email or "")
+        found = await uow.contacts.find_many("email", [email]) if email else []
+        if not found:
+            raise NotFound(f"no contact with email {email!r}", [*path, "contactEmail"])
+        contact = found[0]
+    name = item.name.strip() if item.name else None
+    if item.type is InteractionType.CUSTOM and not name:
+        raise Invalid("a CUSTOM interaction needs a name", [*path, "name"])
+    if name is not None and len(name) > 200:
+        raise Invalid("name is at most 200 characters", [*path, "name"])
+    properties = item.properties if item.properties is not None else {}
+    if not isinstance(properties, Mapping):
+        raise Invalid("properties must be a JSON object", [*path, "properties"])
+    try:
+        size = len(json.dumps(properties, allow_nan=False))
+    except (TypeError, ValueError):
+        raise Invalid("properties must hold finite JSON values", [*path, "properties"]) from None
+    if size > MAX_PROPERTIES_BYTES:
+        raise Invalid(
+            f"properties are larger than {MAX_PROPERTIES_BYTES} bytes", [*path, "properties"]
+        )
+    occurred = item.occurred_at or now
+    if occurred > now + MAX_FUTURE:
+        raise Invalid("occurredAt is more than a day in the future", [*path, "occurredAt"])
+    key = item.idempotency_key
+    if key is not None and (not key.strip() or len(key) > 200):
+        raise Invalid("idempotencyKey is 1 to 200 characters", [*path, "idempotencyKey"])
+    return Interaction(
+        contact_id=contact.id,
+        type=item.type,
+        occurred_at=occurred,
+        name=name,
+        properties=dict(properties),
+        idempotency_key=key,
+        created_at=now,
+    )
+
+
+@dataclass(slots=True)
+class RecordResult:
+    interactions: list[Interaction]
+    errors: list[DomainError]
+
+
+async def record_interactions(
+    uow: UnitOfWork,
+    items: Sequence[InteractionInput],
+    now: datetime | None = None,
+    *,
+    batch: bool = True,
+) -> RecordResult:
+    """Record interactions and re-score the leads they affect, in the caller's transaction.
+
+    Items with problems are reported (their index in the error's field) and skipped; the rest
+    are recorded. A repeated idempotency key returns the interaction first recorded with it.
+    """
+    now = now or utcnow()
+    if len(items) > MAX_BATCH:
+        raise Invalid(f"at most {MAX_BATCH} interactions per call", ["inputs"])
+    recorded: list[Interaction] = []
+    errors: list[DomainError] = []
+    touched: set[int] = set()
+    for index, item in enumerate(items):
+        path = ["inputs", str(index)] if batch else ["input"]
+        try:
+            interaction = await _resolve(uow, item, path, now)
+        except DomainError as e:
+            errors.append(e)
+            continue
+        stored, created = await uow.interactions.add(interaction)
+        recorded.append(stored)
+        if created:
+            touched.add(stored.contact_id)
+    await rescore_for_contacts(uow, sorted(touched), now)
+    return RecordResult(recorded, errors)
+
+
+# ---------------------------------------------------------------- re-scoring
+
+
+async def rescore_for_contacts(uow: UnitOfWork, contact_ids: Sequence[int], now: datetime) -> None:
+    """Re-score the leads whose score depends on these contacts' interactions."""
+    if contact_ids:
+        await rescore_leads(uow, await uow.leads.ids_for_contacts(contact_ids), now)
+
+
+async def rescore_leads(
+    uow: UnitOfWork, lead_ids: Sequence[int], now: datetime | None = None
+) -> int:
+    """Score these leads with every LIVE model (Python evaluator), recording events.
+
+    Leads are locked in id order first, so concurrent re-scorings of one lead queue up and each
+    sees the interactions committed before it: no lost update, no deadlock.
+    """
+    now = now or utcnow()
+    if not lead_ids or not await uow.settings.feature_enabled(Feature.LEAD_MANAGEMENT):
+        return 0
+    models = await uow.scoring_models.live()
+    if not models:
+        return 0
+    scored = 0
+    for lead_id in sorted(set(lead_ids)):
+        lead = await uow.leads.get_for_update(lead_id)
+        if lead is None or not lead.scorable:
+            continue
+        contact = await uow.contacts.get(lead.contact_id) if lead.contact_id else None
+        account_id = lead.account_id or (contact.account_id if contact else None)
+        account = await uow.accounts.get(account_id) if account_id else None
+        interactions = await uow.interactions.for_subject(lead.contact_id, lead.account_id)
+        subject = Subject(lead, contact, account, interactions)
+        for model in models:
+            result = evaluate(model, subject, now)
+            previous = await uow.scores.put(lead.id, model, result, now)
+            before = previous.score if previous else None
+            if (before is None and result.score != 0) or (
+                before is not None and before != result.score
+            ):
+                await uow.events.add(
+                    lead.id,
+                    "SCORE_CHANGED",
+                    {"scoringModelId": model.id, "score": result.score, "previousScore": before},
+                    now,
+                )
+            if (
+                model.is_sales_ready(result.score)
+                and not lead.sales_ready
+                and lead.state is LeadState.OPEN
+            ):
+                lead.sales_ready = True
+                lead.updated_at = now
+                await uow.leads.save(lead)
+                await uow.events.add(
+                    lead.id, "SALES_READY", {"scoringModelId": model.id, "score": result.score}, now
+                )
+        scored += 1
+    return scored
+
+
+async def rescore_expired(uow: UnitOfWork, now: datetime | None = None, limit: int = 500) -> int:
+    """Re-score leads whose contributions left their time window; returns how many."""
+    now = now or utcnow()
+    pairs = await uow.scores.expired(now, limit)
+    return await rescore_leads(uow, sorted({lead for lead, _ in pairs}), now)
