@@ -14,6 +14,7 @@ from domain.auth import Principal
 from domain.model import Account, Contact, Lead
 from domain.ports import ReadAccess, Repositories, UnitOfWorkFactory
 from domain.roles import Permission, allows
+from domain.scoring import ScoringModel, StoredScore
 
 T = TypeVar("T")
 
@@ -35,6 +36,8 @@ class Loaders:
         self.account = DataLoader[int, Account | None](self._accounts)
         self.contact = DataLoader[int, Contact | None](self._contacts)
         self.lead = DataLoader[int, Lead | None](self._leads)
+        self.scores = DataLoader[int, list[StoredScore]](self._scores)
+        self.scoring_model = DataLoader[int, ScoringModel | None](self._scoring_models)
 
     async def _accounts(self, ids: Sequence[int]) -> list[Account | None]:
         async with self._reads.read() as r:
@@ -49,6 +52,16 @@ class Loaders:
     async def _leads(self, ids: Sequence[int]) -> list[Lead | None]:
         async with self._reads.read() as r:
             found = await r.leads.get_many(ids)
+        return [found.get(i) for i in ids]
+
+    async def _scores(self, lead_ids: Sequence[int]) -> list[list[StoredScore]]:
+        async with self._reads.read() as r:
+            found = await r.scores.for_leads(lead_ids)
+        return [found.get(i, []) for i in lead_ids]
+
+    async def _scoring_models(self, ids: Sequence[int]) -> list[ScoringModel | None]:
+        async with self._reads.read() as r:
+            found = await r.scoring_models.get_many(ids)
         return [found.get(i) for i in ids]
 
 

@@ -17,11 +17,13 @@ from strawberry.extensions import (
     ValidationCache,
 )
 from strawberry.extensions.disable_introspection import DisableIntrospection
+from strawberry.tools import merge_types
 
 from api import types as gql
 from api.errors import should_mask
 from api.execution import FastLeafExecutionContext
 from api.resolvers import Mutation, Query
+from api.scoring import InteractionType_, ScoringModelType, ScoringMutation, ScoringQuery
 from api.settings import Settings
 
 
@@ -45,9 +47,16 @@ def build_schema(settings: Settings | None = None) -> strawberry.Schema:
     if settings.production:
         extensions.append(DisableIntrospection)
     return strawberry.Schema(
-        query=Query,
-        mutation=Mutation,
-        types=[gql.AccountType, gql.ContactType, gql.LeadType, gql.MatchingStrategyType],
+        query=merge_types("Query", (Query, ScoringQuery)),
+        mutation=merge_types("Mutation", (Mutation, ScoringMutation)),
+        types=[
+            gql.AccountType,
+            gql.ContactType,
+            gql.LeadType,
+            gql.MatchingStrategyType,
+            ScoringModelType,
+            InteractionType_,
+        ],
         extensions=extensions,
         execution_context_class=FastLeafExecutionContext,
     )

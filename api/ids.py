@@ -7,7 +7,9 @@ import binascii
 
 from domain.errors import Invalid
 
-NODE_TYPES = frozenset({"Account", "Contact", "Lead", "MatchingStrategy"})
+NODE_TYPES = frozenset(
+    {"Account", "Contact", "Lead", "MatchingStrategy", "ScoringModel", "Interaction"}
+)
 
 
 def to_global_id(type_name: str, pk: int) -> str:

@@ -16,7 +16,7 @@ from domain import importing, services
 from domain.errors import DomainError, Invalid, NotFound
 from domain.model import Account, Contact, Lead, LeadSource, MatchingStrategy
 from domain.pagination import page_request
-from domain.ports import LeadFilter, LeadOrder, UnitOfWork
+from domain.ports import LeadFilter, LeadOrder, ScoreThreshold, UnitOfWork
 from domain.roles import Permission
 
 T = TypeVar("T")
@@ -70,7 +70,14 @@ def lead_filter(
     """The domain filter for a GraphQL LeadFilter, plus any parent record."""
     if f is None:
         return LeadFilter(contact_id=contact_id, account_id=account_id)
+    min_score = None
+    if f.min_score is not None:
+        model_id = decode_id(
+            str(f.min_score.scoring_model_id), "ScoringModel", ["filter", "minScore"]
+        )
+        min_score = ScoreThreshold(model_id, f.min_score.min)
     return LeadFilter(
+        min_score=min_score,
         state=f.state,
         status_reason=f.status_reason,
         stage=f.stage,
@@ -84,6 +91,19 @@ def lead_filter(
     )
 
 
+def lead_order(order: gql.LeadOrder | None) -> LeadOrder:
+    """The domain ordering; SCORE needs the scoring model whose score sorts."""
+    if order is None:
+        return LeadOrder()
+    model_id = None
+    if order.field is gql.LeadOrderField.SCORE:
+        if order.scoring_model_id is None:
+            raise Invalid("ordering by SCORE needs scoringModelId", ["orderBy", "scoringModelId"])
+        model_id = decode_id(str(order.scoring_model_id), "ScoringModel", ["orderBy"])
+    descending = order.direction is gql.OrderDirection.DESC
+    return LeadOrder(order.field.value, descending, model_id)
+
+
 async def list_leads(
     info: Info,
     filter_: LeadFilter,
@@ -95,11 +115,7 @@ async def list_leads(
 
     async def run() -> gql.Connection[Any]:
         page = page_request(first, after, ctx.services.max_page_size)
-        sort = (
-            LeadOrder()
-            if order is None
-            else LeadOrder(order.field.value, order.direction is gql.OrderDirection.DESC)
-        )
+        sort = lead_order(order)
         result = await ctx.read(lambda r: r.leads.list(filter_, sort, page))
         return gql.connection(result, lambda: ctx.read(lambda r: r.leads.count(filter_)))
 
@@ -147,6 +163,11 @@ class Query:
             return await loaders.contact.load(pk)  # type: ignore[return-value]
         if type_name == "Lead":
             return await loaders.lead.load(pk)  # type: ignore[return-value]
+        if type_name == "ScoringModel":
+            return await loaders.scoring_model.load(pk)  # type: ignore[return-value]
+        if type_name == "Interaction":
+            found = await info.context.read(lambda r: r.interactions.get_many([pk]))
+            return found.get(pk)  # type: ignore[return-value]
         strategy = await info.context.read(lambda r: r.strategies.get(pk))
         return strategy  # type: ignore[return-value]
 

@@ -6,7 +6,7 @@ import dataclasses
 import enum
 from collections.abc import Awaitable, Callable
 from datetime import datetime
-from typing import Annotated, Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, Generic, TypeVar
 
 import strawberry
 from strawberry.scalars import JSON
@@ -17,6 +17,9 @@ from domain import model
 from domain.importing import ImportEntity as _ImportEntity
 from domain.pagination import Page, encode_cursor
 from domain.roles import Role as _Role
+
+if TYPE_CHECKING:
+    from api.scoring import InteractionType_, LeadScore
 
 # ---------------------------------------------------------------- enums (domain enums exposed)
 
@@ -62,6 +65,7 @@ class OrderDirection(enum.Enum):
 class LeadOrderField(enum.Enum):
     CREATED_AT = "CREATED_AT"
     UPDATED_AT = "UPDATED_AT"
+    SCORE = "SCORE"
 
 
 # ---------------------------------------------------------------- basics
@@ -205,6 +209,25 @@ class ContactType(Node):
         filter_ = lead_filter(contact_id=self.id)  # type: ignore[arg-type]
         return await list_leads(info, filter_, None, first, after)
 
+    @strawberry.field
+    async def interactions(
+        self, info: Info, first: int | None = None, after: str | None = None
+    ) -> Connection[Annotated[InteractionType_, strawberry.lazy("api.scoring")]]:
+        from api.errors import as_query_error
+        from domain.pagination import page_request
+
+        ctx = info.context
+        contact_id: int = self.id  # type: ignore[assignment]
+
+        async def run() -> Connection[Any]:
+            page = page_request(first, after, ctx.services.max_page_size)
+            result = await ctx.read(lambda r: r.interactions.list_for_contact(contact_id, page))
+            return connection(
+                result, lambda: ctx.read(lambda r: r.interactions.count_for_contact(contact_id))
+            )
+
+        return await as_query_error(run)
+
     @classmethod
     def is_type_of(cls, obj: Any, _info: Any) -> bool:
         return isinstance(obj, model.Contact)
@@ -252,6 +275,30 @@ class LeadType(Node):
         if account_id is None:
             return None
         return await info.context.loaders.account.load(account_id)  # type: ignore[return-value]
+
+    @strawberry.field
+    async def scores(
+        self, info: Info
+    ) -> list[Annotated[LeadScore, strawberry.lazy("api.scoring")]]:
+        from api.scoring import lead_scores
+
+        return await lead_scores(info, self.id)  # type: ignore[arg-type]
+
+    @strawberry.field
+    async def score(
+        self, info: Info, scoring_model_id: strawberry.ID
+    ) -> Annotated[LeadScore, strawberry.lazy("api.scoring")] | None:
+        from api.errors import bad_input
+        from api.ids import decode_id
+        from api.scoring import lead_scores
+        from domain.errors import Invalid
+
+        try:
+            wanted = decode_id(str(scoring_model_id), "ScoringModel")
+        except Invalid as e:
+            raise bad_input(e.message) from None
+        scores = await lead_scores(info, self.id)  # type: ignore[arg-type]
+        return next((s for s in scores if s.model.id == wanted), None)
 
     @classmethod
     def is_type_of(cls, obj: Any, _info: Any) -> bool:
@@ -329,6 +376,12 @@ class LeadInput:
 
 
 @strawberry.input
+class ScoreThresholdInput:
+    scoring_model_id: strawberry.ID
+    min: float
+
+
+@strawberry.input
 class LeadFilter:
     state: list[LeadState] | None = None
     status_reason: list[LeadStatusReason] | None = None
@@ -340,12 +393,14 @@ class LeadFilter:
     search: str | None = None
     created_after: datetime | None = None
     created_before: datetime | None = None
+    min_score: ScoreThresholdInput | None = None
 
 
-@strawberry.input
+@strawberry.input(description="SCORE needs scoringModelId.")
 class LeadOrder:
     field: LeadOrderField
     direction: OrderDirection = OrderDirection.DESC
+    scoring_model_id: strawberry.ID | None = None
 
 
 @strawberry.input

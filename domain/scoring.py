@@ -25,7 +25,7 @@ import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from domain.errors import Conflict, DomainError, Invalid, ValidationErrors
@@ -812,3 +812,39 @@ def load_rules(stored: Sequence[Mapping[str, Any]]) -> list[Rule]:
             )
         )
     return rules
+
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def to_us(moment: datetime) -> int:
+    """Microseconds since the epoch (exact)."""
+    delta = moment - EPOCH
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+def from_us(us: int) -> datetime:
+    return EPOCH + timedelta(microseconds=us)
+
+
+def encode_breakdown(model: ScoringModel, result: ScoreResult) -> list[Any]:
+    """The stored form: one entry per rule, [points, occurrences, expires_us] or null."""
+    by_rule = {c.rule_id: c for c in result.breakdown}
+    out: list[Any] = []
+    for rule in model.scoring_rules:
+        c = by_rule.get(rule.id)
+        expires = to_us(c.expires_at) if c and c.expires_at else None
+        out.append(None if c is None else [c.points, c.occurrences, expires])
+    return out
+
+
+def decode_breakdown(model: ScoringModel, entries: Sequence[Any]) -> list[Contribution]:
+    """Contributions from the stored form, for the rules of the version that made them."""
+    out: list[Contribution] = []
+    for rule, entry in zip(model.scoring_rules, entries, strict=False):
+        if entry is None:
+            continue
+        points, occurrences, expires = entry
+        when = from_us(int(expires)) if expires is not None else None
+        out.append(Contribution(rule.id, float(points), int(occurrences), when))
+    return out

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
@@ -30,7 +30,6 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from domain.model import LeadState
 from domain.pagination import Page, PageRequest
 from domain.scoring import (
-    Contribution,
     Grade,
     Interaction,
     InteractionType,
@@ -39,26 +38,15 @@ from domain.scoring import (
     ScoreResult,
     ScoringModel,
     StoredScore,
+    encode_breakdown,
+    from_us,
     load_rules,
+    to_us,
 )
 from persistence import tables as t
 from persistence.repositories import _count, _page
 from persistence.scoring_sql import ScoringCompiler, score_expressions
 from persistence.tables import JSONType
-
-EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-
-
-def to_us(moment: datetime) -> int:
-    """Microseconds since the epoch (exact)."""
-    delta = moment - EPOCH
-    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
-
-
-def from_us(us: int) -> datetime:
-    from datetime import timedelta
-
-    return EPOCH + timedelta(microseconds=us)
 
 
 def _dialect_insert(conn: AsyncConnection) -> Any:
@@ -275,17 +263,6 @@ class ScoringModelRepository:
 # ---------------------------------------------------------------- lead scores
 
 
-def encode_breakdown(model: ScoringModel, result: ScoreResult) -> list[Any]:
-    """The stored form: one entry per rule, [points, occurrences, expires_us] or null."""
-    by_rule = {c.rule_id: c for c in result.breakdown}
-    out: list[Any] = []
-    for rule in model.scoring_rules:
-        c = by_rule.get(rule.id)
-        expires = to_us(c.expires_at) if c and c.expires_at else None
-        out.append(None if c is None else [c.points, c.occurrences, expires])
-    return out
-
-
 def to_stored(r: Row[Any]) -> StoredScore:
     return StoredScore(
         lead_id=r.lead_id,
@@ -297,24 +274,6 @@ def to_stored(r: Row[Any]) -> StoredScore:
         next_expiry=from_us(r.next_expiry_us) if r.next_expiry_us is not None else None,
         updated_at=r.updated_at,
     )
-
-
-def decode_breakdown(model: ScoringModel, entries: Sequence[Any]) -> list[Contribution]:
-    """Contributions from the stored form, for the rules of the model version that made it."""
-    out: list[Contribution] = []
-    for rule, entry in zip(model.scoring_rules, entries, strict=False):
-        if entry is None:
-            continue
-        points, occurrences, expires = entry
-        out.append(
-            Contribution(
-                rule.id,
-                float(points),
-                int(occurrences),
-                from_us(int(expires)) if expires is not None else None,
-            )
-        )
-    return out
 
 
 _tmp_meta = MetaData()

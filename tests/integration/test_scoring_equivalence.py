@@ -17,15 +17,13 @@ from hypothesis import strategies as st
 from sqlalchemy import delete, insert
 
 from domain.model import Account, Contact, Lead
-from domain.scoring import ModelStatus, Subject, build_model, evaluate
+from domain.scoring import ModelStatus, Subject, build_model, decode_breakdown, evaluate, to_us
 from persistence import tables as t
 from persistence.database import Database
 from persistence.scoring_repo import (
     InteractionRepository,
     LeadScoreRepository,
     ScoringModelRepository,
-    decode_breakdown,
-    to_us,
 )
 
 NOW = datetime(2026, 6, 1, 12, 0, 0, 123456, tzinfo=UTC)

@@ -40,6 +40,7 @@ from domain.scoring import (
     ScoringModel,
     StoredScore,
     Subject,
+    encode_breakdown,
     evaluate,
 )
 
@@ -450,7 +451,7 @@ class FakeScores:
             model.version,
             result.score,
             model.is_sales_ready(result.score),
-            [[c.points, c.occurrences, c.expires_at] for c in result.breakdown],
+            encode_breakdown(model, result),
             result.next_expiry,
             now,
         )
