@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import gc
 import logging
 from collections.abc import AsyncIterator
@@ -15,6 +17,7 @@ from starlette.routing import Route, WebSocketRoute
 from api.context import Services
 from api.graphql import build_schema
 from api.http import GraphQLEndpoint
+from api.jobs import expiry_loop
 from api.settings import Settings, get_settings
 from persistence.apikeys import ApiKeyStore
 from persistence.database import Database
@@ -62,7 +65,15 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Sta
         # which otherwise add pauses of ~100 ms to request latency under load.
         gc.collect()
         gc.freeze()
+        expiry = None
+        if settings.score_expiry_interval_seconds > 0:
+            interval = settings.score_expiry_interval_seconds
+            expiry = asyncio.create_task(expiry_loop(db, db.uow, interval))
         yield
+        if expiry is not None:
+            expiry.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await expiry
         await db.dispose()
 
     app = Starlette(
