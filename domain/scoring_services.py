@@ -253,6 +253,17 @@ async def rescore_leads(
     return scored
 
 
+async def score_new_leads(
+    uow: UnitOfWork, lead_ids: Sequence[int], now: datetime | None = None
+) -> None:
+    """Score freshly created leads (e.g. an import chunk) set-based, with every LIVE model."""
+    if not lead_ids or not await uow.settings.feature_enabled(Feature.LEAD_MANAGEMENT):
+        return
+    now = now or utcnow()
+    for model in await uow.scoring_models.live():
+        await uow.scores.rescore_all(model, now, lead_ids)
+
+
 async def rescore_expired(uow: UnitOfWork, now: datetime | None = None, limit: int = 500) -> int:
     """Re-score leads whose contributions left their time window; returns how many."""
     now = now or utcnow()

@@ -429,7 +429,13 @@ class LeadRepository(_Repo):
         return lead
 
     async def add_many(self, leads: Sequence[Lead]) -> None:
-        await self._insert_many(leads)
+        """Insert in bulk; each lead gets its id (needed to score imported leads)."""
+        if not leads:
+            return
+        stmt = insert(self.table).returning(self.table.c.id, sort_by_parameter_order=True)
+        result = await self.conn.execute(stmt, [_values(lead, self.table) for lead in leads])
+        for lead, row in zip(leads, result.all(), strict=True):
+            lead.id = int(row.id)
 
     async def save(self, lead: Lead) -> None:
         await self._save(lead)

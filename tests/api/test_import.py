@@ -84,3 +84,31 @@ async def test_bad_mapping_is_a_user_error_and_imports_nothing(api: Api) -> None
     r = await run_import(api, "CONTACT", "")
     assert r["userErrors"][0]["field"] == ["input", "csv"]
     assert (await api("{ contacts { totalCount } }"))["contacts"]["totalCount"] == 0
+
+
+async def test_imported_leads_are_scored_by_live_models(api: Api) -> None:
+    await api(
+        "mutation { setFeatureSwitch(feature: LEAD_MANAGEMENT, enabled: true) { userErrors { code } } }"
+    )
+    await api(
+        'mutation { createContact(input: {email: "s@x.io", jobTitle: "CTO"}) { contact { id } } }'
+    )
+    model = await api(
+        'mutation { createScoringModel(input: {name: "fit", rules: [{name: "cto", points: 7, condition: {attribute: {entity: CONTACT, field: "jobTitle", operator: EQ, value: "cto"}}}]}) { scoringModel { id } userErrors { message } } }'
+    )
+    model_id = model["createScoringModel"]["scoringModel"]["id"]
+    await api(
+        "mutation($id: ID!) { publishScoringModel(id: $id) { userErrors { code } } }",
+        {"id": model_id},
+    )
+    r = await run_import(api, "LEAD", "topic,email\nFleet,s@x.io\nOther,nobody@x.io\n")
+    assert r["created"] == 2
+    data = await api(
+        "query($m: ID!) { leads(orderBy: {field: SCORE, scoringModelId: $m}) { edges { node { email scorable score(scoringModelId: $m) { score breakdown { points rule { name } } } } } } }",
+        {"m": model_id},
+    )
+    by_email = {e["node"]["email"]: e["node"] for e in data["leads"]["edges"]}
+    assert by_email["s@x.io"]["score"]["score"] == 7
+    assert by_email["s@x.io"]["score"]["breakdown"] == [{"points": 7, "rule": {"name": "cto"}}]
+    assert by_email["nobody@x.io"]["scorable"] is False
+    assert by_email["nobody@x.io"]["score"] is None

@@ -140,9 +140,8 @@ class _Records(Generic[T]):
     async def add_many(self, records: Sequence[T]) -> None:
         for record in records:
             self._check(record)
-            stored = copy.deepcopy(record)
-            stored.id = self.db.new_id()
-            self.rows[stored.id] = stored
+            record.id = self.db.new_id()
+            self.rows[record.id] = copy.deepcopy(record)
 
     async def save(self, record: T) -> None:
         assert record.id in self.rows, f"save of a record that was never added: {record!r}"
