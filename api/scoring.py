@@ -14,6 +14,7 @@ from strawberry.scalars import JSON
 from api import types as gql
 from api.context import Info
 from api.errors import as_query_error, bad_input, user_errors
+from api.execution import pure
 from api.ids import decode_id, to_global_id
 from domain import scoring, scoring_services
 from domain.errors import DomainError, Invalid
@@ -49,6 +50,7 @@ class InteractionType_(gql.Node):
     properties: JSON | None
 
     @strawberry.field  # type: ignore[misc]
+    @pure
     def id(self) -> strawberry.ID:  # type: ignore[override]
         return strawberry.ID(to_global_id("Interaction", self.id))  # type: ignore[arg-type]
 
@@ -102,6 +104,7 @@ class ScoringModelType(gql.Node):
     updated_at: datetime
 
     @strawberry.field  # type: ignore[misc]
+    @pure
     def id(self) -> strawberry.ID:  # type: ignore[override]
         return strawberry.ID(to_global_id("ScoringModel", self.id))  # type: ignore[arg-type]
 

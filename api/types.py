@@ -12,6 +12,7 @@ import strawberry
 from strawberry.scalars import JSON
 
 from api.context import Info
+from api.execution import pure
 from api.ids import to_global_id
 from domain import model
 from domain.importing import ImportEntity as _ImportEntity
@@ -109,6 +110,7 @@ class Edge(Generic[NodeT]):
     key: strawberry.Private[tuple[Any, int]]
 
     @strawberry.field
+    @pure
     def cursor(self) -> str:
         return encode_cursor(*self.key)
 
@@ -151,6 +153,7 @@ class AccountType(Node):
     updated_at: datetime
 
     @strawberry.field  # type: ignore[misc]
+    @pure
     def id(self) -> strawberry.ID:  # type: ignore[override]
         return strawberry.ID(to_global_id("Account", self.id))  # type: ignore[arg-type]
 
@@ -190,6 +193,7 @@ class ContactType(Node):
     updated_at: datetime
 
     @strawberry.field  # type: ignore[misc]
+    @pure
     def id(self) -> strawberry.ID:  # type: ignore[override]
         return strawberry.ID(to_global_id("Contact", self.id))  # type: ignore[arg-type]
 
@@ -259,6 +263,7 @@ class LeadType(Node):
     updated_at: datetime
 
     @strawberry.field  # type: ignore[misc]
+    @pure
     def id(self) -> strawberry.ID:  # type: ignore[override]
         return strawberry.ID(to_global_id("Lead", self.id))  # type: ignore[arg-type]
 
@@ -314,6 +319,7 @@ class MatchingStrategyType(Node):
     is_default: bool
 
     @strawberry.field  # type: ignore[misc]
+    @pure
     def id(self) -> strawberry.ID:  # type: ignore[override]
         return strawberry.ID(to_global_id("MatchingStrategy", self.id))  # type: ignore[arg-type]
 

@@ -17,6 +17,10 @@ from persistence.database import Database
 from tests.conftest import Api
 
 QUERIES = [
+    "{ leads(first: 50) { edges { node { id topic firstName lastName email companyName jobTitle state stage createdAt } } } }",
+    "{ leads { edges { __typename cursor c2: cursor node { __typename id t: topic source salesReady scorable fullName attributes } } pageInfo { endCursor hasNextPage } } }",
+    "{ leads { edges { node { topic contact { email } } } } accounts { edges { node { name employeeCount annualRevenue } } } }",
+    "{ contacts { edges { cursor node { id email firstName account { name } } } } matchingStrategies { id name fields isDefault entity } }",
     "{ leads(first: 10) { totalCount edges { cursor node { id topic firstName lastName fullName email companyName state statusReason stage source salesReady scorable attributes createdAt updatedAt contact { id email fullName account { id name employeeCount annualRevenue } } account { name } } } pageInfo { hasNextPage endCursor } } }",
     "query($yes: Boolean!) { leads { edges { node { t: topic topic @include(if: $yes) email @skip(if: $yes) ...F } } } } fragment F on Lead { stage id }",
     "{ contacts { edges { node { id email jobTitle country attributes leads { edges { node { topic } } } } } } accounts { edges { node { id name website industry } } } }",
