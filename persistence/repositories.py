@@ -491,7 +491,8 @@ class LeadRepository(_Repo):
                 )
             )
         if f.min_score is not None:
-            s = t.lead_scores.c
+            # An alias of its own: ordering by SCORE may join lead_scores in the outer query.
+            s = t.lead_scores.alias("min_score").c
             stmt = stmt.where(
                 select(s.lead_id)
                 .where(

@@ -27,7 +27,9 @@ from sqlalchemy import (
     or_,
     select,
 )
+from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy.sql.functions import FunctionElement
 
 from domain.scoring import (
     CONDITION_FIELDS,
@@ -287,14 +289,39 @@ def clamp(expr: Expr, limit: float) -> Expr:
     )
 
 
+# Larger than any time in microseconds: stands in for NULL inside min()/least().
+_NO_TIME = 2**62
+
+
+class smallest(FunctionElement[Any]):
+    """The smallest of its arguments: LEAST() on PostgreSQL, multi-argument min() on SQLite."""
+
+    inherit_cache = True
+    type = BigInteger()
+
+
+@compiles(smallest)
+def _smallest_default(element: smallest, compiler: Any, **kw: Any) -> str:
+    return f"LEAST({compiler.process(element.clauses, **kw)})"
+
+
+@compiles(smallest, "sqlite")
+def _smallest_sqlite(element: smallest, compiler: Any, **kw: Any) -> str:
+    return f"min({compiler.process(element.clauses, **kw)})"
+
+
 def least(values: Sequence[Expr]) -> Expr:
-    """The smallest non-null value (NULL when all are null), the same on both dialects."""
+    """The smallest non-null value (NULL when all are null), the same on both dialects.
+
+    Written as NULLIF(min(COALESCE(v, big), ...), big) so the SQL grows linearly with the
+    number of values (a CASE chain would repeat each partial result and grow exponentially).
+    """
     if not values:
         return cast(null(), BigInteger)  # typed, or PostgreSQL reads the column as text
-    result = values[0]
-    for v in values[1:]:
-        result = case((result.is_(None), v), (v.is_(None), result), (v < result, v), else_=result)
-    return result
+    if len(values) == 1:
+        return values[0]
+    filled = [func.coalesce(v, _NO_TIME) for v in values]
+    return func.nullif(smallest(*filled), _NO_TIME)
 
 
 def score_expressions(table: Any, model: ScoringModel, pg: bool) -> tuple[Expr, Expr, Expr, Expr]:
