@@ -133,6 +133,10 @@ class LeadRepository(Protocol):
         """Leads whose account, directly or through their contact, is this one."""
         ...
 
+    async def lock_many(self, ids: Sequence[int]) -> None:
+        """Lock these leads' rows until commit, in id order."""
+        ...
+
 
 class MatchingStrategyRepository(Protocol):
     async def get(self, id_: int) -> MatchingStrategy | None: ...
@@ -210,6 +214,10 @@ class UnitOfWorkFactory(Protocol):
 class InteractionRepository(Protocol):
     async def add(self, interaction: Interaction) -> tuple[Interaction, bool]:
         """Store; with an idempotency key already used, (the stored one, False)."""
+        ...
+
+    async def add_many(self, interactions: Sequence[Interaction]) -> list[Interaction]:
+        """Insert interactions without idempotency keys; returns them with their ids."""
         ...
 
     async def for_subject(

@@ -25,6 +25,7 @@ from domain.scoring import (
 MAX_BATCH = 1000
 MAX_PROPERTIES_BYTES = 16 * 1024
 MAX_FUTURE = timedelta(days=1)
+SET_BASED_FROM = 20  # re-score this many leads or more with the SQL evaluator
 
 
 async def require_lead_management(uow: UnitOfWork) -> None:
@@ -104,22 +105,37 @@ class InteractionInput:
     idempotency_key: str | None = None
 
 
-async def _resolve(
-    uow: UnitOfWork, item: InteractionInput, path: list[str], now: datetime
+@dataclass(frozen=True, slots=True)
+class _Contacts:
+    """The contacts a batch names, looked up with one query per kind of reference."""
+
+    by_id: Mapping[int, Any]
+    by_email: Mapping[str, Any]
+
+
+async def _contacts_for(uow: UnitOfWork, items: Sequence[InteractionInput]) -> _Contacts:
+    ids = sorted({i.contact_id for i in items if i.contact_id is not None})
+    emails = sorted({normalize_email(i.contact_email) for i in items if i.contact_email})
+    by_id = await uow.contacts.get_many(ids) if ids else {}
+    found = await uow.contacts.find_many("email", emails) if emails else []
+    return _Contacts(by_id, {c.email: c for c in found if c.email})
+
+
+def _resolve(
+    item: InteractionInput, contacts: _Contacts, path: list[str], now: datetime
 ) -> Interaction:
     """Check one input and find its contact; raises with `path` in the field."""
     if (item.contact_id is None) == (item.contact_email is None):
         raise Invalid("give exactly one of contactId and contactEmail", path)
     if item.contact_id is not None:
-        contact = await uow.contacts.get(item.contact_id)
+        contact = contacts.by_id.get(item.contact_id)
         if contact is None:
             raise NotFound("no contact with this id", [*path, "contactId"])
     else:
         email = normalize_email(item.contact_email or "")
-        found = await uow.contacts.find_many("email", [email]) if email else []
-        if not found:
+        contact = contacts.by_email.get(email)
+        if contact is None:
             raise NotFound(f"no contact with email {email!r}", [*path, "contactEmail"])
-        contact = found[0]
     name = item.name.strip() if item.name else None
     if item.type is InteractionType.CUSTOM and not name:
         raise Invalid("a CUSTOM interaction needs a name", [*path, "name"])
@@ -174,17 +190,28 @@ async def record_interactions(
     now = now or utcnow()
     if len(items) > MAX_BATCH:
         raise Invalid(f"at most {MAX_BATCH} interactions per call", ["inputs"])
-    recorded: list[Interaction] = []
     errors: list[DomainError] = []
-    touched: set[int] = set()
+    contacts = await _contacts_for(uow, items)
+    checked: list[Interaction | None] = []
     for index, item in enumerate(items):
         path = ["inputs", str(index)] if batch else ["input"]
         try:
-            interaction = await _resolve(uow, item, path, now)
+            checked.append(_resolve(item, contacts, path, now))
         except DomainError as e:
             errors.append(e)
+            checked.append(None)
+    # Without an idempotency key there is nothing to look up: insert them in one go.
+    plain = [i for i in checked if i is not None and i.idempotency_key is None]
+    stored_plain = iter(await uow.interactions.add_many(plain))
+    recorded: list[Interaction] = []
+    touched: set[int] = set()
+    for interaction in checked:
+        if interaction is None:
             continue
-        stored, created = await uow.interactions.add(interaction)
+        if interaction.idempotency_key is None:
+            stored, created = next(stored_plain), True
+        else:
+            stored, created = await uow.interactions.add(interaction)
         recorded.append(stored)
         if created:
             touched.add(stored.contact_id)
@@ -215,8 +242,16 @@ async def rescore_leads(
     models = await uow.scoring_models.live()
     if not models:
         return 0
+    ids = sorted(set(lead_ids))
+    if len(ids) >= SET_BASED_FROM:
+        # Many leads (a batch of interactions, an account's leads): the SQL evaluator, a few
+        # statements per model instead of a dozen per lead. Same locks, same order.
+        await uow.leads.lock_many(ids)
+        for model in models:
+            await uow.scores.rescore_all(model, now, ids)
+        return len(ids)
     scored = 0
-    for lead_id in sorted(set(lead_ids)):
+    for lead_id in ids:
         lead = await uow.leads.get_for_update(lead_id)
         if lead is None or not lead.scorable:
             continue

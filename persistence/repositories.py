@@ -537,6 +537,13 @@ class LeadRepository(_Repo):
         )
         return [r.id for r in (await self.conn.execute(stmt.order_by(c.id))).all()]
 
+    async def lock_many(self, ids: Sequence[int]) -> None:
+        unique = sorted(set(ids))
+        for i in range(0, len(unique), _CHUNK):
+            part = unique[i : i + _CHUNK]
+            stmt = select(self.table.c.id).where(self.table.c.id.in_(part))
+            await self.conn.execute(stmt.order_by(self.table.c.id).with_for_update())
+
     async def ids_for_account(self, account_id: int) -> Sequence[int]:
         c = self.table.c
         members = select(t.contacts.c.id).where(t.contacts.c.account_id == account_id)

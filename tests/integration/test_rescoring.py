@@ -133,3 +133,61 @@ async def test_fifty_concurrent_interactions_give_the_exact_score(db: Database) 
 
     await asyncio.gather(*(one() for _ in range(50)))
     assert await _score(db, lead.id, model.id) == 50
+
+
+async def test_a_large_batch_is_rescored_set_based_with_the_same_results(db: Database) -> None:
+    model_input = {
+        "name": "batch",
+        "salesReadyThreshold": 3,
+        "rules": [
+            {
+                "name": "opens",
+                "points": 1.5,
+                "perOccurrence": True,
+                "condition": {"interaction": {"type": "EMAIL_OPENED", "withinDays": 7}},
+            },
+            {
+                "name": "cto",
+                "points": 4,
+                "condition": {
+                    "attribute": {
+                        "entity": "CONTACT",
+                        "field": "jobTitle",
+                        "operator": "EQ",
+                        "value": "cto",
+                    }
+                },
+            },
+        ],
+    }
+    async with db.uow() as uow:
+        await uow.settings.set_feature(Feature.LEAD_MANAGEMENT, True)
+        contacts = [
+            (
+                await uow.contacts.add(
+                    Contact(email=f"b{i}@x.io", job_title="CTO" if i % 2 else None)
+                )
+            )[0]
+            for i in range(ss.SET_BASED_FROM + 5)
+        ]
+        leads = [await uow.leads.add(Lead(topic="t", contact_id=c.id)) for c in contacts]
+        model = await ss.create_scoring_model(uow, model_input)
+        await ss.publish_scoring_model(uow, model.id, utcnow())
+        await uow.commit()
+    items = [
+        ss.InteractionInput(InteractionType.EMAIL_OPENED, contact_email=f"B{i}@x.io ")
+        for i in range(len(contacts))
+        for _ in range(2)
+    ]
+    async with db.uow() as uow:
+        result = await ss.record_interactions(uow, items)
+        await uow.commit()
+    assert result.errors == [] and len(result.interactions) == 2 * len(contacts)
+    async with db.read() as r:
+        stored = await r.scores.for_leads([lead.id for lead in leads])
+        marked = await r.leads.get_many([lead.id for lead in leads])
+    for i, lead in enumerate(leads):
+        (score,) = stored[lead.id]
+        assert score.score == 3.0 + (4 if i % 2 else 0)
+        assert score.entries[0][:2] == [3.0, 2]
+        assert marked[lead.id].sales_ready

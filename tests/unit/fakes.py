@@ -254,6 +254,9 @@ class FakeLeads(_Records[Lead]):
             or (lead.contact_id is None and lead.account_id in accounts)
         )
 
+    async def lock_many(self, ids: Sequence[int]) -> None:
+        return None
+
     async def ids_for_account(self, account_id: int) -> Sequence[int]:
         members = {c.id for c in self.db.contacts.values() if c.account_id == account_id}
         return sorted(
