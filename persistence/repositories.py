@@ -19,6 +19,8 @@ from sqlalchemy import (
     select,
     update,
 )
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -41,6 +43,11 @@ from persistence import tables as t
 
 T = TypeVar("T")
 _CHUNK = 500  # bound parameters per IN (...) list; SQLite allows 32766 in all
+
+
+def upsert_insert(conn: AsyncConnection) -> Any:
+    """The dialect's INSERT construct, which has ON CONFLICT clauses (SQLite and PostgreSQL)."""
+    return pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
 
 
 def _escape_like(term: str) -> str:
@@ -331,13 +338,8 @@ class ContactRepository(_Repo):
             return contact, True
         # Insert unless the email exists; the unique index settles concurrent inserts.
         values = _values(contact, self.table)
-        dialect = self.conn.dialect.name
-        if dialect == "postgresql":
-            from sqlalchemy.dialects.postgresql import insert as dialect_insert
-        else:
-            from sqlalchemy.dialects.sqlite import insert as dialect_insert  # type: ignore[assignment]
         stmt = (
-            dialect_insert(self.table)
+            upsert_insert(self.conn)(self.table)
             .values(values)
             .on_conflict_do_nothing(index_elements=["email"])
             .returning(self.table.c.id)

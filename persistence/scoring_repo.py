@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
@@ -45,20 +46,9 @@ from domain.scoring import (
     to_us,
 )
 from persistence import tables as t
-from persistence.repositories import _count, _page
+from persistence.repositories import _count, _page, upsert_insert
 from persistence.scoring_sql import ScoringCompiler, score_expressions
 from persistence.tables import JSONType
-
-
-def _dialect_insert(conn: AsyncConnection) -> Any:
-    if conn.dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert as pg_insert
-
-        return pg_insert
-    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-
-    return sqlite_insert
-
 
 # ---------------------------------------------------------------- interactions
 
@@ -95,7 +85,7 @@ class InteractionRepository:
 
     async def add(self, interaction: Interaction) -> tuple[Interaction, bool]:
         """Store an interaction; with a known idempotency key, (the stored one, False)."""
-        stmt = _dialect_insert(self.conn)(self.table).values(self._row(interaction))
+        stmt = upsert_insert(self.conn)(self.table).values(self._row(interaction))
         if interaction.idempotency_key is not None:
             stmt = stmt.on_conflict_do_nothing(index_elements=["idempotency_key"])
         new_id = await self.conn.scalar(stmt.returning(self.table.c.id))
@@ -151,8 +141,6 @@ class InteractionRepository:
 
 
 def _with_id(i: Interaction, id_: int) -> Interaction:
-    from dataclasses import replace
-
     return replace(i, id=id_)
 
 
@@ -350,7 +338,7 @@ class LeadScoreRepository:
             "next_expiry_us": to_us(result.next_expiry) if result.next_expiry else None,
             "updated_at": now,
         }
-        stmt = _dialect_insert(self.conn)(self.table).values(values)
+        stmt = upsert_insert(self.conn)(self.table).values(values)
         stmt = stmt.on_conflict_do_update(
             index_elements=["lead_id", "scoring_model_id"],
             set_={k: v for k, v in values.items() if k not in ("lead_id", "scoring_model_id")},
@@ -407,7 +395,7 @@ class LeadScoreRepository:
         scored = int(await conn.scalar(select(func.count()).select_from(NEW_SCORES)) or 0)
         await self._record_set_events(model, now)
         n = NEW_SCORES.c
-        upsert = _dialect_insert(conn)(self.table).from_select(
+        upsert = upsert_insert(conn)(self.table).from_select(
             [
                 "lead_id",
                 "scoring_model_id",
