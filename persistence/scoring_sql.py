@@ -19,6 +19,7 @@ from sqlalchemy import (
     and_,
     case,
     cast,
+    column,
     false,
     func,
     literal,
@@ -78,6 +79,10 @@ class ScoringCompiler:
         self.now_us = now_us
         self.account_mode = account_mode
         self.leads = t.leads.alias("l")
+        # Interaction aggregates are computed once per lead in an inner query over `li`, and
+        # referenced by name from the rules (a rule may use one count three or four times).
+        self.inner = t.leads.alias("li")
+        self._aggregates: dict[tuple[Any, ...], tuple[str, Expr]] = {}
         self.contacts = t.contacts.alias("c")
         self.accounts = t.accounts.alias("a")
         self._ic_index = 0
@@ -194,10 +199,10 @@ class ScoringCompiler:
             # A join, not a nested IN (...): correlation to `l` must stay one level deep.
             member = t.contacts.alias(f"m{self._ic_index}")
             source: Any = i.join(member, member.c.id == i.c.contact_id)
-            subject = member.c.account_id == self.leads.c.account_id
+            subject = member.c.account_id == self.inner.c.account_id
         else:
             source = i
-            subject = i.c.contact_id == self.leads.c.contact_id
+            subject = i.c.contact_id == self.inner.c.contact_id
         conds: list[Expr] = [subject, i.c.type == ic.type.value]
         if ic.name:
             conds.append(self.fold(i.c.name) == fold(ic.name))
@@ -207,18 +212,34 @@ class ScoringCompiler:
             conds.append(self.compare(p.test, self.json_operand(i.c.properties, p.key)))
         return source, i, and_(*conds)
 
+    def _aggregate(self, key: tuple[Any, ...], build: Any, type_: Any) -> Expr:
+        """A reference to an inner-query column computing `build()` once per lead."""
+        if key not in self._aggregates:
+            self._aggregates[key] = (f"agg_{len(self._aggregates)}", build())
+        return column(self._aggregates[key][0], type_)
+
     def count(self, ic: InteractionCondition) -> Expr:
-        source, _, where = self._matching(ic)
-        return select(func.count()).select_from(source).where(where).scalar_subquery()
+        def build() -> Expr:
+            source, _, where = self._matching(ic)
+            return select(func.count()).select_from(source).where(where).scalar_subquery()
+
+        return self._aggregate(("count", ic), build, Integer())
 
     def kth_newest(self, ic: InteractionCondition, k: int) -> Expr:
-        source, i, where = self._matching(ic)
-        stmt = select(i.c.occurred_us).select_from(source).where(where)
-        return stmt.order_by(i.c.occurred_us.desc()).limit(1).offset(k - 1).scalar_subquery()
+        def build() -> Expr:
+            source, i, where = self._matching(ic)
+            stmt = select(i.c.occurred_us).select_from(source).where(where)
+            return stmt.order_by(i.c.occurred_us.desc()).limit(1).offset(k - 1).scalar_subquery()
+
+        return self._aggregate(("kth", ic, k), build, BigInteger())
 
     def oldest(self, ic: InteractionCondition) -> Expr:
-        source, i, where = self._matching(ic)
-        return select(func.min(i.c.occurred_us)).select_from(source).where(where).scalar_subquery()
+        def build() -> Expr:
+            source, i, where = self._matching(ic)
+            stmt = select(func.min(i.c.occurred_us)).select_from(source).where(where)
+            return stmt.scalar_subquery()
+
+        return self._aggregate(("oldest", ic), build, BigInteger())
 
     # ------------------------------------------------------------ conditions and rules
 
@@ -264,22 +285,33 @@ class ScoringCompiler:
         ]
 
     def scores_select(self, model: ScoringModel, lead_ids: Sequence[int] | None) -> Any:
-        """SELECT lead_id plus per-rule columns for every scorable lead of this mode."""
-        lead, c, a = self.leads, self.contacts, self.accounts
-        columns: list[Any] = [lead.c.id.label("lead_id")]
+        """SELECT lead_id plus per-rule columns for every scorable lead of this mode.
+
+        Two layers: an inner query picks the leads and computes each distinct interaction
+        aggregate once (OFFSET 0 keeps it from being inlined); the outer one joins the lead's
+        contact and account and derives every rule's columns from those aggregates.
+        """
+        rule_columns: list[Any] = []
         for n, rule in enumerate(model.scoring_rules):
-            columns.extend(self.rule_columns(rule, n))
-        source = lead.outerjoin(c, c.c.id == lead.c.contact_id).outerjoin(
-            a, a.c.id == func.coalesce(lead.c.account_id, c.c.account_id)
+            rule_columns.extend(self.rule_columns(rule, n))
+        li = self.inner
+        inner = select(
+            li.c.id.label("lead_id"), *(e.label(name) for name, e in self._aggregates.values())
         )
-        stmt = select(*columns).select_from(source)
         if self.account_mode:
-            stmt = stmt.where(lead.c.contact_id.is_(None), lead.c.account_id.is_not(None))
+            inner = inner.where(li.c.contact_id.is_(None), li.c.account_id.is_not(None))
         else:
-            stmt = stmt.where(lead.c.contact_id.is_not(None))
+            inner = inner.where(li.c.contact_id.is_not(None))
         if lead_ids is not None:
-            stmt = stmt.where(lead.c.id.in_(list(lead_ids)))
-        return stmt
+            inner = inner.where(li.c.id.in_(list(lead_ids)))
+        aggregates = inner.offset(0).subquery("agg")
+        lead, c, a = self.leads, self.contacts, self.accounts
+        source = (
+            aggregates.join(lead, lead.c.id == aggregates.c.lead_id)
+            .outerjoin(c, c.c.id == lead.c.contact_id)
+            .outerjoin(a, a.c.id == func.coalesce(lead.c.account_id, c.c.account_id))
+        )
+        return select(lead.c.id.label("lead_id"), *rule_columns).select_from(source)
 
 
 def clamp(expr: Expr, limit: float) -> Expr:
