@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import fields
+from operator import itemgetter
 from typing import Any, TypeVar
 
 from sqlalchemy import (
     ColumnElement,
-    Select,
+    FromClause,
     Table,
     and_,
     bindparam,
@@ -40,6 +42,7 @@ from domain.model import (
 from domain.pagination import Page, PageRequest
 from domain.ports import LeadFilter, LeadOrder
 from persistence import tables as t
+from persistence.listing import Criterion, Listing, Params, Sort, contains, contains_pattern
 
 T = TypeVar("T")
 _CHUNK = 500  # bound parameters per IN (...) list; SQLite allows 32766 in all
@@ -48,52 +51,6 @@ _CHUNK = 500  # bound parameters per IN (...) list; SQLite allows 32766 in all
 def upsert_insert(conn: AsyncConnection) -> Any:
     """The dialect's INSERT construct, which has ON CONFLICT clauses (SQLite and PostgreSQL)."""
     return pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
-
-
-def _escape_like(term: str) -> str:
-    return term.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-
-
-def _contains(column: Any, term: str) -> ColumnElement[bool]:
-    pattern = f"%{_escape_like(term.strip().lower())}%"
-    return func.lower(column).like(pattern, escape="\\")
-
-
-def _after(sort: Any, id_col: Any, after: tuple[Any, int], descending: bool) -> Any:
-    """Rows strictly after the cursor (sort value, id), written so an index range applies."""
-    value, id_ = after
-    v = bindparam(None, value, type_=sort.type)
-    if descending:
-        return and_(sort <= v, or_(sort < v, id_col < id_))
-    return and_(sort >= v, or_(sort > v, id_col > id_))
-
-
-async def _page(
-    conn: AsyncConnection,
-    stmt: Select[Any],
-    table: Table,
-    sort: Any,
-    descending: bool,
-    page: PageRequest,
-    to_domain: Callable[[Row[Any]], T],
-    key: str | None = None,
-) -> Page[T]:
-    """One page by keyset on (sort, id); `key` names the sort column in rows when it is labelled."""
-    id_col = table.c.id
-    if page.after is not None:
-        stmt = stmt.where(_after(sort, id_col, page.after, descending))
-    order = (sort.desc(), id_col.desc()) if descending else (sort.asc(), id_col.asc())
-    rows = (await conn.execute(stmt.order_by(*order).limit(page.first + 1))).all()
-    has_next = len(rows) > page.first
-    rows = rows[: page.first]
-    items = [to_domain(r) for r in rows]
-    keys = [(r._mapping[key or sort.key], r.id) for r in rows]
-    return Page(items, keys, has_next)
-
-
-async def _count(conn: AsyncConnection, stmt: Select[Any]) -> int:
-    total = await conn.scalar(select(func.count()).select_from(stmt.subquery()))
-    return int(total or 0)
 
 
 def _values(record: Any, table: Table, skip: tuple[str, ...] = ("id",)) -> dict[str, Any]:
@@ -127,34 +84,33 @@ def _equals(table: Table, specs: Mapping[str, FieldSpec], values: Mapping[str, A
 # ---------------------------------------------------------------- mapping
 
 
+def _columns(table: Table, cls: type) -> Callable[[Row[Any]], tuple[Any, ...]]:
+    """Read a `select(table)` row in the order of `cls`'s fields (by position: faster than names).
+
+    The domain dataclasses name their fields after the columns, so the order comes from them.
+    """
+    keys = list(table.c.keys())
+    return itemgetter(*(keys.index(f.name) for f in fields(cls)))
+
+
+_ACCOUNT = _columns(t.accounts, Account)
+_CONTACT = _columns(t.contacts, Contact)
+_LEAD = _columns(t.leads, Lead)
+
+
 def to_account(r: Row[Any]) -> Account:
+    name, industry, employees, revenue, country, website, attrs, id_, created, updated = _ACCOUNT(r)
     return Account(
-        name=r.name,
-        industry=r.industry,
-        employee_count=r.employee_count,
-        annual_revenue=r.annual_revenue,
-        country=r.country,
-        website=r.website,
-        attributes=r.attributes or {},
-        id=r.id,
-        created_at=r.created_at,
-        updated_at=r.updated_at,
+        name, industry, employees, revenue, country, website, attrs or {}, id_, created, updated
     )
 
 
 def to_contact(r: Row[Any]) -> Contact:
+    first, last, email, phone, title, country, account_id, attrs, id_, created, updated = _CONTACT(
+        r
+    )
     return Contact(
-        first_name=r.first_name,
-        last_name=r.last_name,
-        email=r.email,
-        phone=r.phone,
-        job_title=r.job_title,
-        country=r.country,
-        account_id=r.account_id,
-        attributes=r.attributes or {},
-        id=r.id,
-        created_at=r.created_at,
-        updated_at=r.updated_at,
+        first, last, email, phone, title, country, account_id, attrs or {}, id_, created, updated
     )
 
 
@@ -166,26 +122,47 @@ _STAGES = {e.value: e for e in LeadStage}
 
 
 def to_lead(r: Row[Any]) -> Lead:
+    (
+        topic,
+        first,
+        last,
+        email,
+        company,
+        title,
+        phone,
+        attrs,
+        contact_id,
+        account_id,
+        context,
+        source,
+        state,
+        reason,
+        sales_ready,
+        stage,
+        id_,
+        created,
+        updated,
+    ) = _LEAD(r)
     return Lead(
-        topic=r.topic,
-        first_name=r.first_name,
-        last_name=r.last_name,
-        email=r.email,
-        company_name=r.company_name,
-        job_title=r.job_title,
-        phone=r.phone,
-        attributes=r.attributes or {},
-        contact_id=r.contact_id,
-        account_id=r.account_id,
-        marketing_context=r.marketing_context,
-        source=_SOURCES[r.source],
-        state=_STATES[r.state],
-        status_reason=_REASONS[r.status_reason],
-        sales_ready=r.sales_ready,
-        stage=_STAGES[r.stage],
-        id=r.id,
-        created_at=r.created_at,
-        updated_at=r.updated_at,
+        topic,
+        first,
+        last,
+        email,
+        company,
+        title,
+        phone,
+        attrs or {},
+        contact_id,
+        account_id,
+        context,
+        _SOURCES[source],
+        _STATES[state],
+        _REASONS[reason],
+        sales_ready,
+        _STAGES[stage],
+        id_,
+        created,
+        updated,
     )
 
 
@@ -198,6 +175,139 @@ def to_strategy(r: Row[Any]) -> MatchingStrategy:
         is_default=r.is_default,
         id=r.id,
     )
+
+
+# ---------------------------------------------------------------- lists
+
+
+def _search(term: str | None) -> Params | None:
+    return {"search": contains_pattern(term)} if term and term.strip() else None
+
+
+_ACCOUNTS = Listing[str | None, Account](
+    t.accounts,
+    {"search": Criterion(_search, lambda: contains(t.accounts.c.name, "search"))},
+    to_account,
+)
+
+
+def _contact_search() -> ColumnElement[bool]:
+    c = t.contacts.c
+    full = func.coalesce(c.first_name, "") + literal(" ") + func.coalesce(c.last_name, "")
+    account_names = select(t.accounts.c.id).where(contains(t.accounts.c.name, "search"))
+    return or_(
+        contains(full, "search"), contains(c.email, "search"), c.account_id.in_(account_names)
+    )
+
+
+# A contact list request: (search, account id).
+_CONTACTS = Listing[tuple[str | None, int | None], Contact](
+    t.contacts,
+    {
+        "search": Criterion(lambda r: _search(r[0]), _contact_search),
+        "account": Criterion(
+            lambda r: None if r[1] is None else {"account_id": r[1]},
+            lambda: t.contacts.c.account_id == bindparam("account_id"),
+        ),
+    },
+    to_contact,
+)
+
+
+def _one_of(name: str, values: Sequence[Any] | None) -> Params | None:
+    return {name: [v.value for v in values]} if values else None
+
+
+def _equal(name: str, value: Any) -> Params | None:
+    return None if value is None else {name: value}
+
+
+def _in(column: Any, name: str) -> Callable[[], ColumnElement[bool]]:
+    return lambda: column.in_(bindparam(name, expanding=True))
+
+
+def _lead_search() -> ColumnElement[bool]:
+    c = t.leads.c
+    full = func.coalesce(c.first_name, "") + literal(" ") + func.coalesce(c.last_name, "")
+    return or_(
+        contains(full, "search"),
+        contains(c.email, "search"),
+        contains(c.company_name, "search"),
+        contains(c.topic, "search"),
+    )
+
+
+def _min_score() -> ColumnElement[bool]:
+    # An alias of its own: ordering by SCORE joins lead_scores in the outer query.
+    s = t.lead_scores.alias("min_score").c
+    return (
+        select(s.lead_id)
+        .where(
+            s.lead_id == t.leads.c.id,
+            s.scoring_model_id == bindparam("min_score_model"),
+            s.score >= bindparam("min_score"),
+        )
+        .exists()
+    )
+
+
+def _score_sort() -> tuple[Any, FromClause]:
+    # Leads the model has not scored sort as 0.
+    scores = t.lead_scores
+    joined = t.leads.outerjoin(
+        scores,
+        and_(
+            scores.c.lead_id == t.leads.c.id,
+            scores.c.scoring_model_id == bindparam("sort_model"),
+        ),
+    )
+    return func.coalesce(scores.c.score, 0.0), joined
+
+
+_lc = t.leads.c
+_LEADS = Listing[LeadFilter, Lead](
+    t.leads,
+    {
+        "state": Criterion(lambda f: _one_of("state", f.state), _in(_lc.state, "state")),
+        "status_reason": Criterion(
+            lambda f: _one_of("status_reason", f.status_reason),
+            _in(_lc.status_reason, "status_reason"),
+        ),
+        "stage": Criterion(lambda f: _one_of("stage", f.stage), _in(_lc.stage, "stage")),
+        "source": Criterion(lambda f: _one_of("source", f.source), _in(_lc.source, "source")),
+        "sales_ready": Criterion(
+            lambda f: _equal("sales_ready", f.sales_ready),
+            lambda: _lc.sales_ready == bindparam("sales_ready"),
+        ),
+        "contact": Criterion(
+            lambda f: _equal("contact_id", f.contact_id),
+            lambda: _lc.contact_id == bindparam("contact_id"),
+        ),
+        "account": Criterion(
+            lambda f: _equal("account_id", f.account_id),
+            lambda: _lc.account_id == bindparam("account_id"),
+        ),
+        "created_after": Criterion(
+            lambda f: _equal("created_after", f.created_after),
+            lambda: _lc.created_at >= bindparam("created_after"),
+        ),
+        "created_before": Criterion(
+            lambda f: _equal("created_before", f.created_before),
+            lambda: _lc.created_at < bindparam("created_before"),
+        ),
+        "search": Criterion(lambda f: _search(f.search), _lead_search),
+        "min_score": Criterion(
+            lambda f: (
+                None
+                if f.min_score is None
+                else {"min_score_model": f.min_score.scoring_model_id, "min_score": f.min_score.min}
+            ),
+            _min_score,
+        ),
+    },
+    to_lead,
+    sorts={"score": Sort(_score_sort)},
+)
 
 
 # ---------------------------------------------------------------- repositories
@@ -301,20 +411,11 @@ class AccountRepository(_Repo):
                 found[r.name_key] = to_account(r)  # the oldest wins: ids descend
         return found
 
-    def _filtered(self, search: str | None) -> Select[Any]:
-        stmt = select(self.table)
-        if search and search.strip():
-            stmt = stmt.where(_contains(self.table.c.name, search))
-        return stmt
-
     async def list(self, search: str | None, page: PageRequest) -> Page[Account]:
-        stmt = self._filtered(search)
-        return await _page(
-            self.conn, stmt, self.table, self.table.c.created_at, True, page, to_account
-        )
+        return await _ACCOUNTS.page(self.conn, search, page)
 
     async def count(self, search: str | None) -> int:
-        return await _count(self.conn, self._filtered(search))
+        return await _ACCOUNTS.count(self.conn, search)
 
 
 class ContactRepository(_Repo):
@@ -382,33 +483,13 @@ class ContactRepository(_Repo):
             stmt = stmt.where(self.table.c.id != except_id)
         return (await self.conn.scalar(stmt.limit(1))) is not None
 
-    def _filtered(self, search: str | None, account_id: int | None) -> Select[Any]:
-        c = self.table.c
-        stmt = select(self.table)
-        if search and search.strip():
-            full = func.coalesce(c.first_name, "") + literal(" ") + func.coalesce(c.last_name, "")
-            account_names = select(t.accounts.c.id).where(_contains(t.accounts.c.name, search))
-            stmt = stmt.where(
-                or_(
-                    _contains(full, search),
-                    _contains(c.email, search),
-                    c.account_id.in_(account_names),
-                )
-            )
-        if account_id is not None:
-            stmt = stmt.where(c.account_id == account_id)
-        return stmt
-
     async def list(
         self, search: str | None, account_id: int | None, page: PageRequest
     ) -> Page[Contact]:
-        stmt = self._filtered(search, account_id)
-        return await _page(
-            self.conn, stmt, self.table, self.table.c.created_at, True, page, to_contact
-        )
+        return await _CONTACTS.page(self.conn, (search, account_id), page)
 
     async def count(self, search: str | None, account_id: int | None) -> int:
-        return await _count(self.conn, self._filtered(search, account_id))
+        return await _CONTACTS.count(self.conn, (search, account_id))
 
 
 class LeadRepository(_Repo):
@@ -461,70 +542,16 @@ class LeadRepository(_Repo):
         is_open = self.table.c.state == LeadState.OPEN.value
         return [to_lead(r) for r in await self._find_many(LEAD_FIELDS, field, values, is_open)]
 
-    def _filtered(self, f: LeadFilter) -> Select[Any]:
-        c = self.table.c
-        stmt = select(self.table)
-        if f.state:
-            stmt = stmt.where(c.state.in_([s.value for s in f.state]))
-        if f.status_reason:
-            stmt = stmt.where(c.status_reason.in_([s.value for s in f.status_reason]))
-        if f.stage:
-            stmt = stmt.where(c.stage.in_([s.value for s in f.stage]))
-        if f.source:
-            stmt = stmt.where(c.source.in_([s.value for s in f.source]))
-        if f.sales_ready is not None:
-            stmt = stmt.where(c.sales_ready == f.sales_ready)
-        if f.contact_id is not None:
-            stmt = stmt.where(c.contact_id == f.contact_id)
-        if f.account_id is not None:
-            stmt = stmt.where(c.account_id == f.account_id)
-        if f.created_after is not None:
-            stmt = stmt.where(c.created_at >= f.created_after)
-        if f.created_before is not None:
-            stmt = stmt.where(c.created_at < f.created_before)
-        if f.search and f.search.strip():
-            full = func.coalesce(c.first_name, "") + literal(" ") + func.coalesce(c.last_name, "")
-            stmt = stmt.where(
-                or_(
-                    _contains(full, f.search),
-                    _contains(c.email, f.search),
-                    _contains(c.company_name, f.search),
-                    _contains(c.topic, f.search),
-                )
-            )
-        if f.min_score is not None:
-            # An alias of its own: ordering by SCORE may join lead_scores in the outer query.
-            s = t.lead_scores.alias("min_score").c
-            stmt = stmt.where(
-                select(s.lead_id)
-                .where(
-                    s.lead_id == c.id,
-                    s.scoring_model_id == f.min_score.scoring_model_id,
-                    s.score >= f.min_score.min,
-                )
-                .exists()
-            )
-        return stmt
-
     async def list(self, filter_: LeadFilter, order: LeadOrder, page: PageRequest) -> Page[Lead]:
-        stmt = self._filtered(filter_)
-        if order.field == "SCORE":
-            # Leads the model has not scored sort as 0.
-            scores = t.lead_scores
-            joined = self.table.outerjoin(
-                scores,
-                and_(
-                    scores.c.lead_id == self.table.c.id,
-                    scores.c.scoring_model_id == order.scoring_model_id,
-                ),
-            )
-            sort: Any = func.coalesce(scores.c.score, 0.0)
-            stmt = stmt.add_columns(sort.label("sort_score")).select_from(joined)
-            return await _page(
-                self.conn, stmt, self.table, sort, order.descending, page, to_lead, "sort_score"
-            )
-        col = self.table.c.updated_at if order.field == "UPDATED_AT" else self.table.c.created_at
-        return await _page(self.conn, stmt, self.table, col, order.descending, page, to_lead)
+        sort = {"SCORE": "score", "UPDATED_AT": "updated_at"}.get(order.field, "created_at")
+        return await _LEADS.page(
+            self.conn,
+            filter_,
+            page,
+            sort=sort,
+            descending=order.descending,
+            sort_params={"sort_model": order.scoring_model_id} if sort == "score" else None,
+        )
 
     async def ids_for_contacts(self, contact_ids: Sequence[int]) -> Sequence[int]:
         c = self.table.c
@@ -555,7 +582,7 @@ class LeadRepository(_Repo):
         return [r.id for r in (await self.conn.execute(stmt.order_by(c.id))).all()]
 
     async def count(self, filter_: LeadFilter) -> int:
-        return await _count(self.conn, self._filtered(filter_))
+        return await _LEADS.count(self.conn, filter_)
 
 
 class MatchingStrategyRepository:

@@ -13,9 +13,9 @@ from sqlalchemy import (
     Column,
     Float,
     MetaData,
-    Select,
     Table,
     and_,
+    bindparam,
     delete,
     func,
     insert,
@@ -46,7 +46,8 @@ from domain.scoring import (
     to_us,
 )
 from persistence import tables as t
-from persistence.repositories import _count, _page, upsert_insert
+from persistence.listing import Criterion, Listing
+from persistence.repositories import upsert_insert
 from persistence.scoring_sql import ScoringCompiler, score_expressions
 from persistence.tables import JSONType
 
@@ -64,6 +65,19 @@ def to_interaction(r: Row[Any]) -> Interaction:
         idempotency_key=r.idempotency_key,
         created_at=r.created_at,
     )
+
+
+# A contact's interactions, newest first.
+_CONTACT_INTERACTIONS = Listing[int, Interaction](
+    t.interactions,
+    {
+        "contact": Criterion(
+            lambda contact_id: {"contact_id": contact_id},
+            lambda: t.interactions.c.contact_id == bindparam("contact_id"),
+        )
+    },
+    to_interaction,
+)
 
 
 class InteractionRepository:
@@ -127,17 +141,11 @@ class InteractionRepository:
         ).all()
         return {r.id: to_interaction(r) for r in rows}
 
-    def _of_contact(self, contact_id: int) -> Select[Any]:
-        return select(self.table).where(self.table.c.contact_id == contact_id)
-
     async def list_for_contact(self, contact_id: int, page: PageRequest) -> Page[Interaction]:
-        stmt = self._of_contact(contact_id)
-        return await _page(
-            self.conn, stmt, self.table, self.table.c.created_at, True, page, to_interaction
-        )
+        return await _CONTACT_INTERACTIONS.page(self.conn, contact_id, page)
 
     async def count_for_contact(self, contact_id: int) -> int:
-        return await _count(self.conn, self._of_contact(contact_id))
+        return await _CONTACT_INTERACTIONS.count(self.conn, contact_id)
 
 
 def _with_id(i: Interaction, id_: int) -> Interaction:
@@ -198,6 +206,18 @@ def to_model(r: Row[Any]) -> ScoringModel:
     )
 
 
+_MODELS = Listing[ModelStatus | None, ScoringModel](
+    t.scoring_models,
+    {
+        "status": Criterion(
+            lambda status: None if status is None else {"status": status.value},
+            lambda: t.scoring_models.c.status == bindparam("status"),
+        )
+    },
+    to_model,
+)
+
+
 class ScoringModelRepository:
     def __init__(self, conn: AsyncConnection) -> None:
         self.conn = conn
@@ -256,23 +276,11 @@ class ScoringModelRepository:
         )
         await self.conn.execute(delete(self.table).where(self.table.c.id == id_))
 
-    def _filtered(self, status: ModelStatus | None) -> Select[Any]:
-        stmt = select(self.table)
-        return stmt if status is None else stmt.where(self.table.c.status == status.value)
-
     async def list(self, status: ModelStatus | None, page: PageRequest) -> Page[ScoringModel]:
-        return await _page(
-            self.conn,
-            self._filtered(status),
-            self.table,
-            self.table.c.created_at,
-            True,
-            page,
-            to_model,
-        )
+        return await _MODELS.page(self.conn, status, page)
 
     async def count(self, status: ModelStatus | None) -> int:
-        return await _count(self.conn, self._filtered(status))
+        return await _MODELS.count(self.conn, status)
 
 
 # ---------------------------------------------------------------- lead scores

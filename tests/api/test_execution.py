@@ -57,14 +57,15 @@ async def test_null_in_a_non_null_field_is_still_an_error(
         await uow.commit()
     from persistence import repositories
 
-    original = repositories.to_lead
+    listing = repositories._LEADS
+    original = listing.to_domain
 
     def broken(row: Any) -> Lead:
         lead = original(row)
         lead.topic = None  # type: ignore[assignment]
         return lead
 
-    monkeypatch.setattr(repositories, "to_lead", broken)
+    monkeypatch.setattr(listing, "to_domain", broken)
     context = Context(Principal(1, "t", Role.ADMIN), Services(uow=db.uow, reads=db))
     result = await build_schema().execute(
         "{ leads { edges { node { topic } } } }", context_value=context

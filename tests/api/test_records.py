@@ -256,6 +256,45 @@ async def test_lead_filters_and_search(api: Api) -> None:
     assert await topics({"createdAfter": "2999-01-01T00:00:00Z"}) == []
 
 
+async def test_filter_statements_are_reused_with_new_values(api: Api) -> None:
+    """Each filter shape's SQL is built once; later requests of that shape bind their own values."""
+    account = await create_account(api, name="Reuse")
+    await create_lead(api, topic="A", source="IMPORT", accountId=account["id"])
+    await create_lead(api, topic="B", source="MANUAL")
+    await create_lead(api, topic="C", source="LANDING_PAGE", email="c@reuse.io")
+
+    async def listed(filter_: dict[str, Any]) -> tuple[list[str], int]:
+        data = await api(
+            "query($f: LeadFilter) { leads(filter: $f) { totalCount edges { node { topic } } } }",
+            {"f": filter_},
+        )
+        conn = data["leads"]
+        return sorted(e["node"]["topic"] for e in conn["edges"]), conn["totalCount"]
+
+    assert await listed({"source": ["IMPORT"]}) == (["A"], 1)
+    assert await listed({"source": ["MANUAL"]}) == (["B"], 1)
+    assert await listed({"source": ["MANUAL", "LANDING_PAGE"]}) == (["B", "C"], 2)
+    assert await listed({"source": ["MANUAL", "LANDING_PAGE"], "search": "reuse"}) == (["C"], 1)
+    assert await listed({"source": ["IMPORT", "MANUAL"], "search": "nothing"}) == ([], 0)
+    assert await listed({"accountId": account["id"]}) == (["A"], 1)
+    assert await listed({"stage": ["INQUIRY"], "statusReason": ["NEW"]}) == (["A", "B", "C"], 3)
+    assert await listed({"statusReason": ["QUALIFIED", "LOST"]}) == ([], 0)
+
+
+async def test_updated_at_order_pages_by_its_own_key(api: Api) -> None:
+    leads = [await create_lead(api, topic=f"U{i}") for i in range(4)]
+    # Touch the oldest last: it becomes the most recently updated.
+    await api(
+        'mutation($id: ID!) { updateLead(id: $id, input: {topic: "U0"}) { userErrors { code } } }',
+        {"id": leads[0]["id"]},
+    )
+    query = "query($after: String) { leads(first: 2, after: $after, orderBy: {field: UPDATED_AT}) { edges { node { topic } } pageInfo { endCursor } } }"
+    first = await api(query, {"after": None})
+    second = await api(query, {"after": first["leads"]["pageInfo"]["endCursor"]})
+    topics = [e["node"]["topic"] for page in (first, second) for e in page["leads"]["edges"]]
+    assert topics == ["U0", "U3", "U2", "U1"]
+
+
 async def test_nested_connections(api: Api) -> None:
     account = await create_account(api, name="Nested")
     contact = await create_contact(api, email="n@x.io", accountId=account["id"])
