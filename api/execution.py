@@ -8,8 +8,9 @@ paths cut that, each taking the normal path whenever it cannot give exactly the 
   no permissions, no arguments), or whose resolver is marked `@pure` (a sync function of the
   source alone), and whose type is a scalar or enum, is read and serialised directly;
 - a *list of objects* (e.g. a connection's `edges`) whose sub-selection is made only of such
-  leaves and of plain nested objects (e.g. `node`) is built in one go by a function compiled
-  once per selection, instead of object by object.
+  leaves and of plain nested objects (e.g. `node`) is built in one go by a function generated
+  once per selection (Python source made of generated names only), instead of field by field;
+  strings, booleans and enum members are serialised inline there.
 
 Anything else — fragments, directives, arguments, resolvers that are not pure, abstract types,
 a null in a non-null field, a value that does not serialise — goes through graphql-core
@@ -18,16 +19,23 @@ unchanged, so results and errors are exactly what it would produce.
 
 from __future__ import annotations
 
+import keyword
 from collections.abc import Callable
+from dataclasses import dataclass
+from enum import EnumMeta
+from operator import attrgetter
 from typing import Any, TypeVar
 
 from graphql import (
     FieldNode,
+    GraphQLBoolean,
     GraphQLEnumType,
+    GraphQLID,
     GraphQLList,
     GraphQLNonNull,
     GraphQLObjectType,
     GraphQLScalarType,
+    GraphQLString,
     SelectionSetNode,
 )
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
@@ -69,8 +77,23 @@ def _reader(field_def: Any) -> Getter | None:
     return None
 
 
-def _leaf(field_def: Any) -> Getter | None:
-    """A getter that returns the serialised value of a leaf field, raising _Slow when unsure."""
+@dataclass(frozen=True, slots=True)
+class _Leaf:
+    """How to read and serialise one leaf field.
+
+    `fast` is the class of the values that serialise without help (to themselves, or through
+    `convert`); any other value, None included, goes through `slow`.
+    """
+
+    read: Getter
+    attribute: str | None  # the source attribute `read` returns, when it is a plain one
+    fast: type | None
+    convert: Getter | None
+    slow: Getter
+
+
+def _leaf(field_def: Any) -> _Leaf | None:
+    """How to produce the serialised value of a leaf field; its `slow` raises _Slow when unsure."""
     read = _reader(field_def)
     if read is None:
         return None
@@ -81,8 +104,7 @@ def _leaf(field_def: Any) -> Getter | None:
         return None
     coerce = leaf.coerce_output_value
 
-    def get(source: Any) -> Any:
-        value = read(source)
+    def slow(value: Any) -> Any:
         if value is None:
             if nullable:
                 return None
@@ -95,6 +117,37 @@ def _leaf(field_def: Any) -> Getter | None:
             raise _Slow
         return coerced
 
+    fast: type | None = None
+    convert: Getter | None = None
+    if leaf in (GraphQLString, GraphQLID, GraphQLBoolean):
+        # Strings (and IDs) and booleans serialise to themselves; Int and Float are range-checked.
+        fast = bool if leaf is GraphQLBoolean else str
+    elif isinstance(leaf, GraphQLEnumType):
+        members = getattr(leaf, "wrapped_cls", None)
+        if isinstance(members, EnumMeta):
+            # Strawberry's enum type finds a member's name by scanning its values.
+            names = {v.value: name for name, v in leaf.values.items()}
+            enum_members: list[Any] = list(members)
+            by_member = {m: names[m.value] for m in enum_members if m.value in names}
+            if len(by_member) == len(members):
+                fast = members
+                # Names are usually the members' own; reading `_name_` beats hashing a member.
+                same = all(names_ == m._name_ for m, names_ in by_member.items())
+                convert = attrgetter("_name_") if same else by_member.__getitem__
+    definition = _definition(field_def)
+    attribute = definition.python_name if definition.base_resolver is None else None
+    return _Leaf(read, attribute, fast, convert, slow)
+
+
+def _leaf_getter(leaf: _Leaf) -> Getter:
+    read, fast, convert, slow = leaf.read, leaf.fast, leaf.convert, leaf.slow
+
+    def get(source: Any) -> Any:
+        value = read(source)
+        if value.__class__ is fast:
+            return value if convert is None else convert(value)
+        return slow(value)
+
     return get
 
 
@@ -102,7 +155,7 @@ def _object(obj_type: GraphQLObjectType, selection: SelectionSetNode | None) -> 
     """A function building the response dict of one object for a plain selection, or None."""
     if selection is None:
         return None
-    parts: list[tuple[str, Getter]] = []
+    parts: list[tuple[str, _Leaf | Getter]] = []
     keys: set[str] = set()
     for node in selection.selections:
         if not isinstance(node, FieldNode) or node.directives or node.arguments:
@@ -119,15 +172,52 @@ def _object(obj_type: GraphQLObjectType, selection: SelectionSetNode | None) -> 
         field_def = obj_type.fields.get(name)
         if field_def is None:
             return None
-        getter = _leaf(field_def) if node.selection_set is None else _child(field_def, node)
-        if getter is None:
+        part = _leaf(field_def) if node.selection_set is None else _child(field_def, node)
+        if part is None:
             return None
-        parts.append((key, getter))
+        parts.append((key, part))
+    return _generate(parts)
 
-    def build(source: Any) -> dict[str, Any]:
-        return {key: get(source) for key, get in parts}
 
-    return build
+def _generate(parts: list[tuple[str, _Leaf | Getter]]) -> Getter:
+    """Compile one function that builds the object's dict, with every leaf read inline.
+
+    A page of 50 leads with 10 fields is 500 leaves; a call per leaf is most of their cost.
+    The generated source holds only generated names and the Python attribute names of the
+    schema's own fields (identifiers, checked); response keys (client-chosen aliases), readers
+    and converters are passed in through the function's namespace.
+    """
+    namespace: dict[str, Any] = {"_Slow": _Slow}
+    lines = ["def build(source):", "  try:"]
+    for i, (key, part) in enumerate(parts):
+        namespace[f"k{i}"] = key
+        if not isinstance(part, _Leaf):
+            namespace[f"g{i}"] = part
+            lines.append(f"    v{i} = g{i}(source)")
+            continue
+        namespace[f"s{i}"] = part.slow
+        attr = part.attribute
+        if attr is not None and attr.isidentifier() and not keyword.iskeyword(attr):
+            lines.append(f"    v{i} = source.{attr}")
+        else:
+            namespace[f"r{i}"] = part.read
+            lines.append(f"    v{i} = r{i}(source)")
+        if part.fast is None:
+            lines.append(f"    v{i} = s{i}(v{i})")
+            continue
+        namespace[f"f{i}"] = part.fast
+        lines.append(f"    if v{i}.__class__ is not f{i}:")
+        lines.append(f"      v{i} = s{i}(v{i})")
+        if part.convert is not None:
+            namespace[f"c{i}"] = part.convert
+            lines.append("    else:")
+            lines.append(f"      v{i} = c{i}(v{i})")
+    # A missing attribute: let the normal path answer as it would.
+    lines += ["  except AttributeError:", "    raise _Slow from None"]
+    items = ", ".join(f"k{i}: v{i}" for i in range(len(parts)))
+    lines.append(f"  return {{{items}}}")
+    exec(compile("\n".join(lines), "<leadflow fast object>", "exec"), namespace)
+    return namespace["build"]  # type: ignore[no-any-return]
 
 
 def _child(field_def: Any, node: FieldNode) -> Getter | None:
@@ -212,7 +302,11 @@ def _compiled(parent_type: GraphQLObjectType, node: FieldNode) -> Getter | None:
     getter: Getter | None = None
     field_def = parent_type.fields.get(node.name.value)
     if field_def is not None and not node.directives and not node.arguments:
-        getter = _leaf(field_def) if node.selection_set is None else _list(field_def, node)
+        if node.selection_set is None:
+            leaf = _leaf(field_def)
+            getter = None if leaf is None else _leaf_getter(leaf)
+        else:
+            getter = _list(field_def, node)
     if len(_CACHE) >= _CACHE_LIMIT:
         _CACHE.clear()
     _CACHE[key] = (node, getter)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.types import Receive, Scope, Send
@@ -65,6 +66,10 @@ class GraphQLEndpoint(GraphQL[Context, None]):
                 return
             scope.setdefault("state", {})["principal"] = principal
         await super().__call__(scope, receive, send)
+
+    def encode_json(self, data: object) -> bytes:
+        # A page of 50 leads is ~15 KB of JSON: orjson encodes it several times faster.
+        return orjson.dumps(data)
 
     async def get_context(
         self, request: Request | WebSocket, response: Response | WebSocket
