@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any, TypeVar
 
 import strawberry
@@ -29,15 +30,33 @@ class Services:
 
 
 class Loaders:
-    """Fresh batch loaders per request: one query per record type per tick."""
+    """Fresh batch loaders per request: one query per record type per tick.
+
+    Each is made on first use: most requests (a list page, a mutation) need none of them.
+    """
 
     def __init__(self, reads: ReadAccess) -> None:
         self._reads = reads
-        self.account = DataLoader[int, Account | None](self._accounts)
-        self.contact = DataLoader[int, Contact | None](self._contacts)
-        self.lead = DataLoader[int, Lead | None](self._leads)
-        self.scores = DataLoader[int, list[StoredScore]](self._scores)
-        self.scoring_model = DataLoader[int, ScoringModel | None](self._scoring_models)
+
+    @cached_property
+    def account(self) -> DataLoader[int, Account | None]:
+        return DataLoader(self._accounts)
+
+    @cached_property
+    def contact(self) -> DataLoader[int, Contact | None]:
+        return DataLoader(self._contacts)
+
+    @cached_property
+    def lead(self) -> DataLoader[int, Lead | None]:
+        return DataLoader(self._leads)
+
+    @cached_property
+    def scores(self) -> DataLoader[int, list[StoredScore]]:
+        return DataLoader(self._scores)
+
+    @cached_property
+    def scoring_model(self) -> DataLoader[int, ScoringModel | None]:
+        return DataLoader(self._scoring_models)
 
     async def _accounts(self, ids: Sequence[int]) -> list[Account | None]:
         async with self._reads.read() as r:

@@ -10,7 +10,7 @@ paths cut that, each taking the normal path whenever it cannot give exactly the 
 - a *list of objects* (e.g. a connection's `edges`) whose sub-selection is made only of such
   leaves and of plain nested objects (e.g. `node`) is built in one go by a function generated
   once per selection (Python source made of generated names only), instead of field by field;
-  strings, booleans and enum members are serialised inline there.
+  strings, booleans, timestamps and enum members are serialised inline there.
 
 Anything else — fragments, directives, arguments, resolvers that are not pure, abstract types,
 a null in a non-null field, a value that does not serialise — goes through graphql-core
@@ -22,6 +22,7 @@ from __future__ import annotations
 import keyword
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from enum import EnumMeta
 from operator import attrgetter
 from typing import Any, TypeVar
@@ -39,6 +40,7 @@ from graphql import (
     SelectionSetNode,
 )
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
+from strawberry.schema.types.base_scalars import isoformat as strawberry_isoformat
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -122,6 +124,9 @@ def _leaf(field_def: Any) -> _Leaf | None:
     if leaf in (GraphQLString, GraphQLID, GraphQLBoolean):
         # Strings (and IDs) and booleans serialise to themselves; Int and Float are range-checked.
         fast = bool if leaf is GraphQLBoolean else str
+    elif leaf.serialize is strawberry_isoformat:
+        # Strawberry's DateTime (and Date, Time) serialise with the value's isoformat().
+        fast, convert = datetime, datetime.isoformat
     elif isinstance(leaf, GraphQLEnumType):
         members = getattr(leaf, "wrapped_cls", None)
         if isinstance(members, EnumMeta):
