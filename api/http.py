@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
-from starlette.types import Receive, Scope, Send
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.types import Message, Receive, Scope, Send
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
+from strawberry.exceptions import MissingQueryError
+from strawberry.http import process_result
+from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOperationTypeError
+from strawberry.types import ExecutionResult
+from strawberry.types.graphql import OperationType
 
 from api.context import Context, Services
 from domain.auth import Principal
@@ -32,6 +39,74 @@ def bearer_token(header: str | None) -> str | None:
     if scheme.lower() != "bearer" or not token.strip():
         return None
     return token.strip()
+
+
+_POST_OPERATIONS = frozenset({OperationType.QUERY, OperationType.MUTATION})
+
+
+@dataclass(frozen=True, slots=True)
+class _Operation:
+    query: str
+    variables: dict[str, Any] | None
+    operation_name: str | None
+    extensions: dict[str, Any] | None
+
+
+def _plain_json(headers: Mapping[str, str]) -> bool:
+    """A JSON body asking for a JSON answer (not a streamed one)."""
+    media_type = headers.get("content-type", "").partition(";")[0].strip().lower()
+    accept = headers.get("accept", "")
+    return (
+        media_type == "application/json"
+        and "multipart/mixed" not in accept
+        and "text/event-stream" not in accept
+    )
+
+
+def _operation(body: bytes) -> _Operation | None:
+    """The one operation of a well-formed JSON body; None for anything the view should judge."""
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return None
+    if not isinstance(data, dict):
+        return None
+    query, variables = data.get("query"), data.get("variables")
+    name, extensions = data.get("operationName"), data.get("extensions")
+    if not isinstance(query, str):
+        return None
+    if not (
+        isinstance(variables, dict | None)
+        and isinstance(name, str | None)
+        and isinstance(extensions, dict | None)
+    ):
+        return None
+    return _Operation(query, variables, name, extensions)
+
+
+async def _read_body(receive: Receive) -> bytes | None:
+    chunks: list[bytes] = []
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return None
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    """A receive channel that hands out `body` again, then whatever the client sends next."""
+    sent = False
+
+    async def replay() -> Message:
+        nonlocal sent
+        if sent:
+            return await receive()
+        sent = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return replay
 
 
 class GraphQLEndpoint(GraphQL[Context, None]):
@@ -65,7 +140,51 @@ class GraphQLEndpoint(GraphQL[Context, None]):
                 await unauthenticated("the API key is unknown or revoked")(scope, receive, send)
                 return
             scope.setdefault("state", {})["principal"] = principal
+            if request.method == "POST" and _plain_json(request.headers):
+                body = await _read_body(receive)
+                if body is None:
+                    return  # the client went away
+                operation = _operation(body)
+                if operation is not None:
+                    response = await self._execute(principal, operation)
+                    await response(scope, receive, send)
+                    return
+                receive = _replay(body, receive)
         await super().__call__(scope, receive, send)
+
+    async def _execute(self, principal: Principal, operation: _Operation) -> Response:
+        """Run one plain JSON POST operation; the response the view would give.
+
+        Strawberry's view does the same through request and response adapters built for every
+        transport it knows (batches, uploads, streams, GET); for the common case of one JSON
+        operation those cost about as much as running a small query. Anything else still goes
+        through the view.
+        """
+        variables = operation.variables
+
+        async def raw_variables() -> dict[str, Any]:
+            return variables or {}
+
+        context = Context(principal, self.services, raw_variables)
+        try:
+            result = await self.schema.execute(
+                operation.query,
+                variable_values=variables,
+                context_value=context,
+                operation_name=operation.operation_name,
+                allowed_operation_types=_POST_OPERATIONS,
+                operation_extensions=operation.extensions,
+            )
+        except CannotGetOperationTypeError as e:
+            return PlainTextResponse(e.as_http_error_reason(), status_code=400)
+        except InvalidOperationTypeError as e:
+            return PlainTextResponse(e.as_http_error_reason("POST"), status_code=400)
+        except MissingQueryError:
+            return PlainTextResponse("No GraphQL query found in the request", status_code=400)
+        if not isinstance(result, ExecutionResult):  # incremental delivery is not enabled
+            raise TypeError(f"unexpected execution result {type(result).__name__}")
+        body = self.encode_json(process_result(result))
+        return Response(body, media_type="application/json")
 
     def encode_json(self, data: object) -> bytes:
         # A page of 50 leads is ~15 KB of JSON: orjson encodes it several times faster.

@@ -1,0 +1,95 @@
+"""The GraphQL endpoint over HTTP: a plain JSON POST is answered directly, the rest by the view.
+
+Both paths must answer exactly as Strawberry's view does for the same request.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import httpx
+
+from domain.roles import Role
+from tests.conftest import Api
+
+VIEWER = "{ viewer { name role } }"
+
+
+def auth(api: Api) -> dict[str, str]:
+    return {"Authorization": f"Bearer {api.keys[Role.ADMIN]}"}
+
+
+async def test_plain_json_query_and_mutation(api: Api) -> None:
+    r = await api.client.post("/graphql", json={"query": VIEWER}, headers=auth(api))
+    assert r.status_code == 200
+    assert r.headers["content-type"] == "application/json"
+    assert r.json() == {"data": {"viewer": {"name": "test ADMIN", "role": "ADMIN"}}}
+    r = await api.client.post(
+        "/graphql",
+        json={
+            "query": "mutation M($n: String!) { createAccount(input: {name: $n}) { account { name } } }",
+            "variables": {"n": "Posted"},
+            "operationName": "M",
+        },
+        headers=auth(api),
+    )
+    assert r.json() == {"data": {"createAccount": {"account": {"name": "Posted"}}}}
+
+
+async def test_charset_parameter_and_chunked_body(api: Api) -> None:
+    body = b'{"query": "{ viewer { role } }", "variables": null}'
+
+    async def chunks() -> AsyncIterator[bytes]:
+        for i in range(0, len(body), 7):
+            yield body[i : i + 7]
+
+    headers = {**auth(api), "Content-Type": "application/json; charset=utf-8"}
+    r = await api.client.post("/graphql", content=chunks(), headers=headers)
+    assert r.status_code == 200
+    assert r.json() == {"data": {"viewer": {"role": "ADMIN"}}}
+
+
+async def test_errors_keep_the_graphql_shape(api: Api) -> None:
+    r = await api.client.post("/graphql", json={"query": "{ nope }"}, headers=auth(api))
+    assert r.status_code == 200
+    body = r.json()
+    assert body["data"] is None
+    assert "Cannot query field 'nope'" in body["errors"][0]["message"]
+
+
+async def test_bad_requests_get_the_views_answers(api: Api) -> None:
+    async def post(content: bytes, content_type: str = "application/json") -> httpx.Response:
+        headers = {**auth(api), "Content-Type": content_type}
+        return await api.client.post("/graphql", content=content, headers=headers)
+
+    cases = [
+        (b"{not json", "Unable to parse request body as JSON"),
+        (b"{}", "No GraphQL query found in the request"),
+        (b'{"query": null}', "No GraphQL query found in the request"),
+        (b'{"query": 1}', "`query` must be a string or null"),
+        (b'{"query": "{ viewer { role } }", "variables": []}', "`variables` must be an object"),
+        (b'{"query": "{ viewer { role } }", "extensions": 1}', "`extensions` must be an object"),
+        (
+            b'{"query": "query A { viewer { role } }", "operationName": "B"}',
+            'Unknown operation named "B"',
+        ),
+        (
+            b'{"query": "subscription { leadEvents { cursor } }"}',
+            "subscriptions are not allowed when using POST",
+        ),
+    ]
+    for content, message in cases:
+        r = await post(content)
+        assert r.status_code == 400, (content, r.text)
+        assert message in r.text, (content, r.text)
+    r = await post(b'{"query": "{ viewer { role } }"}', "text/plain")
+    assert r.status_code == 400
+    assert "Unsupported content type" in r.text
+
+
+async def test_auth_comes_before_the_body_is_read(api: Api) -> None:
+    r = await api.client.post(
+        "/graphql", content=b"{not json", headers={"Content-Type": "application/json"}
+    )
+    assert r.status_code == 401
+    assert r.json()["errors"][0]["extensions"]["code"] == "UNAUTHENTICATED"
