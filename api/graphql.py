@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from functools import partial
+from typing import Any, ClassVar
 
 import strawberry
 from strawberry.extensions import (
@@ -14,9 +15,9 @@ from strawberry.extensions import (
     ParserCache,
     QueryDepthLimiter,
     SchemaExtension,
-    ValidationCache,
 )
 from strawberry.extensions.disable_introspection import DisableIntrospection
+from strawberry.schema.schema import validate_document
 from strawberry.tools import merge_types
 
 from api import types as gql
@@ -25,6 +26,35 @@ from api.execution import FastLeafExecutionContext
 from api.resolvers import Mutation, Query
 from api.scoring import InteractionType_, ScoringModelType, ScoringMutation, ScoringQuery
 from api.settings import Settings
+
+
+class DocumentValidationCache(SchemaExtension):
+    """Validation results per parsed document, keyed by the document's identity.
+
+    Strawberry's ValidationCache keys an LRU cache by the document itself, and hashing a
+    GraphQL document walks its whole tree on every request. ParserCache hands out the same
+    document object for the same query text, so its identity is key enough; the entry keeps
+    the document alive, so its id cannot be reused while the entry exists.
+    """
+
+    _entries: ClassVar[dict[tuple[int, int, tuple[Any, ...]], tuple[Any, Any]]] = {}
+    maxsize: ClassVar[int] = 512
+
+    def on_validate(self) -> Iterator[None]:
+        ctx = self.execution_context
+        document, rules = ctx.graphql_document, tuple(ctx.validation_rules)
+        if document is None:  # parsing failed: its errors are already recorded
+            yield
+            return
+        key = (id(ctx.schema._schema), id(document), rules)
+        entry = self._entries.get(key)
+        if entry is None or entry[0] is not document:
+            errors = validate_document(ctx.schema._schema, document, rules)
+            if len(self._entries) >= self.maxsize:
+                del self._entries[next(iter(self._entries))]  # the oldest
+            entry = self._entries[key] = (document, errors)
+        ctx.pre_execution_errors = entry[1]
+        yield
 
 
 def build_schema(settings: Settings | None = None) -> strawberry.Schema:
@@ -41,7 +71,7 @@ def build_schema(settings: Settings | None = None) -> strawberry.Schema:
         partial(MaxTokensLimiter, max_token_count=settings.max_tokens),
         partial(ParserCache, maxsize=512),
         partial(AddValidationRules, rules),
-        partial(ValidationCache, maxsize=512),
+        DocumentValidationCache,
         partial(MaskErrors, should_mask_error=should_mask),
     ]
     if settings.production:

@@ -15,6 +15,19 @@ async def test_query_depth_is_limited(api: Api) -> None:
     assert "exceeds maximum operation depth" in errors[0]["message"]
 
 
+async def test_validation_results_are_reused_per_document(api: Api) -> None:
+    """Cached validation answers a repeated query as the first time, and keeps texts apart."""
+    level = "leads { edges { node { contact { account { %s } } } } }"
+    deep = "{ " + level % (level % (level % "id")) + " }"
+    shallow = "{ leads { edges { node { contact { account { name } } } } } }"
+    for _ in range(3):
+        errors = await api.errors(deep)
+        assert "exceeds maximum operation depth" in errors[0]["message"]
+        assert "leads" in await api(shallow)
+    errors = await api.errors("{ leads { edges { node { nope } } } }")
+    assert "Cannot query field 'nope'" in errors[0]["message"]
+
+
 async def test_aliases_are_limited(api: Api) -> None:
     query = "{ " + " ".join(f"a{i}: viewer {{ name }}" for i in range(31)) + " }"
     errors = await api.errors(query)
