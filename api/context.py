@@ -14,6 +14,7 @@ from api.errors import forbidden
 from domain.auth import Principal
 from domain.model import Account, Contact, Lead
 from domain.ports import ReadAccess, Repositories, UnitOfWorkFactory
+from domain.qualification import QualificationModel
 from domain.roles import Permission, allows
 from domain.scoring import ScoringModel, StoredScore
 
@@ -55,6 +56,10 @@ class Loaders:
         return DataLoader(self._scores)
 
     @cached_property
+    def qualification_model(self) -> DataLoader[int, QualificationModel | None]:
+        return DataLoader(self._qualification_models)
+
+    @cached_property
     def scoring_model(self) -> DataLoader[int, ScoringModel | None]:
         return DataLoader(self._scoring_models)
 
@@ -77,6 +82,11 @@ class Loaders:
         async with self._reads.read() as r:
             found = await r.scores.for_leads(lead_ids)
         return [found.get(i, []) for i in lead_ids]
+
+    async def _qualification_models(self, ids: Sequence[int]) -> list[QualificationModel | None]:
+        async with self._reads.read() as r:
+            found = await r.qualification_models.get_many(ids)
+        return [found.get(i) for i in ids]
 
     async def _scoring_models(self, ids: Sequence[int]) -> list[ScoringModel | None]:
         async with self._reads.read() as r:

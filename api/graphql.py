@@ -23,6 +23,7 @@ from strawberry.tools import merge_types
 from api import types as gql
 from api.errors import should_mask
 from api.execution import FastLeafExecutionContext
+from api.qualification import QualificationModelType, QualificationMutation, QualificationQuery
 from api.resolvers import Mutation, Query
 from api.scoring import InteractionType_, ScoringModelType, ScoringMutation, ScoringQuery
 from api.settings import Settings
@@ -77,8 +78,8 @@ def build_schema(settings: Settings | None = None) -> strawberry.Schema:
     if settings.production:
         extensions.append(DisableIntrospection)
     return strawberry.Schema(
-        query=merge_types("Query", (Query, ScoringQuery)),
-        mutation=merge_types("Mutation", (Mutation, ScoringMutation)),
+        query=merge_types("Query", (Query, ScoringQuery, QualificationQuery)),
+        mutation=merge_types("Mutation", (Mutation, ScoringMutation, QualificationMutation)),
         types=[
             gql.AccountType,
             gql.ContactType,
@@ -86,6 +87,7 @@ def build_schema(settings: Settings | None = None) -> strawberry.Schema:
             gql.MatchingStrategyType,
             ScoringModelType,
             InteractionType_,
+            QualificationModelType,
         ],
         extensions=extensions,
         execution_context_class=FastLeafExecutionContext,

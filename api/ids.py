@@ -8,7 +8,15 @@ import binascii
 from domain.errors import Invalid
 
 NODE_TYPES = frozenset(
-    {"Account", "Contact", "Lead", "MatchingStrategy", "ScoringModel", "Interaction"}
+    {
+        "Account",
+        "Contact",
+        "Lead",
+        "MatchingStrategy",
+        "ScoringModel",
+        "Interaction",
+        "QualificationModel",
+    }
 )
 
 

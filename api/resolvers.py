@@ -165,6 +165,8 @@ class Query:
             return await loaders.lead.load(pk)  # type: ignore[return-value]
         if type_name == "ScoringModel":
             return await loaders.scoring_model.load(pk)  # type: ignore[return-value]
+        if type_name == "QualificationModel":
+            return await loaders.qualification_model.load(pk)  # type: ignore[return-value]
         if type_name == "Interaction":
             found = await info.context.read(lambda r: r.interactions.get_many([pk]))
             return found.get(pk)  # type: ignore[return-value]

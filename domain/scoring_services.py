@@ -11,7 +11,7 @@ from typing import Any
 from domain.errors import Conflict, DomainError, FeatureDisabled, Invalid, NotFound
 from domain.fields import normalize_email
 from domain.model import Feature, LeadState, utcnow
-from domain.ports import UnitOfWork
+from domain.ports import Repositories, UnitOfWork
 from domain.scoring import (
     Interaction,
     InteractionType,
@@ -28,7 +28,7 @@ MAX_FUTURE = timedelta(days=1)
 SET_BASED_FROM = 20  # re-score this many leads or more with the SQL evaluator
 
 
-async def require_lead_management(uow: UnitOfWork) -> None:
+async def require_lead_management(uow: Repositories) -> None:
     """Raise FEATURE_DISABLED unless an admin turned lead management on."""
     if not await uow.settings.feature_enabled(Feature.LEAD_MANAGEMENT):
         raise FeatureDisabled(
@@ -73,9 +73,19 @@ async def publish_scoring_model(uow: UnitOfWork, id_: int, now: datetime) -> Sco
 
 
 async def stop_scoring_model(uow: UnitOfWork, id_: int) -> ScoringModel:
-    """Stop a LIVE model; its scores stay frozen as they are."""
+    """Stop a LIVE model; its scores stay frozen as they are.
+
+    Not while a LIVE qualification model uses it: that model would qualify on frozen scores.
+    """
     await require_lead_management(uow)
     model = await _model(uow, id_)
+    users = [q.name for q in await uow.qualification_models.live() if id_ in q.scoring_model_ids]
+    if users:
+        names = ", ".join(f"'{n}'" for n in users)
+        raise Conflict(
+            f"LIVE qualification models use this scoring model: {names}; stop them first",
+            ["id"],
+        )
     model.stop()
     await uow.scoring_models.save(model)
     return model
@@ -87,6 +97,13 @@ async def delete_scoring_model(uow: UnitOfWork, id_: int) -> int:
     model = await _model(uow, id_)
     if model.status is ModelStatus.LIVE:
         raise Conflict("a LIVE model cannot be deleted; stop it first", ["id"])
+    users = await uow.qualification_models.using(id_)
+    if users:
+        names = ", ".join(f"'{q.name}'" for q in users)
+        raise Conflict(
+            f"qualification models use this scoring model: {names}; change or delete them first",
+            ["id"],
+        )
     await uow.scoring_models.delete(id_)
     return id_
 

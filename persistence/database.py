@@ -13,6 +13,7 @@ from sqlalchemy import event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
+from persistence.qualification_repo import QualificationModelRepository
 from persistence.repositories import (
     AccountRepository,
     ContactRepository,
@@ -42,6 +43,7 @@ class Repositories:
         self.scoring_models = ScoringModelRepository(conn)
         self.scores = LeadScoreRepository(conn)
         self.events = LeadEventRepository(conn)
+        self.qualification_models = QualificationModelRepository(conn)
 
 
 def _lock_id(key: str) -> int:

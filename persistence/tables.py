@@ -252,6 +252,24 @@ class LeadScoreRow(SQLModel, table=True):
     updated_at: datetime = _ts()
 
 
+class QualificationModelRow(SQLModel, table=True):
+    __tablename__ = "qualification_models"
+    __table_args__ = (Index("ix_qualification_models_created", "created_at", "id"),)
+    id: int | None = Field(default=None, sa_column=Column(IdType, primary_key=True))
+    name: str = Field(sa_column=Column(String(200), nullable=False))
+    status: str = Field(sa_column=Column(String(16), nullable=False))
+    version: int = Field(sa_column=Column(Integer, nullable=False))
+    match: str = Field(sa_column=Column(String(8), nullable=False))
+    # [{"scoringModelId": int, "minScore": float}, ...]
+    criteria: list[Any] = Field(sa_column=Column(JSONType, nullable=False))
+    mark_marketing_qualified: bool = Field(sa_column=Column(Boolean, nullable=False))
+    mark_sales_ready: bool = Field(sa_column=Column(Boolean, nullable=False))
+    published_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime()))
+    stopped_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime()))
+    created_at: datetime = _ts()
+    updated_at: datetime = _ts()
+
+
 class LeadEventRow(SQLModel, table=True):
     __tablename__ = "lead_events"
     __table_args__ = (Index("ix_lead_events_lead", "lead_id", "id"),)
@@ -268,3 +286,4 @@ interactions = InteractionRow.__table__  # type: ignore[attr-defined]
 scoring_models = ScoringModelRow.__table__  # type: ignore[attr-defined]
 lead_scores = LeadScoreRow.__table__  # type: ignore[attr-defined]
 lead_events = LeadEventRow.__table__  # type: ignore[attr-defined]
+qualification_models = QualificationModelRow.__table__  # type: ignore[attr-defined]
