@@ -8,10 +8,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from domain.errors import Conflict, DomainError, FeatureDisabled, Invalid, NotFound
+from domain.errors import Conflict, DomainError, Invalid, NotFound
+from domain.features import require_lead_management
 from domain.fields import normalize_email
 from domain.model import Feature, LeadState, utcnow
-from domain.ports import Repositories, UnitOfWork
+from domain.ports import UnitOfWork
+from domain.qualification_services import qualify_lead, qualify_leads
 from domain.scoring import (
     Interaction,
     InteractionType,
@@ -26,15 +28,6 @@ MAX_BATCH = 1000
 MAX_PROPERTIES_BYTES = 16 * 1024
 MAX_FUTURE = timedelta(days=1)
 SET_BASED_FROM = 20  # re-score this many leads or more with the SQL evaluator
-
-
-async def require_lead_management(uow: Repositories) -> None:
-    """Raise FEATURE_DISABLED unless an admin turned lead management on."""
-    if not await uow.settings.feature_enabled(Feature.LEAD_MANAGEMENT):
-        raise FeatureDisabled(
-            "lead management is off; an ADMIN can turn it on with "
-            "setFeatureSwitch(feature: LEAD_MANAGEMENT, enabled: true)"
-        )
 
 
 # ---------------------------------------------------------------- scoring models
@@ -266,7 +259,11 @@ async def rescore_leads(
         await uow.leads.lock_many(ids)
         for model in models:
             await uow.scores.rescore_all(model, now, ids)
+        await qualify_leads(uow, ids, now)
         return len(ids)
+    # Every score change evaluates the LIVE qualification models in this transaction; they only
+    # use LIVE scoring models, whose scores for the lead are all computed below.
+    qualifying = await uow.qualification_models.live()
     scored = 0
     for lead_id in ids:
         lead = await uow.leads.get_for_update(lead_id)
@@ -277,8 +274,10 @@ async def rescore_leads(
         account = await uow.accounts.get(account_id) if account_id else None
         interactions = await uow.interactions.for_subject(lead.contact_id, lead.account_id)
         subject = Subject(lead, contact, account, interactions)
+        scores: dict[int, float] = {}
         for model in models:
             result = evaluate(model, subject, now)
+            scores[model.id] = result.score
             previous = await uow.scores.put(lead.id, model, result, now)
             before = previous.score if previous else None
             if (before is None and result.score != 0) or (
@@ -301,6 +300,8 @@ async def rescore_leads(
                 await uow.events.add(
                     lead.id, "SALES_READY", {"scoringModelId": model.id, "score": result.score}, now
                 )
+        if qualifying:
+            await qualify_lead(uow, lead, scores, qualifying, now)
         scored += 1
     return scored
 
@@ -314,6 +315,7 @@ async def score_new_leads(
     now = now or utcnow()
     for model in await uow.scoring_models.live():
         await uow.scores.rescore_all(model, now, lead_ids)
+    await qualify_leads(uow, lead_ids, now)
 
 
 async def rescore_expired(uow: UnitOfWork, now: datetime | None = None, limit: int = 500) -> int:

@@ -233,3 +233,46 @@ async def test_roles(api: Api) -> None:
         role=Role.VIEWER,
     )
     assert got["node"] == {"name": "MQL"}
+
+
+async def test_each_score_change_qualifies_in_the_same_transaction(api: Api) -> None:
+    w = await scored_world(api)
+    body = definition([(w["engagement"], 50), (w["fit"], 30)], sr=True)
+    created = await q_create(api, body)
+    await q_op(api, Q_PUBLISH, created["qualificationModel"]["id"])
+    assert (await lead_state(api, w["cy"]))["statusReason"] == "NEW"
+    cy = await api("query($id: ID!) { lead(id: $id) { contact { id } } }", {"id": w["cy"]})
+    # One lead re-scored by the Python evaluator: 10 → 50 engagement qualifies it at once.
+    await visits(api, cy["lead"]["contact"]["id"], 4)
+    assert await lead_state(api, w["cy"]) == {
+        "statusReason": "MARKETING_QUALIFIED",
+        "salesReady": True,
+        "state": "OPEN",
+    }
+    # Many leads at once (the set-based path): 20 CTOs with no visits yet, 5 visits each.
+    contacts, leads = [], []
+    for i in range(20):
+        contact, lead = await contact_and_lead(api, f"cto{i}@q.io", jobTitle="CTO")
+        contacts.append(contact)
+        leads.append(lead)
+    for lead in leads:
+        assert (await lead_state(api, lead))["statusReason"] == "NEW"
+    batch = [{"contactId": c, "type": "PAGE_VISITED"} for c in contacts for _ in range(5)]
+    assert (await record_many(api, batch))["userErrors"] == []
+    for lead in leads:
+        assert await lead_state(api, lead) == {
+            "statusReason": "MARKETING_QUALIFIED",
+            "salesReady": True,
+            "state": "OPEN",
+        }
+
+
+async def test_stopped_models_qualify_nothing_new(api: Api) -> None:
+    w = await scored_world(api)
+    created = await q_create(api, definition([(w["engagement"], 60)]))
+    model_id = created["qualificationModel"]["id"]
+    await q_op(api, Q_PUBLISH, model_id)
+    await q_op(api, Q_STOP, model_id)
+    cy = await api("query($id: ID!) { lead(id: $id) { contact { id } } }", {"id": w["cy"]})
+    await visits(api, cy["lead"]["contact"]["id"], 8)
+    assert (await lead_state(api, w["cy"]))["statusReason"] == "NEW"
