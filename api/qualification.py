@@ -15,12 +15,12 @@ from api.ids import decode_id, to_global_id
 from api.scoring import ScoringModelType
 from domain import qualification_services as services
 from domain.errors import DomainError, Invalid
+from domain.lifecycle import ModelStatus
 from domain.model import utcnow
 from domain.pagination import page_request
 from domain.ports import UnitOfWork
 from domain.qualification import MatchMode, QualificationModel
 from domain.roles import Permission
-from domain.scoring import ModelStatus
 
 strawberry.enum(MatchMode)
 

@@ -18,6 +18,7 @@ from api.execution import pure
 from api.ids import decode_id, to_global_id
 from domain import scoring, scoring_services
 from domain.errors import DomainError, Invalid
+from domain.lifecycle import ModelStatus
 from domain.model import utcnow
 from domain.pagination import page_request
 from domain.ports import UnitOfWork
@@ -26,7 +27,6 @@ from domain.scoring import (
     ConditionEntity,
     Contribution,
     InteractionType,
-    ModelStatus,
     Operator,
     Rule,
     ScoringModel,

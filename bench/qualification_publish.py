@@ -36,8 +36,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsed
 from sqlalchemy import func, insert, select, text
 
 from domain import qualification_services as qs
+from domain.lifecycle import ModelStatus
 from domain.model import Feature, LeadSource, LeadStage, LeadState, LeadStatusReason, utcnow
-from domain.scoring import ModelStatus, ScoringModel
+from domain.scoring import ScoringModel
 from persistence import tables as t
 from persistence.database import Database
 from persistence.migrate import upgrade

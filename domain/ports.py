@@ -10,6 +10,7 @@ from types import TracebackType
 from typing import Any, Protocol
 
 from domain.auth import Principal
+from domain.lifecycle import ModelStatus
 from domain.model import (
     Account,
     Contact,
@@ -24,7 +25,7 @@ from domain.model import (
 )
 from domain.pagination import Page, PageRequest
 from domain.qualification import QualificationModel
-from domain.scoring import Interaction, ModelStatus, ScoreResult, ScoringModel, StoredScore
+from domain.scoring import Interaction, ScoreResult, ScoringModel, StoredScore
 
 
 @dataclass(frozen=True, slots=True)

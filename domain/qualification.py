@@ -20,9 +20,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from domain.errors import Conflict, DomainError, Invalid, ValidationErrors
+from domain import lifecycle
+from domain.errors import DomainError, Invalid, ValidationErrors
+from domain.lifecycle import ModelStatus
 from domain.model import Lead, LeadState, LeadStatusReason, utcnow
-from domain.scoring import ModelStatus
 
 MAX_CRITERIA = 20
 MAX_SCORE = 1e12
@@ -61,8 +62,7 @@ class QualificationModel:
 
     def edit(self, definition: QualificationModel) -> None:
         """Replace name, criteria, match and actions; only a DRAFT or STOPPED model may change."""
-        if self.status is ModelStatus.LIVE:
-            raise Conflict("a LIVE model cannot be edited; stop it first", ["id"])
+        lifecycle.require_editable(self)
         self.name = definition.name
         self.criteria = definition.criteria
         self.match = definition.match
@@ -71,21 +71,11 @@ class QualificationModel:
 
     def publish(self) -> None:
         """Make the model LIVE; each publish is a new version."""
-        if self.status is ModelStatus.LIVE:
-            raise Conflict("the model is already LIVE", ["id"])
-        self.status = ModelStatus.LIVE
-        self.version += 1
-        self.published_at = self.updated_at = utcnow()
-        self.stopped_at = None
+        lifecycle.go_live(self)
 
     def stop(self) -> None:
-        """Stop qualifying with this model; what it marked stays marked."""
-        if self.status is not ModelStatus.LIVE:
-            raise Conflict(
-                f"only a LIVE model can be stopped; this one is {self.status.value}", ["id"]
-            )
-        self.status = ModelStatus.STOPPED
-        self.stopped_at = self.updated_at = utcnow()
+        """Stop the model: it acts no more, and what it did stays as it is."""
+        lifecycle.stop(self)
 
     @property
     def scoring_model_ids(self) -> list[int]:

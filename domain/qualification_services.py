@@ -9,10 +9,11 @@ from typing import Any
 
 from domain.errors import Conflict, NotFound
 from domain.features import require_lead_management
+from domain.lifecycle import ModelStatus
 from domain.model import Lead, LeadStatusReason, utcnow
 from domain.ports import Repositories, UnitOfWork
 from domain.qualification import QualificationModel, build_qualification_model, decide
-from domain.scoring import ModelStatus, ScoringModel
+from domain.scoring import ScoringModel
 
 MAX_SAMPLE = 100
 

@@ -28,8 +28,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from domain.errors import Conflict, DomainError, Invalid, ValidationErrors
+from domain import lifecycle
+from domain.errors import DomainError, Invalid, ValidationErrors
 from domain.fields import ACCOUNT_FIELDS, CONTACT_FIELDS, LEAD_FIELDS
+from domain.lifecycle import ModelStatus as ModelStatus
 from domain.model import Account, Contact, Lead, utcnow
 
 MAX_RULES = 100
@@ -52,12 +54,6 @@ class InteractionType(enum.Enum):
     EVENT_ATTENDED = "EVENT_ATTENDED"
     PHONE_CALL = "PHONE_CALL"
     CUSTOM = "CUSTOM"
-
-
-class ModelStatus(enum.Enum):
-    DRAFT = "DRAFT"
-    LIVE = "LIVE"
-    STOPPED = "STOPPED"
 
 
 class ConditionEntity(enum.Enum):
@@ -441,8 +437,7 @@ class ScoringModel:
 
     def edit(self, definition: ScoringModel) -> None:
         """Replace name, rules, grades and threshold; only a DRAFT or STOPPED model may change."""
-        if self.status is ModelStatus.LIVE:
-            raise Conflict("a LIVE model cannot be edited; stop it first", ["id"])
+        lifecycle.require_editable(self)
         self.name = definition.name
         self.description = definition.description
         self.rules = definition.rules
@@ -451,25 +446,15 @@ class ScoringModel:
         self.updated_at = utcnow()
 
     def publish(self) -> None:
-        """Make the model LIVE; each publish is a new version."""
-        if self.status is ModelStatus.LIVE:
-            raise Conflict("the model is already LIVE", ["id"])
-        if not self.rules:
+        """Make the model LIVE (a new version) with its rules as they are now."""
+        if self.status is not ModelStatus.LIVE and not self.rules:
             raise Invalid("a model needs at least one rule to be published", ["id"])
-        self.status = ModelStatus.LIVE
+        lifecycle.go_live(self)
         self.published_rules = list(self.rules)
-        self.version += 1
-        self.published_at = self.updated_at = utcnow()
-        self.stopped_at = None
 
     def stop(self) -> None:
-        """Stop scoring with this model; its scores stay as they are."""
-        if self.status is not ModelStatus.LIVE:
-            raise Conflict(
-                f"only a LIVE model can be stopped; this one is {self.status.value}", ["id"]
-            )
-        self.status = ModelStatus.STOPPED
-        self.stopped_at = self.updated_at = utcnow()
+        """Stop the model: it acts no more, and what it did stays as it is."""
+        lifecycle.stop(self)
 
     @property
     def scoring_rules(self) -> list[Rule]:

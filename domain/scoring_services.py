@@ -11,13 +11,13 @@ from typing import Any
 from domain.errors import Conflict, DomainError, Invalid, NotFound
 from domain.features import require_lead_management
 from domain.fields import normalize_email
+from domain.lifecycle import ModelStatus
 from domain.model import Feature, LeadState, utcnow
 from domain.ports import UnitOfWork
 from domain.qualification_services import qualify_lead, qualify_leads
 from domain.scoring import (
     Interaction,
     InteractionType,
-    ModelStatus,
     ScoringModel,
     Subject,
     build_model,

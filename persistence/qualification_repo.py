@@ -27,6 +27,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from domain.lifecycle import ModelStatus
 from domain.model import LeadState, LeadStatusReason
 from domain.pagination import Page, PageRequest
 from domain.qualification import (
@@ -35,7 +36,6 @@ from domain.qualification import (
     QualificationCriterion,
     QualificationModel,
 )
-from domain.scoring import ModelStatus
 from persistence import tables as t
 from persistence.listing import Criterion, Listing
 
@@ -203,58 +203,38 @@ class QualificationModelRepository:
         obj = func.jsonb_build_object if pg else func.json_object
         at = literal(now, t.UTCDateTime())
         model_id = literal(model.id)
+        # (event type, the lead lacks the mark, the mark, the event's payload) per action.
+        marks: list[tuple[str, ColumnElement[bool], dict[str, Any], Any]] = []
+        if model.actions.mark_marketing_qualified:
+            payload = obj(
+                "qualificationModelId",
+                model_id,
+                "statusReason",
+                literal(_MQ),
+                "previousStatusReason",
+                _l.status_reason,
+            )
+            marks.append(("MARKETING_QUALIFIED", _marks_mq(), {"status_reason": _MQ}, payload))
+        if model.actions.mark_sales_ready:
+            payload = obj("qualificationModelId", model_id)
+            marks.append(("SALES_READY", _marks_sr(), {"sales_ready": True}, payload))
+        columns = ["lead_id", "type", "occurred_at", "payload"]
         changed = 0
         for part in _chunks(lead_ids):
             base = and_(_guards(), _meets(model))
             if part is not None:
                 base = and_(_l.id.in_(list(part)), base)
-            changed += int(
-                await conn.scalar(
-                    select(func.count()).select_from(t.leads).where(base, _changes(model))
-                )
-                or 0
-            )
-            columns = ["lead_id", "type", "occurred_at", "payload"]
-            if model.actions.mark_marketing_qualified:
-                payload = obj(
-                    "qualificationModelId",
-                    model_id,
-                    "statusReason",
-                    literal(LeadStatusReason.MARKETING_QUALIFIED.value),
-                    "previousStatusReason",
-                    _l.status_reason,
-                )
+            count = select(func.count()).select_from(t.leads).where(base, _changes(model))
+            changed += int(await conn.scalar(count) or 0)
+            # Events first: they record the leads' values before the marks.
+            for type_, needed, _, payload in marks:
+                events = select(_l.id, literal(type_), at, payload).where(base, needed)
                 await conn.execute(
-                    insert(t.lead_events).from_select(
-                        columns,
-                        select(_l.id, literal("MARKETING_QUALIFIED"), at, payload)
-                        .where(base, _marks_mq())
-                        .order_by(_l.id),
-                    )
+                    insert(t.lead_events).from_select(columns, events.order_by(_l.id))
                 )
-            if model.actions.mark_sales_ready:
-                payload = obj("qualificationModelId", model_id)
+            for _, needed, values, _ in marks:
                 await conn.execute(
-                    insert(t.lead_events).from_select(
-                        columns,
-                        select(_l.id, literal("SALES_READY"), at, payload)
-                        .where(base, _marks_sr())
-                        .order_by(_l.id),
-                    )
-                )
-            if model.actions.mark_marketing_qualified:
-                await conn.execute(
-                    update(t.leads)
-                    .where(base, _marks_mq())
-                    .values(
-                        status_reason=LeadStatusReason.MARKETING_QUALIFIED.value, updated_at=now
-                    )
-                )
-            if model.actions.mark_sales_ready:
-                await conn.execute(
-                    update(t.leads)
-                    .where(base, _marks_sr())
-                    .values(sales_ready=True, updated_at=now)
+                    update(t.leads).where(base, needed).values(**values, updated_at=now)
                 )
         return changed
 

@@ -29,13 +29,13 @@ from sqlalchemy import (
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from domain.lifecycle import ModelStatus
 from domain.model import LeadState
 from domain.pagination import Page, PageRequest
 from domain.scoring import (
     Grade,
     Interaction,
     InteractionType,
-    ModelStatus,
     Rule,
     ScoreResult,
     ScoringModel,

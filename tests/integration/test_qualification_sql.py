@@ -12,6 +12,7 @@ from typing import Any
 
 from sqlalchemy import func, insert, select
 
+from domain.lifecycle import ModelStatus
 from domain.model import Lead, LeadState, LeadStatusReason, utcnow
 from domain.qualification import (
     MatchMode,
@@ -20,7 +21,7 @@ from domain.qualification import (
     QualificationModel,
     decide,
 )
-from domain.scoring import ModelStatus, ScoringModel
+from domain.scoring import ScoringModel
 from persistence import tables as t
 from persistence.database import Database
 

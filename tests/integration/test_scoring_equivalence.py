@@ -16,8 +16,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import delete, insert
 
+from domain.lifecycle import ModelStatus
 from domain.model import Account, Contact, Lead
-from domain.scoring import ModelStatus, Subject, build_model, decode_breakdown, evaluate, to_us
+from domain.scoring import Subject, build_model, decode_breakdown, evaluate, to_us
 from persistence import tables as t
 from persistence.database import Database
 from persistence.scoring_repo import (

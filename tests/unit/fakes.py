@@ -21,6 +21,7 @@ from types import TracebackType
 from typing import Any, Generic, TypeVar
 
 from domain.fields import CONTACT_FIELDS, LEAD_FIELDS, FieldSpec
+from domain.lifecycle import ModelStatus
 from domain.matching import DEFAULT_STRATEGIES
 from domain.model import (
     Account,
@@ -35,7 +36,6 @@ from domain.pagination import Page, PageRequest
 from domain.ports import LeadFilter, LeadOrder, UnitOfWork
 from domain.scoring import (
     Interaction,
-    ModelStatus,
     ScoreResult,
     ScoringModel,
     StoredScore,

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from domain.errors import Conflict, Invalid, ValidationErrors
+from domain.lifecycle import ModelStatus
 from domain.model import Lead, LeadState, LeadStatusReason
 from domain.qualification import (
     MatchMode,
@@ -18,7 +19,6 @@ from domain.qualification import (
     decide,
     meets,
 )
-from domain.scoring import ModelStatus
 
 
 def model(
