@@ -17,8 +17,9 @@ from starlette.routing import Route, WebSocketRoute
 from api.context import Services
 from api.graphql import build_schema
 from api.http import GraphQLEndpoint
-from api.jobs import expiry_loop
+from api.jobs import expiry_loop, webhook_loop
 from api.settings import Settings, get_settings
+from api.webhooks import HttpSender, render
 from persistence.apikeys import ApiKeyStore
 from persistence.database import Database
 from persistence.migrate import pending, upgrade
@@ -65,15 +66,20 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Sta
         # which otherwise add pauses of ~100 ms to request latency under load.
         gc.collect()
         gc.freeze()
-        expiry = None
+        jobs: list[asyncio.Task[None]] = []
         if settings.score_expiry_interval_seconds > 0:
             interval = settings.score_expiry_interval_seconds
-            expiry = asyncio.create_task(expiry_loop(db, db.uow, interval))
+            jobs.append(asyncio.create_task(expiry_loop(db, db.uow, interval)))
+        sender = HttpSender()
+        if settings.webhook_interval_seconds > 0:
+            interval = settings.webhook_interval_seconds
+            jobs.append(asyncio.create_task(webhook_loop(db.uow, sender, render, interval)))
         yield
-        if expiry is not None:
-            expiry.cancel()
+        for job in jobs:
+            job.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await expiry
+                await job
+        await sender.close()
         await db.dispose()
 
     app = Starlette(

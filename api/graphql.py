@@ -27,6 +27,7 @@ from api.qualification import QualificationModelType, QualificationMutation, Qua
 from api.resolvers import Mutation, Query
 from api.scoring import InteractionType_, ScoringModelType, ScoringMutation, ScoringQuery
 from api.settings import Settings
+from api.webhooks import WebhookMutation, WebhookQuery, WebhookType
 
 
 class DocumentValidationCache(SchemaExtension):
@@ -78,8 +79,10 @@ def build_schema(settings: Settings | None = None) -> strawberry.Schema:
     if settings.production:
         extensions.append(DisableIntrospection)
     return strawberry.Schema(
-        query=merge_types("Query", (Query, ScoringQuery, QualificationQuery)),
-        mutation=merge_types("Mutation", (Mutation, ScoringMutation, QualificationMutation)),
+        query=merge_types("Query", (Query, ScoringQuery, QualificationQuery, WebhookQuery)),
+        mutation=merge_types(
+            "Mutation", (Mutation, ScoringMutation, QualificationMutation, WebhookMutation)
+        ),
         types=[
             gql.AccountType,
             gql.ContactType,
@@ -88,6 +91,7 @@ def build_schema(settings: Settings | None = None) -> strawberry.Schema:
             ScoringModelType,
             InteractionType_,
             QualificationModelType,
+            WebhookType,
         ],
         extensions=extensions,
         execution_context_class=FastLeafExecutionContext,

@@ -16,6 +16,7 @@ NODE_TYPES = frozenset(
         "ScoringModel",
         "Interaction",
         "QualificationModel",
+        "Webhook",
     }
 )
 

@@ -1,4 +1,4 @@
-"""Background jobs of the server process: re-scoring leads whose contributions expired."""
+"""Background jobs of the server process: score expiry and webhook delivery."""
 
 from __future__ import annotations
 
@@ -6,8 +6,9 @@ import asyncio
 import logging
 
 from domain.model import utcnow
-from domain.ports import ReadAccess, UnitOfWorkFactory
+from domain.ports import ReadAccess, UnitOfWorkFactory, WebhookSender
 from domain.scoring_services import rescore_expired
+from domain.webhook_services import Render, dispatch_once
 
 log = logging.getLogger("leadflow.jobs")
 
@@ -44,3 +45,18 @@ async def expiry_loop(reads: ReadAccess, uow: UnitOfWorkFactory, interval: float
             raise
         except Exception:
             log.exception("score expiry failed; retrying in %s s", interval)
+
+
+async def webhook_loop(
+    uow: UnitOfWorkFactory, sender: WebhookSender, render: Render, interval: float
+) -> None:
+    """Deliver webhooks every `interval` seconds (more at once while work is left)."""
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            while await dispatch_once(uow, sender, render) > 0:
+                pass
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("webhook delivery failed; retrying in %s s", interval)

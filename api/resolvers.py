@@ -167,6 +167,10 @@ class Query:
             return await loaders.scoring_model.load(pk)  # type: ignore[return-value]
         if type_name == "QualificationModel":
             return await loaders.qualification_model.load(pk)  # type: ignore[return-value]
+        if type_name == "Webhook":
+            info.context.require(Permission.MANAGE_WEBHOOKS)
+            webhook: Any = await info.context.read(lambda r: r.webhooks.get(pk))
+            return webhook  # type: ignore[no-any-return]
         if type_name == "Interaction":
             found = await info.context.read(lambda r: r.interactions.get_many([pk]))
             return found.get(pk)  # type: ignore[return-value]

@@ -21,6 +21,7 @@ class Permission(enum.Enum):
     IMPORT = "import records"
     MANAGE_MATCHING = "manage matching strategies"
     MANAGE_MODELS = "manage scoring and qualification models"
+    MANAGE_WEBHOOKS = "manage webhooks"
     SALES_PROCESS = "work the sales process"
     ADMINISTER = "administer settings and API keys"
 
@@ -38,6 +39,7 @@ GRANTS: dict[Role, frozenset[Permission]] = {
             Permission.IMPORT,
             Permission.MANAGE_MATCHING,
             Permission.MANAGE_MODELS,
+            Permission.MANAGE_WEBHOOKS,
         }
     ),
     Role.SELLER: frozenset({Permission.READ, Permission.SUBSCRIBE, Permission.SALES_PROCESS}),

@@ -27,6 +27,7 @@ from persistence.scoring_repo import (
     LeadScoreRepository,
     ScoringModelRepository,
 )
+from persistence.webhook_repo import WebhookRepository
 
 
 class Repositories:
@@ -44,6 +45,7 @@ class Repositories:
         self.scores = LeadScoreRepository(conn)
         self.events = LeadEventRepository(conn)
         self.qualification_models = QualificationModelRepository(conn)
+        self.webhooks = WebhookRepository(conn)
 
 
 def _lock_id(key: str) -> int:

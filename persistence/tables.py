@@ -270,6 +270,42 @@ class QualificationModelRow(SQLModel, table=True):
     updated_at: datetime = _ts()
 
 
+class WebhookRow(SQLModel, table=True):
+    __tablename__ = "webhooks"
+    __table_args__ = (Index("ix_webhooks_created", "created_at", "id"),)
+    id: int | None = Field(default=None, sa_column=Column(IdType, primary_key=True))
+    name: str = Field(sa_column=Column(String(200), nullable=False))
+    url: str = Field(sa_column=Column(String(2000), nullable=False))
+    # Needed in clear to sign deliveries; shown to API clients only when the webhook is made.
+    secret: str = Field(sa_column=Column(String(200), nullable=False))
+    event_types: list[str] = Field(sa_column=Column(JSONType, nullable=False))
+    active: bool = Field(sa_column=Column(Boolean, nullable=False))
+    cursor: int = Field(sa_column=Column(BigInteger, nullable=False))
+    created_at: datetime = _ts()
+    updated_at: datetime = _ts()
+
+
+class WebhookDeliveryRow(SQLModel, table=True):
+    __tablename__ = "webhook_deliveries"
+    __table_args__ = (
+        Index("ux_webhook_deliveries_event", "webhook_id", "event_id", unique=True),
+        Index("ix_webhook_deliveries_due", "status", "next_attempt_at"),
+        Index("ix_webhook_deliveries_created", "webhook_id", "created_at", "id"),
+    )
+    id: int | None = Field(default=None, sa_column=Column(IdType, primary_key=True))
+    webhook_id: int = Field(
+        sa_column=Column(BigInteger, ForeignKey("webhooks.id", ondelete="CASCADE"), nullable=False)
+    )
+    event_id: int = Field(sa_column=Column(BigInteger, nullable=False))
+    status: str = Field(sa_column=Column(String(16), nullable=False))
+    attempts: int = Field(sa_column=Column(Integer, nullable=False))
+    next_attempt_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime()))
+    last_status: int | None = Field(default=None, sa_column=Column(Integer))
+    last_error: str | None = _text(500)
+    created_at: datetime = _ts()
+    delivered_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime()))
+
+
 class LeadEventRow(SQLModel, table=True):
     __tablename__ = "lead_events"
     __table_args__ = (Index("ix_lead_events_lead", "lead_id", "id"),)
@@ -287,3 +323,5 @@ scoring_models = ScoringModelRow.__table__  # type: ignore[attr-defined]
 lead_scores = LeadScoreRow.__table__  # type: ignore[attr-defined]
 lead_events = LeadEventRow.__table__  # type: ignore[attr-defined]
 qualification_models = QualificationModelRow.__table__  # type: ignore[attr-defined]
+webhooks = WebhookRow.__table__  # type: ignore[attr-defined]
+webhook_deliveries = WebhookDeliveryRow.__table__  # type: ignore[attr-defined]

@@ -148,7 +148,9 @@ class Api:
 
 @pytest.fixture
 async def api(database_url: str) -> AsyncIterator[Api]:
-    settings = Settings(database_url=database_url, env="test", api_key_cache_seconds=0)
+    settings = Settings(
+        database_url=database_url, env="test", api_key_cache_seconds=0, webhook_interval_seconds=0
+    )
     app = create_app(settings, migrate=False)
     store: ApiKeyStore = app.state.keys
     keys = {role: (await store.create(f"test {role.value}", role))[1] for role in Role}

@@ -1,0 +1,240 @@
+"""GraphQL for webhooks, and how deliveries are rendered and sent over HTTP."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+import httpx
+import orjson
+import strawberry
+
+from api import types as gql
+from api.context import Info
+from api.errors import as_query_error, bad_input
+from api.execution import pure
+from api.ids import decode_id, to_global_id
+from domain import webhook_services as services
+from domain.errors import Invalid
+from domain.pagination import page_request
+from domain.ports import UnitOfWork
+from domain.roles import Permission
+from domain.webhooks import Delivery, DeliveryStatus, Webhook
+
+strawberry.enum(DeliveryStatus, name="WebhookDeliveryStatus")
+
+
+@strawberry.type(name="WebhookDelivery")
+class WebhookDeliveryType:
+    status: DeliveryStatus
+    attempts: int
+    next_attempt_at: datetime | None
+    last_status: int | None = strawberry.field(description="HTTP status of the last attempt")
+    last_error: str | None
+    created_at: datetime
+    delivered_at: datetime | None
+
+    @strawberry.field
+    @pure
+    def id(self) -> strawberry.ID:
+        return strawberry.ID(str(self.id))
+
+    @strawberry.field
+    @pure
+    def event_id(self) -> strawberry.ID:
+        """The id of the lead event delivered (as in X-LeadFlow-Event and the body)."""
+        return strawberry.ID(str(self.event_id))
+
+    @classmethod
+    def is_type_of(cls, obj: Any, _info: Any) -> bool:
+        return isinstance(obj, Delivery)
+
+
+@strawberry.type(name="Webhook")
+class WebhookType(gql.Node):
+    name: str
+    url: str
+    event_types: list[str] = strawberry.field(description="Empty: every event type.")
+    active: bool
+    created_at: datetime
+    updated_at: datetime
+
+    @strawberry.field  # type: ignore[misc]
+    @pure
+    def id(self) -> strawberry.ID:  # type: ignore[override]
+        return strawberry.ID(to_global_id("Webhook", self.id))  # type: ignore[arg-type]
+
+    @strawberry.field
+    async def deliveries(
+        self,
+        info: Info,
+        status: DeliveryStatus | None = None,
+        first: int | None = None,
+        after: str | None = None,
+    ) -> gql.Connection[WebhookDeliveryType]:
+        """The delivery log, newest first."""
+        ctx = info.context
+        webhook_id: int = self.id  # type: ignore[assignment]
+
+        async def run() -> gql.Connection[Any]:
+            page = page_request(first, after, ctx.services.max_page_size)
+            found = await ctx.read(lambda r: r.webhooks.deliveries(webhook_id, status, page))
+            return gql.connection(
+                found, lambda: ctx.read(lambda r: r.webhooks.count_deliveries(webhook_id, status))
+            )
+
+        return await as_query_error(run)
+
+    @classmethod
+    def is_type_of(cls, obj: Any, _info: Any) -> bool:
+        return isinstance(obj, Webhook)
+
+
+@strawberry.input
+class WebhookInput:
+    name: str
+    url: str
+    event_types: list[str] | None = strawberry.field(
+        default=None, description="Lead event types to deliver; none or empty: all."
+    )
+    active: bool = True
+    secret: str | None = strawberry.field(
+        default=None, description="Signing secret (16+ characters); made for you when omitted."
+    )
+
+
+@strawberry.type
+class WebhookPayload:
+    webhook: WebhookType | None
+    secret: str | None = strawberry.field(
+        description="The signing secret, shown when the webhook is created (keep it)."
+    )
+    user_errors: list[gql.UserError]
+
+
+def _raw(input: WebhookInput) -> dict[str, Any]:
+    return {
+        "name": input.name,
+        "url": input.url,
+        "eventTypes": input.event_types or [],
+        "active": input.active,
+        "secret": input.secret,
+    }
+
+
+def _id(gid: strawberry.ID) -> int:
+    return decode_id(str(gid), "Webhook", ["id"])
+
+
+async def _in_uow(info: Info, fn: Any) -> tuple[Any, list[gql.UserError]]:
+    from api.resolvers import in_transaction
+
+    return await in_transaction(info, fn)
+
+
+@strawberry.type
+class WebhookQuery:
+    @strawberry.field
+    async def webhooks(
+        self, info: Info, first: int | None = None, after: str | None = None
+    ) -> gql.Connection[WebhookType]:
+        ctx = info.context
+        ctx.require(Permission.MANAGE_WEBHOOKS)
+
+        async def run() -> gql.Connection[Any]:
+            page = page_request(first, after, ctx.services.max_page_size)
+            found = await ctx.read(lambda r: r.webhooks.page(page))
+            return gql.connection(found, lambda: ctx.read(lambda r: r.webhooks.count()))
+
+        return await as_query_error(run)
+
+    @strawberry.field
+    async def webhook(self, info: Info, id: strawberry.ID) -> WebhookType | None:
+        info.context.require(Permission.MANAGE_WEBHOOKS)
+        try:
+            pk = decode_id(str(id), "Webhook")
+        except Invalid as e:
+            raise bad_input(e.message) from None
+        found: Any = await info.context.read(lambda r: r.webhooks.get(pk))
+        return found  # type: ignore[no-any-return]
+
+
+@strawberry.type
+class WebhookMutation:
+    @strawberry.mutation
+    async def create_webhook(self, info: Info, input: WebhookInput) -> WebhookPayload:
+        info.context.require(Permission.MANAGE_WEBHOOKS)
+        raw = _raw(input)
+        webhook, errors = await _in_uow(info, lambda uow: services.create_webhook(uow, raw))
+        secret = webhook.secret if webhook is not None else None
+        return WebhookPayload(webhook=webhook, secret=secret, user_errors=errors)
+
+    @strawberry.mutation
+    async def update_webhook(
+        self, info: Info, id: strawberry.ID, input: WebhookInput
+    ) -> WebhookPayload:
+        info.context.require(Permission.MANAGE_WEBHOOKS)
+        raw = _raw(input)
+
+        async def run(uow: UnitOfWork) -> Webhook:
+            return await services.update_webhook(uow, _id(id), raw)
+
+        webhook, errors = await _in_uow(info, run)
+        return WebhookPayload(webhook=webhook, secret=None, user_errors=errors)
+
+    @strawberry.mutation
+    async def delete_webhook(self, info: Info, id: strawberry.ID) -> gql.DeletePayload:
+        info.context.require(Permission.MANAGE_WEBHOOKS)
+
+        async def run(uow: UnitOfWork) -> int:
+            return await services.delete_webhook(uow, _id(id))
+
+        deleted, errors = await _in_uow(info, run)
+        gid = None if deleted is None else strawberry.ID(to_global_id("Webhook", deleted))
+        return gql.DeletePayload(deleted_id=gid, user_errors=errors)
+
+
+# ---------------------------------------------------------------- sending
+
+
+def _plain(value: Any) -> Any:
+    return value.value if isinstance(value, enum.Enum) else value
+
+
+def render(item: services.Outgoing) -> bytes:
+    """The JSON body of a delivery: the event, with global IDs as the GraphQL API shows them."""
+    event = item.event
+    return orjson.dumps(
+        {
+            "deliveryId": str(item.delivery.id),
+            "webhookId": to_global_id("Webhook", item.webhook.id),
+            "event": {
+                "id": str(event.id),
+                "type": event.type,
+                "occurredAt": event.occurred_at.isoformat(),
+                "leadId": to_global_id("Lead", event.lead_id),
+                "data": {k: _plain(v) for k, v in event.payload.items()},
+            },
+        }
+    )
+
+
+class HttpSender:
+    """Posts deliveries with httpx: a short timeout, no redirects followed."""
+
+    def __init__(self, timeout: float = 10.0) -> None:
+        self.client = httpx.AsyncClient(timeout=timeout, follow_redirects=False)
+
+    async def post(
+        self, url: str, body: bytes, headers: Mapping[str, str]
+    ) -> tuple[int | None, str | None]:
+        try:
+            response = await self.client.post(url, content=body, headers=dict(headers))
+        except httpx.HTTPError as e:
+            return None, f"{type(e).__name__}: {e}"[:500]
+        return response.status_code, None
+
+    async def close(self) -> None:
+        await self.client.aclose()
