@@ -25,6 +25,7 @@ from api.errors import should_mask
 from api.execution import FastLeafExecutionContext
 from api.qualification import QualificationModelType, QualificationMutation, QualificationQuery
 from api.resolvers import Mutation, Query
+from api.sales import OpportunityType, SalesMutation, SalesQuery
 from api.scoring import InteractionType_, ScoringModelType, ScoringMutation, ScoringQuery
 from api.settings import Settings
 from api.webhooks import WebhookMutation, WebhookQuery, WebhookType
@@ -79,9 +80,12 @@ def build_schema(settings: Settings | None = None) -> strawberry.Schema:
     if settings.production:
         extensions.append(DisableIntrospection)
     return strawberry.Schema(
-        query=merge_types("Query", (Query, ScoringQuery, QualificationQuery, WebhookQuery)),
+        query=merge_types(
+            "Query", (Query, ScoringQuery, QualificationQuery, SalesQuery, WebhookQuery)
+        ),
         mutation=merge_types(
-            "Mutation", (Mutation, ScoringMutation, QualificationMutation, WebhookMutation)
+            "Mutation",
+            (Mutation, ScoringMutation, QualificationMutation, SalesMutation, WebhookMutation),
         ),
         types=[
             gql.AccountType,
@@ -92,6 +96,7 @@ def build_schema(settings: Settings | None = None) -> strawberry.Schema:
             InteractionType_,
             QualificationModelType,
             WebhookType,
+            OpportunityType,
         ],
         extensions=extensions,
         execution_context_class=FastLeafExecutionContext,

@@ -17,6 +17,7 @@ NODE_TYPES = frozenset(
         "Interaction",
         "QualificationModel",
         "Webhook",
+        "Opportunity",
     }
 )
 

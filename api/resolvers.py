@@ -167,6 +167,9 @@ class Query:
             return await loaders.scoring_model.load(pk)  # type: ignore[return-value]
         if type_name == "QualificationModel":
             return await loaders.qualification_model.load(pk)  # type: ignore[return-value]
+        if type_name == "Opportunity":
+            opportunities = await info.context.read(lambda r: r.opportunities.get_many([pk]))
+            return opportunities.get(pk)  # type: ignore[return-value]
         if type_name == "Webhook":
             info.context.require(Permission.MANAGE_WEBHOOKS)
             webhook: Any = await info.context.read(lambda r: r.webhooks.get(pk))

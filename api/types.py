@@ -259,6 +259,9 @@ class LeadType(Node):
     scorable: bool = strawberry.field(
         description="False when the lead has neither a parent contact nor a parent account."
     )
+    teleprospecting_ready: bool
+    teleprospect_accepted: bool
+    sales_accepted: bool
     created_at: datetime
     updated_at: datetime
 

@@ -122,6 +122,10 @@ class Lead:
     id: int = 0
     created_at: datetime = field(default_factory=utcnow)
     updated_at: datetime = field(default_factory=utcnow)
+    # The default business process's checkboxes (see domain/sales.py).
+    teleprospecting_ready: bool = False
+    teleprospect_accepted: bool = False
+    sales_accepted: bool = False
 
     @property
     def full_name(self) -> str:

@@ -21,6 +21,7 @@ from persistence.repositories import (
     MatchingStrategyRepository,
     SettingsRepository,
 )
+from persistence.sales_repo import OpportunityRepository
 from persistence.scoring_repo import (
     InteractionRepository,
     LeadEventRepository,
@@ -46,6 +47,7 @@ class Repositories:
         self.events = LeadEventRepository(conn)
         self.qualification_models = QualificationModelRepository(conn)
         self.webhooks = WebhookRepository(conn)
+        self.opportunities = OpportunityRepository(conn)
 
 
 def _lock_id(key: str) -> int:

@@ -122,48 +122,16 @@ _STAGES = {e.value: e for e in LeadStage}
 
 
 def to_lead(r: Row[Any]) -> Lead:
-    (
-        topic,
-        first,
-        last,
-        email,
-        company,
-        title,
-        phone,
-        attrs,
-        contact_id,
-        account_id,
-        context,
-        source,
-        state,
-        reason,
-        sales_ready,
-        stage,
-        id_,
-        created,
-        updated,
-    ) = _LEAD(r)
-    return Lead(
-        topic,
-        first,
-        last,
-        email,
-        company,
-        title,
-        phone,
-        attrs or {},
-        contact_id,
-        account_id,
-        context,
-        _SOURCES[source],
-        _STATES[state],
-        _REASONS[reason],
-        sales_ready,
-        _STAGES[stage],
-        id_,
-        created,
-        updated,
-    )
+    # Built positionally from the row (columns in the order of Lead's fields), then the enum
+    # columns are turned into members.
+    lead = Lead(*_LEAD(r))
+    lead.source = _SOURCES[lead.source]  # type: ignore[index]
+    lead.state = _STATES[lead.state]  # type: ignore[index]
+    lead.status_reason = _REASONS[lead.status_reason]  # type: ignore[index]
+    lead.stage = _STAGES[lead.stage]  # type: ignore[index]
+    if lead.attributes is None:
+        lead.attributes = {}
+    return lead
 
 
 def to_strategy(r: Row[Any]) -> MatchingStrategy:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 from sqlalchemy import (
@@ -10,12 +10,14 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     Column,
+    Date,
     DateTime,
     ForeignKey,
     Index,
     Integer,
     String,
     TypeDecorator,
+    false,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Dialect
@@ -150,6 +152,15 @@ class LeadRow(SQLModel, table=True):
     stage: str = Field(sa_column=Column(String(64), nullable=False))
     created_at: datetime = _ts()
     updated_at: datetime = _ts()
+    teleprospecting_ready: bool = Field(
+        default=False, sa_column=Column(Boolean, nullable=False, server_default=false())
+    )
+    teleprospect_accepted: bool = Field(
+        default=False, sa_column=Column(Boolean, nullable=False, server_default=false())
+    )
+    sales_accepted: bool = Field(
+        default=False, sa_column=Column(Boolean, nullable=False, server_default=false())
+    )
 
 
 class MatchingStrategyRow(SQLModel, table=True):
@@ -306,6 +317,31 @@ class WebhookDeliveryRow(SQLModel, table=True):
     delivered_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime()))
 
 
+class OpportunityRow(SQLModel, table=True):
+    __tablename__ = "opportunities"
+    __table_args__ = (
+        Index("ix_opportunities_created", "created_at", "id"),
+        Index("ix_opportunities_lead", "lead_id"),
+    )
+    id: int | None = Field(default=None, sa_column=Column(IdType, primary_key=True))
+    name: str = Field(sa_column=Column(String(1000), nullable=False))
+    lead_id: int = Field(
+        sa_column=Column(BigInteger, ForeignKey("leads.id", ondelete="CASCADE"), nullable=False)
+    )
+    contact_id: int | None = Field(
+        default=None, sa_column=Column(BigInteger, ForeignKey("contacts.id", ondelete="SET NULL"))
+    )
+    account_id: int | None = Field(
+        default=None, sa_column=Column(BigInteger, ForeignKey("accounts.id", ondelete="SET NULL"))
+    )
+    estimated_value: float | None = None
+    close_date: date | None = Field(default=None, sa_column=Column(Date))
+    stage: str = Field(sa_column=Column(String(16), nullable=False))
+    status: str = Field(sa_column=Column(String(16), nullable=False))
+    created_at: datetime = _ts()
+    updated_at: datetime = _ts()
+
+
 class LeadEventRow(SQLModel, table=True):
     __tablename__ = "lead_events"
     __table_args__ = (Index("ix_lead_events_lead", "lead_id", "id"),)
@@ -324,4 +360,5 @@ lead_scores = LeadScoreRow.__table__  # type: ignore[attr-defined]
 lead_events = LeadEventRow.__table__  # type: ignore[attr-defined]
 qualification_models = QualificationModelRow.__table__  # type: ignore[attr-defined]
 webhooks = WebhookRow.__table__  # type: ignore[attr-defined]
+opportunities = OpportunityRow.__table__  # type: ignore[attr-defined]
 webhook_deliveries = WebhookDeliveryRow.__table__  # type: ignore[attr-defined]

@@ -1,0 +1,223 @@
+"""GraphQL for the sales process: stages, process checkboxes, qualify/disqualify, opportunities."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import strawberry
+
+from api import types as gql
+from api.context import Info
+from api.errors import as_query_error, bad_input
+from api.execution import pure
+from api.ids import decode_id, to_global_id
+from domain import sales_services as services
+from domain.errors import Invalid
+from domain.model import Lead, LeadStage, LeadStatusReason
+from domain.pagination import page_request
+from domain.ports import UnitOfWork
+from domain.roles import Permission
+from domain.sales import Opportunity, OpportunityStage, OpportunityStatus
+
+strawberry.enum(OpportunityStage)
+strawberry.enum(OpportunityStatus)
+
+
+@strawberry.type(name="Opportunity")
+class OpportunityType(gql.Node):
+    name: str
+    stage: OpportunityStage
+    status: OpportunityStatus
+    estimated_value: float | None
+    close_date: dt.date | None
+    created_at: dt.datetime
+    updated_at: dt.datetime
+
+    @strawberry.field  # type: ignore[misc]
+    @pure
+    def id(self) -> strawberry.ID:  # type: ignore[override]
+        return strawberry.ID(to_global_id("Opportunity", self.id))  # type: ignore[arg-type]
+
+    @strawberry.field
+    async def lead(self, info: Info) -> gql.LeadType | None:
+        """The lead it was qualified from (its history stays there)."""
+        return await info.context.loaders.lead.load(self.lead_id)  # type: ignore[attr-defined,return-value]
+
+    @strawberry.field
+    async def contact(self, info: Info) -> gql.ContactType | None:
+        contact_id: int | None = self.contact_id  # type: ignore[attr-defined]
+        if contact_id is None:
+            return None
+        return await info.context.loaders.contact.load(contact_id)  # type: ignore[return-value]
+
+    @strawberry.field
+    async def account(self, info: Info) -> gql.AccountType | None:
+        account_id: int | None = self.account_id  # type: ignore[attr-defined]
+        if account_id is None:
+            return None
+        return await info.context.loaders.account.load(account_id)  # type: ignore[return-value]
+
+    @classmethod
+    def is_type_of(cls, obj: Any, _info: Any) -> bool:
+        return isinstance(obj, Opportunity)
+
+
+@strawberry.input
+class QualifyLeadInput:
+    opportunity_name: str | None = strawberry.field(
+        default=None, description="Defaults to the lead's topic."
+    )
+    estimated_value: float | None = None
+    estimated_close_date: dt.date | None = None
+
+
+@strawberry.input
+class LeadProcessInput:
+    teleprospecting_ready: bool | None = None
+    teleprospect_accepted: bool | None = None
+    sales_ready: bool | None = None
+    sales_accepted: bool | None = None
+
+
+@strawberry.type
+class QualifyLeadPayload:
+    lead: gql.LeadType | None
+    opportunity: OpportunityType | None
+    contact: gql.ContactType | None
+    account: gql.AccountType | None
+    user_errors: list[gql.UserError]
+
+
+async def _in_uow(info: Info, fn: Any) -> tuple[Any, list[gql.UserError]]:
+    from api.resolvers import in_transaction
+
+    return await in_transaction(info, fn)
+
+
+def _lead_id(gid: strawberry.ID) -> int:
+    return decode_id(str(gid), "Lead", ["id"])
+
+
+async def _lead_change(info: Info, fn: Any) -> gql.LeadPayload:
+    info.context.require(Permission.SALES_PROCESS)
+    lead, errors = await _in_uow(info, fn)
+    return gql.LeadPayload(lead=lead, user_errors=errors)
+
+
+@strawberry.type
+class SalesQuery:
+    @strawberry.field
+    async def opportunity(self, info: Info, id: strawberry.ID) -> OpportunityType | None:
+        info.context.require(Permission.READ)
+        try:
+            pk = decode_id(str(id), "Opportunity")
+        except Invalid as e:
+            raise bad_input(e.message) from None
+        found = await info.context.read(lambda r: r.opportunities.get_many([pk]))
+        return found.get(pk)  # type: ignore[return-value]
+
+    @strawberry.field
+    async def opportunities(
+        self,
+        info: Info,
+        status: OpportunityStatus | None = None,
+        lead_id: strawberry.ID | None = None,
+        first: int | None = None,
+        after: str | None = None,
+    ) -> gql.Connection[OpportunityType]:
+        ctx = info.context
+        ctx.require(Permission.READ)
+
+        async def run() -> gql.Connection[Any]:
+            lead = None if lead_id is None else decode_id(str(lead_id), "Lead", ["leadId"])
+            page = page_request(first, after, ctx.services.max_page_size)
+            found = await ctx.read(lambda r: r.opportunities.list(status, lead, page))
+            return gql.connection(
+                found, lambda: ctx.read(lambda r: r.opportunities.count(status, lead))
+            )
+
+        return await as_query_error(run)
+
+
+@strawberry.type
+class SalesMutation:
+    @strawberry.mutation
+    async def set_lead_stage(
+        self, info: Info, id: strawberry.ID, stage: LeadStage
+    ) -> gql.LeadPayload:
+        """Put a lead in any stage of its process by hand."""
+
+        async def run(uow: UnitOfWork) -> Lead:
+            return await services.set_lead_stage(uow, _lead_id(id), stage)
+
+        return await _lead_change(info, run)
+
+    @strawberry.mutation
+    async def update_lead_process(
+        self, info: Info, id: strawberry.ID, input: LeadProcessInput
+    ) -> gql.LeadPayload:
+        """Tick or untick the process checkboxes; the stage follows them forward."""
+        flags = {
+            name: value
+            for name, value in {
+                "teleprospectingReady": input.teleprospecting_ready,
+                "teleprospectAccepted": input.teleprospect_accepted,
+                "salesReady": input.sales_ready,
+                "salesAccepted": input.sales_accepted,
+            }.items()
+            if value is not None
+        }
+
+        async def run(uow: UnitOfWork) -> Lead:
+            return await services.update_lead_process(uow, _lead_id(id), flags)
+
+        return await _lead_change(info, run)
+
+    @strawberry.mutation
+    async def qualify_lead(
+        self, info: Info, id: strawberry.ID, input: QualifyLeadInput | None = None
+    ) -> QualifyLeadPayload:
+        """Close an OPEN lead as qualified and open its opportunity (DEVELOP)."""
+        info.context.require(Permission.SALES_PROCESS)
+        raw: dict[str, Any] = {}
+        if input is not None:
+            raw = {
+                "opportunityName": input.opportunity_name,
+                "estimatedValue": input.estimated_value,
+                "estimatedCloseDate": input.estimated_close_date,
+            }
+
+        async def run(uow: UnitOfWork) -> services.Qualified:
+            return await services.qualify_lead(uow, _lead_id(id), raw)
+
+        done, errors = await _in_uow(info, run)
+        if done is None:
+            return QualifyLeadPayload(
+                lead=None, opportunity=None, contact=None, account=None, user_errors=errors
+            )
+        return QualifyLeadPayload(
+            lead=done.lead,
+            opportunity=done.opportunity,
+            contact=done.contact,
+            account=done.account,
+            user_errors=[],
+        )
+
+    @strawberry.mutation
+    async def disqualify_lead(
+        self, info: Info, id: strawberry.ID, reason: LeadStatusReason
+    ) -> gql.LeadPayload:
+        """Close a lead as LOST, CANNOT_CONTACT, NO_LONGER_INTERESTED or CANCELED."""
+
+        async def run(uow: UnitOfWork) -> Lead:
+            return await services.disqualify_lead(uow, _lead_id(id), reason)
+
+        return await _lead_change(info, run)
+
+    @strawberry.mutation
+    async def reactivate_lead(self, info: Info, id: strawberry.ID) -> gql.LeadPayload:
+        async def run(uow: UnitOfWork) -> Lead:
+            return await services.reactivate_lead(uow, _lead_id(id))
+
+        return await _lead_change(info, run)

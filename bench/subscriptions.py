@@ -1,0 +1,366 @@
+"""Benchmark: qualification changes delivered to GraphQL subscribers, beside raw Redis pub/sub.
+
+    python bench/subscriptions.py [--subscribers 1000] [--rate 200] [--seconds 10]
+                                  [--redis-url redis://127.0.0.1:6379/0] [--database-url URL]
+    python bench/subscriptions.py --capacity --subscribers 10000
+
+Seeds a fresh database with one lead per change to come (each with its own contact), a LIVE
+scoring model (10 points per page visit) and a LIVE qualification model (score ≥ 10 marks the
+lead marketing-qualified), then starts the real server (`uvicorn --factory
+api.app:app_factory`, production, with LEADFLOW_REDIS_URL set so events cross Redis) and opens
+--subscribers WebSocket connections (graphql-transport-ws, key in connection_init), each
+subscribed to `leadQualificationChanged { cursor type lead { id } }`.
+
+Latency (default): a driver records one page visit per lead at --rate per second for --seconds
+through `recordInteraction`; each visit qualifies its lead in the same transaction. The time
+from the mutation's answer (the commit is done) to each subscriber's frame for that lead is one
+sample; p50/p99 over all of them. The baseline, in the same run, is a raw Redis pub/sub round
+trip on the same Redis at the same rate (publish → a subscriber's receive). Goal: p99 within
+the raw p99 + 20 ms. Every subscriber must receive every change exactly once.
+
+Capacity (--capacity): the server's RSS before and after the subscribers connect gives the
+memory per connection (goal ≤ 100 KiB with 10,000); then a burst of --burst changes is sent as
+fast as the server takes them and the deliveries per second to all subscribers are counted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import resource
+import sys
+import time
+
+import httpx
+import redis.asyncio as aioredis
+import websockets
+from _support import SQLITE, command_line, console, describe, fresh_database, percentile, verdict
+from leads_list import free_port, running
+from sqlalchemy import insert, select
+
+from api.ids import to_global_id
+from domain import qualification_services as qs
+from domain import scoring_services as ss
+from domain.model import Feature, LeadSource, LeadStage, LeadState, LeadStatusReason, utcnow
+from domain.roles import Role
+from persistence import tables as t
+from persistence.apikeys import ApiKeyStore
+from persistence.database import Database
+from persistence.migrate import upgrade
+
+LATENCY_MARGIN_MS = 20.0
+RSS_GOAL_KIB = 100.0
+SUBSCRIPTION = "subscription { leadQualificationChanged { cursor type lead { id } } }"
+RECORD = (
+    "mutation($i: RecordInteractionInput!) "
+    "{ recordInteraction(input: $i) { userErrors { message } } }"
+)
+
+
+async def seed(url: str, leads: int) -> tuple[str, list[tuple[int, int]]]:
+    """An ADMIN key, and (contact id, lead id) pairs ready to be qualified by one visit."""
+    db = Database(url)
+    try:
+        await upgrade(db.write_engine)
+        now = utcnow()
+        async with db.write_engine.begin() as conn:
+            for low in range(0, leads, 5000):
+                rows = [
+                    {
+                        "email": f"s{i}@bench.io",
+                        "first_name": "S",
+                        "attributes": {},
+                        "created_at": now,
+                        "updated_at": now,
+                    }
+                    for i in range(low, min(low + 5000, leads))
+                ]
+                await conn.execute(insert(t.contacts), rows)
+            contacts = (
+                (await conn.execute(select(t.contacts.c.id).order_by(t.contacts.c.id)))
+                .scalars()
+                .all()
+            )
+            rows = [
+                {
+                    "topic": f"Lead {c}",
+                    "email": f"s{i}@bench.io",
+                    "contact_id": c,
+                    "attributes": {},
+                    "source": LeadSource.LANDING_PAGE.value,
+                    "state": LeadState.OPEN.value,
+                    "status_reason": LeadStatusReason.NEW.value,
+                    "sales_ready": False,
+                    "stage": LeadStage.INQUIRY.value,
+                    "created_at": now,
+                    "updated_at": now,
+                }
+                for i, c in enumerate(contacts)
+            ]
+            for low in range(0, len(rows), 5000):
+                await conn.execute(insert(t.leads), rows[low : low + 5000])
+            pairs = (
+                await conn.execute(
+                    select(t.leads.c.contact_id, t.leads.c.id).order_by(t.leads.c.id)
+                )
+            ).all()
+        async with db.uow() as uow:
+            await uow.settings.set_feature(Feature.LEAD_MANAGEMENT, True)
+            visits = {
+                "name": "visits",
+                "rules": [
+                    {
+                        "name": "visit",
+                        "points": 10,
+                        "condition": {"interaction": {"type": "PAGE_VISITED"}},
+                    }
+                ],
+            }
+            model = await ss.create_scoring_model(uow, visits)
+            await ss.publish_scoring_model(uow, model.id, utcnow())
+            mql = {
+                "name": "MQL",
+                "criteria": [{"scoringModelId": model.id, "minScore": 10}],
+                "actions": {"markMarketingQualified": True, "markSalesReady": False},
+            }
+            q = await qs.create_qualification_model(uow, mql)
+            await qs.publish_qualification_model(uow, q.id)
+            await uow.commit()
+        _, key = await ApiKeyStore(db).create("bench", Role.ADMIN)
+        return key, [(int(c), int(lead)) for c, lead in pairs]
+    finally:
+        await db.dispose()
+
+
+class Subscriber:
+    def __init__(self) -> None:
+        self.received: dict[str, float] = {}  # lead id → when its frame arrived
+        self.duplicates = 0
+        self.ready = asyncio.Event()
+
+    async def run(self, url: str, key: str, stop: asyncio.Event) -> None:
+        async with websockets.connect(
+            url, subprotocols=["graphql-transport-ws"], max_size=2**20
+        ) as ws:  # type: ignore[list-item]
+            await ws.send(
+                json.dumps(
+                    {"type": "connection_init", "payload": {"authorization": f"Bearer {key}"}}
+                )
+            )
+            ack = json.loads(await ws.recv())
+            if ack.get("type") != "connection_ack":
+                raise RuntimeError(f"no connection_ack: {ack}")
+            await ws.send(
+                json.dumps({"id": "1", "type": "subscribe", "payload": {"query": SUBSCRIPTION}})
+            )
+            self.ready.set()
+            while not stop.is_set():
+                try:
+                    raw = await asyncio.wait_for(ws.recv(), timeout=0.5)
+                except TimeoutError:
+                    continue
+                now = time.perf_counter()
+                message = json.loads(raw)
+                if message.get("type") == "ping":
+                    await ws.send(json.dumps({"type": "pong"}))
+                    continue
+                if message.get("type") != "next":
+                    raise RuntimeError(f"unexpected message {message}")
+                lead = message["payload"]["data"]["leadQualificationChanged"]["lead"]["id"]
+                if lead in self.received:
+                    self.duplicates += 1
+                else:
+                    self.received[lead] = now
+
+
+def rss_kib(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+async def drive(base: str, key: str, pairs: list[tuple[int, int]], rate: float) -> dict[str, float]:
+    """Qualify each lead by one visit, at `rate` per second; when each commit was answered."""
+    committed: dict[str, float] = {}
+    headers = {"Authorization": f"Bearer {key}"}
+    limits = httpx.Limits(max_connections=32, max_keepalive_connections=32)
+    async with httpx.AsyncClient(
+        base_url=base, headers=headers, limits=limits, timeout=30
+    ) as client:
+
+        async def one(contact: int, lead: int) -> None:
+            body = {
+                "query": RECORD,
+                "variables": {
+                    "i": {"contactId": to_global_id("Contact", contact), "type": "PAGE_VISITED"}
+                },
+            }
+            r = await client.post("/graphql", json=body)
+            data = r.json()
+            if (
+                r.status_code != 200
+                or data.get("errors")
+                or data["data"]["recordInteraction"]["userErrors"]
+            ):
+                raise RuntimeError(f"recordInteraction failed: {r.text[:300]}")
+            committed[to_global_id("Lead", lead)] = time.perf_counter()
+
+        tasks = []
+        start = time.perf_counter()
+        for i, (contact, lead) in enumerate(pairs):
+            if rate > 0:
+                delay = start + i / rate - time.perf_counter()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+            tasks.append(asyncio.create_task(one(contact, lead)))
+        await asyncio.gather(*tasks)
+    return committed
+
+
+async def redis_baseline(url: str, count: int, rate: float) -> list[float]:
+    """Raw pub/sub round trips on the same Redis at the same rate: seconds, sorted."""
+    client = aioredis.from_url(url)
+    pubsub = client.pubsub()
+    channel = f"bench:{random.randrange(1 << 30)}"
+    await pubsub.subscribe(channel)
+    samples: list[float] = []
+    done = asyncio.Event()
+
+    async def listen() -> None:
+        async for message in pubsub.listen():
+            if message["type"] != "message":
+                continue
+            samples.append(time.perf_counter() - float(message["data"]))
+            if len(samples) == count:
+                done.set()
+                return
+
+    listener = asyncio.create_task(listen())
+    start = time.perf_counter()
+    for i in range(count):
+        delay = start + i / rate - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        await client.publish(channel, repr(time.perf_counter()))
+    await asyncio.wait_for(done.wait(), timeout=30)
+    listener.cancel()
+    await pubsub.aclose()
+    await client.aclose()
+    return sorted(samples)
+
+
+async def measure(
+    url: str, key: str, pairs: list[tuple[int, int]], pid: int, port: int, args: argparse.Namespace
+) -> bool:
+    base, ws_url = f"http://127.0.0.1:{port}", f"ws://127.0.0.1:{port}/graphql"
+    rss_before = rss_kib(pid)
+    stop = asyncio.Event()
+    subscribers = [Subscriber() for _ in range(args.subscribers)]
+    tasks = []
+    for i, s in enumerate(subscribers):
+        tasks.append(asyncio.create_task(s.run(ws_url, key, stop)))
+        if i % 200 == 199:
+            await asyncio.sleep(0.05)  # let the server accept in waves
+    await asyncio.wait_for(asyncio.gather(*(s.ready.wait() for s in subscribers)), timeout=300)
+    await asyncio.sleep(1.0)
+    rss_after = rss_kib(pid)
+    per_conn = (rss_after - rss_before) / max(1, args.subscribers)
+    console.print(
+        f"{args.subscribers:,} subscribers connected; server RSS {rss_before / 1024:.0f} → "
+        f"{rss_after / 1024:.0f} MiB ({per_conn:.1f} KiB per connection)"
+    )
+    rate = 0.0 if args.capacity else args.rate
+    started = time.perf_counter()
+    committed = await drive(base, key, pairs, rate)
+    deadline = time.monotonic() + 60
+    want = len(pairs)
+    while time.monotonic() < deadline and any(len(s.received) < want for s in subscribers):  # noqa: ASYNC110
+        await asyncio.sleep(0.1)
+    elapsed = time.perf_counter() - started
+    stop.set()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    delivered = sum(len(s.received) for s in subscribers)
+    missing = args.subscribers * want - delivered
+    duplicates = sum(s.duplicates for s in subscribers)
+    console.print(
+        f"deliveries: {delivered:,} of {args.subscribers * want:,} (missing {missing:,}, "
+        f"duplicates {duplicates:,}) in {elapsed:.1f} s = {delivered / elapsed:,.0f}/s"
+    )
+    ok = missing == 0 and duplicates == 0
+    if args.capacity:
+        goal = per_conn <= RSS_GOAL_KIB
+        console.print(f"memory per connection ≤ {RSS_GOAL_KIB:g} KiB: {verdict(goal)}")
+        return ok and goal
+    latencies = sorted(
+        s.received[lead] - committed[lead]
+        for s in subscribers
+        for lead in s.received
+        if lead in committed
+    )
+    raw = await redis_baseline(args.redis_url, want, args.rate)
+    p50, p99 = percentile(latencies, 0.5) * 1000, percentile(latencies, 0.99) * 1000
+    r50, r99 = percentile(raw, 0.5) * 1000, percentile(raw, 0.99) * 1000
+    console.print(
+        f"commit → WebSocket frame: p50 {p50:.1f} ms, p99 {p99:.1f} ms ({len(latencies):,} samples)"
+    )
+    console.print(f"raw Redis pub/sub round trip: p50 {r50:.2f} ms, p99 {r99:.2f} ms")
+    goal = p99 <= r99 + LATENCY_MARGIN_MS
+    console.print(f"p99 within raw p99 + {LATENCY_MARGIN_MS:g} ms: {verdict(goal)}")
+    return ok and goal
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    p.add_argument("--subscribers", type=int, default=1000)
+    p.add_argument("--rate", type=float, default=200.0, help="qualification changes per second")
+    p.add_argument("--seconds", type=float, default=10.0)
+    p.add_argument("--capacity", action="store_true", help="fan-out capacity and memory instead")
+    p.add_argument("--burst", type=int, default=200, help="changes sent in --capacity mode")
+    p.add_argument("--redis-url", default="redis://127.0.0.1:6379/0")
+    p.add_argument("--database-url", default=SQLITE)
+    args = p.parse_args(argv)
+    # Every subscriber is a socket on each side: raise the open-file limit as far as allowed.
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want_files = min(hard, max(soft, 2 * args.subscribers + 1000))
+    resource.setrlimit(resource.RLIMIT_NOFILE, (want_files, hard))
+    changes = args.burst if args.capacity else int(args.rate * args.seconds)
+    console.print(f"[bold]command:[/] {command_line()}")
+    console.print(
+        f"{args.subscribers:,} subscribers, {changes:,} changes, "
+        f"{describe(args.database_url)}, Redis {args.redis_url}"
+    )
+    with fresh_database(args.database_url, "subscriptions") as url:
+        key, pairs = asyncio.run(seed(url, changes))
+        env = {k: v for k, v in os.environ.items() if not k.startswith("LEADFLOW_")}
+        env.update(
+            LEADFLOW_DATABASE_URL=url, LEADFLOW_ENV="production", LEADFLOW_REDIS_URL=args.redis_url
+        )
+        port = free_port()
+        command = [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "--factory",
+            "api.app:app_factory",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+            "--no-access-log",
+            "--ws-max-queue",
+            "64",
+        ]
+        with running(command, env, f"http://127.0.0.1:{port}", "/readyz") as pid:
+            ok = asyncio.run(measure(url, key, pairs, pid, port, args))
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,201 @@
+"""The lead business process and sales qualification: stages, checkboxes, qualify, disqualify.
+
+The default process has five stages in order. A lead enters automated marketing qualification
+when it first gets a score; ticking teleprospecting-ready moves it to teleprospecting
+acceptance, teleprospect-accepted to teleprospecting qualification, and sales-ready (by hand,
+by a scoring model's threshold or by a qualification model) straight to sales acceptance,
+skipping the teleprospecting stages. Automatic moves only go forward; a user may set any
+stage by hand.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from typing import Any
+
+from domain.errors import Conflict, Invalid
+from domain.model import Lead, LeadStage, LeadState, LeadStatusReason, utcnow
+
+STAGES = list(LeadStage)
+DISQUALIFY_REASONS = frozenset(
+    {
+        LeadStatusReason.LOST,
+        LeadStatusReason.CANNOT_CONTACT,
+        LeadStatusReason.NO_LONGER_INTERESTED,
+        LeadStatusReason.CANCELED,
+    }
+)
+MAX_VALUE = 1e15
+
+
+class OpportunityStage(enum.Enum):
+    DEVELOP = "DEVELOP"
+    PROPOSE = "PROPOSE"
+    CLOSE = "CLOSE"
+
+
+class OpportunityStatus(enum.Enum):
+    OPEN = "OPEN"
+    WON = "WON"
+    LOST = "LOST"
+
+
+@dataclass(slots=True)
+class Opportunity:
+    name: str
+    lead_id: int
+    contact_id: int | None = None
+    account_id: int | None = None
+    estimated_value: float | None = None
+    close_date: date | None = None
+    stage: OpportunityStage = OpportunityStage.DEVELOP
+    status: OpportunityStatus = OpportunityStatus.OPEN
+    id: int = 0
+    created_at: datetime = field(default_factory=utcnow)
+    updated_at: datetime = field(default_factory=utcnow)
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """An event to record about a lead: its type and payload."""
+
+    type: str
+    payload: dict[str, Any]
+
+
+def _state(lead: Lead) -> dict[str, Any]:
+    return {
+        "statusReason": lead.status_reason.value,
+        "salesReady": lead.sales_ready,
+        "stage": lead.stage.value,
+    }
+
+
+def move_to(lead: Lead, stage: LeadStage, *, forward_only: bool) -> Change | None:
+    """Put the lead in `stage` (automatic moves never go back); the STAGE_CHANGED, if any."""
+    if stage is lead.stage:
+        return None
+    if forward_only and STAGES.index(stage) < STAGES.index(lead.stage):
+        return None
+    previous = lead.stage
+    lead.stage = stage
+    lead.updated_at = utcnow()
+    return Change("STAGE_CHANGED", {**_state(lead), "previousStage": previous.value})
+
+
+def first_scored(lead: Lead) -> Change | None:
+    """A lead's first score moves it from inquiry to automated marketing qualification."""
+    if lead.stage is not LeadStage.INQUIRY or lead.state is not LeadState.OPEN:
+        return None
+    return move_to(lead, LeadStage.AUTOMATED_MARKETING_QUALIFICATION, forward_only=True)
+
+
+def follow_checkboxes(lead: Lead) -> Change | None:
+    """The automatic stage move the process's checkboxes call for (forward only)."""
+    if lead.state is not LeadState.OPEN:
+        return None
+    if lead.sales_ready:
+        target = LeadStage.SALES_ACCEPTANCE
+    elif lead.teleprospect_accepted:
+        target = LeadStage.TELEPROSPECTING_QUALIFICATION
+    elif lead.teleprospecting_ready:
+        target = LeadStage.TELEPROSPECTING_ACCEPTANCE
+    else:
+        return None
+    return move_to(lead, target, forward_only=True)
+
+
+PROCESS_FLAGS = {
+    "teleprospectingReady": "teleprospecting_ready",
+    "teleprospectAccepted": "teleprospect_accepted",
+    "salesReady": "sales_ready",
+    "salesAccepted": "sales_accepted",
+}
+
+
+def update_process(lead: Lead, flags: Mapping[str, bool]) -> list[Change]:
+    """Tick or untick the process checkboxes given (API names), then follow them."""
+    if lead.state is not LeadState.OPEN:
+        raise Conflict(f"the lead is {lead.state.value}; only an OPEN lead moves in its process")
+    changes: list[Change] = []
+    for name, value in flags.items():
+        attr = PROCESS_FLAGS.get(name)
+        if attr is None:
+            raise Invalid(f"unknown process field {name}", ["input", name])
+        before = getattr(lead, attr)
+        if before != value:
+            setattr(lead, attr, bool(value))
+            lead.updated_at = utcnow()
+            if attr == "sales_ready" and value:
+                changes.append(Change("SALES_READY", _state(lead)))
+    moved = follow_checkboxes(lead)
+    if moved is not None:
+        changes.append(moved)
+    return changes
+
+
+def qualify(lead: Lead) -> Change:
+    """Close an OPEN lead as qualified (the opportunity is made by the use case)."""
+    if lead.state is not LeadState.OPEN:
+        raise Conflict(
+            f"only an OPEN lead can be qualified; this one is {lead.state.value}", ["id"]
+        )
+    previous = lead.status_reason
+    lead.state, lead.status_reason = LeadState.QUALIFIED, LeadStatusReason.QUALIFIED
+    lead.updated_at = utcnow()
+    return Change("QUALIFIED", {**_state(lead), "previousStatusReason": previous.value})
+
+
+def disqualify(lead: Lead, reason: LeadStatusReason, has_open_opportunity: bool) -> Change:
+    """Close a lead with a reason; not while an opportunity made from it is open."""
+    if reason not in DISQUALIFY_REASONS:
+        names = ", ".join(sorted(r.value for r in DISQUALIFY_REASONS))
+        raise Invalid(f"a disqualification reason is one of {names}", ["reason"])
+    if lead.state is LeadState.DISQUALIFIED:
+        raise Conflict("the lead is already disqualified", ["id"])
+    if has_open_opportunity:
+        raise Conflict("an opportunity made from this lead is open; close it first", ["id"])
+    previous = lead.status_reason
+    lead.state, lead.status_reason = LeadState.DISQUALIFIED, reason
+    lead.updated_at = utcnow()
+    return Change("DISQUALIFIED", {**_state(lead), "previousStatusReason": previous.value})
+
+
+def reactivate(lead: Lead, has_open_opportunity: bool) -> Change:
+    """Open a closed lead again (status NEW); not while its opportunity is open."""
+    if lead.state is LeadState.OPEN:
+        raise Conflict("the lead is already OPEN", ["id"])
+    if has_open_opportunity:
+        raise Conflict("an opportunity made from this lead is open; close it first", ["id"])
+    previous = lead.status_reason
+    lead.state, lead.status_reason = LeadState.OPEN, LeadStatusReason.NEW
+    lead.updated_at = utcnow()
+    return Change("REACTIVATED", {**_state(lead), "previousStatusReason": previous.value})
+
+
+def build_opportunity(lead: Lead, raw: Mapping[str, Any]) -> Opportunity:
+    """The opportunity a qualified lead becomes (name defaults to the lead's topic)."""
+    name = str(raw.get("opportunityName") or lead.topic).strip()
+    if not name or len(name) > 1000:
+        raise Invalid("opportunityName must be 1 to 1000 characters", ["input", "opportunityName"])
+    value = raw.get("estimatedValue")
+    if value is not None and (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not math.isfinite(float(value))
+        or not 0 <= float(value) <= MAX_VALUE
+    ):
+        raise Invalid("estimatedValue must be a finite amount ≥ 0", ["input", "estimatedValue"])
+    close = raw.get("estimatedCloseDate")
+    if close is not None and not isinstance(close, date):
+        raise Invalid("estimatedCloseDate must be a date", ["input", "estimatedCloseDate"])
+    return Opportunity(
+        name=name,
+        lead_id=lead.id,
+        estimated_value=None if value is None else float(value),
+        close_date=close,
+    )

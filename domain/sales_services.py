@@ -1,0 +1,131 @@
+"""Sales use cases: stages by hand, the process checkboxes, qualify, disqualify, reactivate."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from domain import sales
+from domain.errors import NotFound
+from domain.fields import CONTACT_FIELDS
+from domain.matching import lock_keys, match_values, strategies_for
+from domain.model import Account, Contact, Lead, LeadStage, LeadStatusReason, MatchEntity, utcnow
+from domain.ports import UnitOfWork
+from domain.sales import Change, Opportunity
+from domain.services import find_or_create_account
+
+
+async def _lead(uow: UnitOfWork, id_: int) -> Lead:
+    lead = await uow.leads.get_for_update(id_)
+    if lead is None:
+        raise NotFound("no lead with this id", ["id"])
+    return lead
+
+
+async def _record(uow: UnitOfWork, lead: Lead, changes: list[Change | None]) -> None:
+    """Save the lead and record its changes as events, in this transaction."""
+    done = [c for c in changes if c is not None]
+    if not done:
+        return
+    await uow.leads.save(lead)
+    now = utcnow()
+    for change in done:
+        await uow.events.add(lead.id, change.type, change.payload, now)
+
+
+async def set_lead_stage(uow: UnitOfWork, id_: int, stage: LeadStage) -> Lead:
+    """Put a lead in any stage by hand (STAGE_CHANGED when it moves)."""
+    lead = await _lead(uow, id_)
+    await _record(uow, lead, [sales.move_to(lead, stage, forward_only=False)])
+    return lead
+
+
+async def update_lead_process(uow: UnitOfWork, id_: int, flags: Mapping[str, bool]) -> Lead:
+    """Tick or untick the process checkboxes; the stage follows them forward."""
+    lead = await _lead(uow, id_)
+    await _record(uow, lead, list(sales.update_process(lead, flags)))
+    return lead
+
+
+@dataclass(frozen=True, slots=True)
+class Qualified:
+    lead: Lead
+    opportunity: Opportunity
+    contact: Contact | None
+    account: Account | None
+
+
+async def _contact_for(uow: UnitOfWork, lead: Lead) -> Contact | None:
+    """The lead's contact; when it has none, one matched or made from the lead's data."""
+    if lead.contact_id is not None:
+        return await uow.contacts.get(lead.contact_id)
+    values = {
+        name: value
+        for name, value in {
+            "firstName": lead.first_name,
+            "lastName": lead.last_name,
+            "email": lead.email,
+            "phone": lead.phone,
+            "jobTitle": lead.job_title,
+        }.items()
+        if value
+    }
+    if not values:
+        return None
+    strategies = strategies_for(await uow.strategies.list(), MatchEntity.CONTACT, None)
+    for key in lock_keys(MatchEntity.CONTACT, strategies, values):
+        await uow.lock(key)
+    for strategy in strategies:
+        wanted = match_values(strategy, values)
+        if wanted is not None and (found := await uow.contacts.find(wanted)) is not None:
+            return found
+    contact = Contact()
+    for name, value in values.items():
+        setattr(contact, CONTACT_FIELDS[name].attr, value)
+    contact, _ = await uow.contacts.add(contact)
+    return contact
+
+
+async def qualify_lead(uow: UnitOfWork, id_: int, raw: Mapping[str, Any]) -> Qualified:
+    """Close an OPEN lead as qualified and open its opportunity.
+
+    The contact and account come from the lead; missing ones are matched (matching strategies,
+    account by name) or made from the lead's data, so qualifying never makes a duplicate.
+    """
+    lead = await _lead(uow, id_)
+    change = sales.qualify(lead)
+    opportunity = sales.build_opportunity(lead, raw)
+    contact = await _contact_for(uow, lead)
+    account_id = lead.account_id or (contact.account_id if contact else None)
+    account = await uow.accounts.get(account_id) if account_id else None
+    if account is None and lead.company_name:
+        account = await find_or_create_account(uow, lead.company_name)
+    if contact is not None and contact.account_id is None and account is not None:
+        contact.account_id = account.id
+        contact.updated_at = utcnow()
+        await uow.contacts.save(contact)
+    lead.contact_id = contact.id if contact else lead.contact_id
+    lead.account_id = account.id if account else lead.account_id
+    opportunity.contact_id = lead.contact_id
+    opportunity.account_id = lead.account_id
+    opportunity = await uow.opportunities.add(opportunity)
+    change.payload["opportunityId"] = opportunity.id
+    await _record(uow, lead, [change])
+    return Qualified(lead, opportunity, contact, account)
+
+
+async def disqualify_lead(uow: UnitOfWork, id_: int, reason: LeadStatusReason) -> Lead:
+    """Close a lead with a reason (not while an opportunity made from it is open)."""
+    lead = await _lead(uow, id_)
+    change = sales.disqualify(lead, reason, await uow.opportunities.has_open(lead.id))
+    await _record(uow, lead, [change])
+    return lead
+
+
+async def reactivate_lead(uow: UnitOfWork, id_: int) -> Lead:
+    """Open a closed lead again."""
+    lead = await _lead(uow, id_)
+    change = sales.reactivate(lead, await uow.opportunities.has_open(lead.id))
+    await _record(uow, lead, [change])
+    return lead

@@ -1,0 +1,95 @@
+"""Opportunities in storage."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy.engine import Row
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from domain.pagination import Page, PageRequest
+from domain.sales import Opportunity, OpportunityStage, OpportunityStatus
+from persistence import tables as t
+from persistence.listing import Criterion, Listing
+
+
+def to_opportunity(r: Row[Any]) -> Opportunity:
+    return Opportunity(
+        name=r.name,
+        lead_id=r.lead_id,
+        contact_id=r.contact_id,
+        account_id=r.account_id,
+        estimated_value=r.estimated_value,
+        close_date=r.close_date,
+        stage=OpportunityStage(r.stage),
+        status=OpportunityStatus(r.status),
+        id=r.id,
+        created_at=r.created_at,
+        updated_at=r.updated_at,
+    )
+
+
+_c = t.opportunities.c
+# An opportunity list request: (status or None, lead id or None).
+_LIST = Listing[tuple[OpportunityStatus | None, int | None], Opportunity](
+    t.opportunities,
+    {
+        "status": Criterion(
+            lambda r: None if r[0] is None else {"status": r[0].value},
+            lambda: _c.status == bindparam("status"),
+        ),
+        "lead": Criterion(
+            lambda r: None if r[1] is None else {"lead_id": r[1]},
+            lambda: _c.lead_id == bindparam("lead_id"),
+        ),
+    },
+    to_opportunity,
+)
+
+
+class OpportunityRepository:
+    def __init__(self, conn: AsyncConnection) -> None:
+        self.conn = conn
+        self.table = t.opportunities
+
+    def _row(self, o: Opportunity) -> dict[str, Any]:
+        return {
+            "name": o.name,
+            "lead_id": o.lead_id,
+            "contact_id": o.contact_id,
+            "account_id": o.account_id,
+            "estimated_value": o.estimated_value,
+            "close_date": o.close_date,
+            "stage": o.stage.value,
+            "status": o.status.value,
+            "created_at": o.created_at,
+            "updated_at": o.updated_at,
+        }
+
+    async def get_many(self, ids: Sequence[int]) -> dict[int, Opportunity]:
+        stmt = select(self.table).where(_c.id.in_(list(ids)))
+        return {r.id: to_opportunity(r) for r in (await self.conn.execute(stmt)).all()}
+
+    async def add(self, opportunity: Opportunity) -> Opportunity:
+        stmt = insert(self.table).values(self._row(opportunity)).returning(_c.id)
+        opportunity.id = int(await self.conn.scalar(stmt))
+        return opportunity
+
+    async def save(self, opportunity: Opportunity) -> None:
+        await self.conn.execute(
+            update(self.table).where(_c.id == opportunity.id).values(self._row(opportunity))
+        )
+
+    async def has_open(self, lead_id: int) -> bool:
+        stmt = select(_c.id).where(_c.lead_id == lead_id, _c.status == OpportunityStatus.OPEN.value)
+        return (await self.conn.scalar(stmt.limit(1))) is not None
+
+    async def list(
+        self, status: OpportunityStatus | None, lead_id: int | None, page: PageRequest
+    ) -> Page[Opportunity]:
+        return await _LIST.page(self.conn, (status, lead_id), page)
+
+    async def count(self, status: OpportunityStatus | None, lead_id: int | None) -> int:
+        return await _LIST.count(self.conn, (status, lead_id))

@@ -1,0 +1,187 @@
+"""The sales process over GraphQL: stages, checkboxes, qualify, disqualify, reactivate, roles."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import func, select
+
+from api.ids import from_global_id
+from domain.roles import Role
+from persistence import tables as t
+from persistence.database import Database
+from tests.conftest import Api
+
+ERRORS = "userErrors { code field message }"
+LEAD = "id state statusReason stage salesReady teleprospectingReady teleprospectAccepted salesAccepted contact { id email account { id name } } account { id name }"
+STAGE = f"mutation($id: ID!, $s: LeadStage!) {{ setLeadStage(id: $id, stage: $s) {{ lead {{ {LEAD} }} {ERRORS} }} }}"
+PROCESS = f"mutation($id: ID!, $i: LeadProcessInput!) {{ updateLeadProcess(id: $id, input: $i) {{ lead {{ {LEAD} }} {ERRORS} }} }}"
+QUALIFY = f"mutation($id: ID!, $i: QualifyLeadInput) {{ qualifyLead(id: $id, input: $i) {{ lead {{ {LEAD} }} opportunity {{ id name stage status estimatedValue closeDate lead {{ id }} contact {{ id }} account {{ id }} }} contact {{ id email }} account {{ id name }} {ERRORS} }} }}"
+DISQUALIFY = f"mutation($id: ID!, $r: LeadStatusReason!) {{ disqualifyLead(id: $id, reason: $r) {{ lead {{ {LEAD} }} {ERRORS} }} }}"
+REACTIVATE = f"mutation($id: ID!) {{ reactivateLead(id: $id) {{ lead {{ {LEAD} }} {ERRORS} }} }}"
+
+
+async def new_lead(api: Api, **values: Any) -> dict[str, Any]:
+    data = await api(
+        f"mutation($i: LeadInput!) {{ createLead(input: $i) {{ lead {{ {LEAD} }} {ERRORS} }} }}",
+        {"i": {"topic": "Fleet robots", **values}},
+    )
+    assert data["createLead"]["userErrors"] == []
+    return data["createLead"]["lead"]
+
+
+async def op(api: Api, query: str, role: Role = Role.SELLER, **variables: Any) -> dict[str, Any]:
+    data = await api(query, variables, role=role)
+    return next(iter(data.values()))
+
+
+async def events(db: Database, lead_gid: str) -> list[tuple[str, dict[str, Any]]]:
+    lead_id = from_global_id(lead_gid)[1]
+    async with db.read() as r:
+        rows = (
+            await r.conn.execute(
+                select(t.lead_events.c.type, t.lead_events.c.payload)
+                .where(t.lead_events.c.lead_id == lead_id)
+                .order_by(t.lead_events.c.id)
+            )
+        ).all()
+    return [(row.type, row.payload) for row in rows if row.type != "CREATED"]
+
+
+async def test_stages_by_hand_record_events(api: Api, db: Database) -> None:
+    lead = await new_lead(api)
+    assert lead["stage"] == "INQUIRY"
+    moved = await op(api, STAGE, id=lead["id"], s="SALES_ACCEPTANCE")
+    assert moved["lead"]["stage"] == "SALES_ACCEPTANCE"
+    back = await op(api, STAGE, id=lead["id"], s="TELEPROSPECTING_ACCEPTANCE")
+    assert back["lead"]["stage"] == "TELEPROSPECTING_ACCEPTANCE"
+    same = await op(api, STAGE, id=lead["id"], s="TELEPROSPECTING_ACCEPTANCE")
+    assert same["userErrors"] == []
+    changes = await events(db, lead["id"])
+    assert [(k, p["stage"], p["previousStage"]) for k, p in changes] == [
+        ("STAGE_CHANGED", "SALES_ACCEPTANCE", "INQUIRY"),
+        ("STAGE_CHANGED", "TELEPROSPECTING_ACCEPTANCE", "SALES_ACCEPTANCE"),
+    ]
+
+
+async def test_checkboxes_move_the_stage_forward(api: Api) -> None:
+    lead = await new_lead(api)
+    step = await op(api, PROCESS, id=lead["id"], i={"teleprospectingReady": True})
+    assert (step["lead"]["stage"], step["lead"]["teleprospectingReady"]) == (
+        "TELEPROSPECTING_ACCEPTANCE",
+        True,
+    )
+    step = await op(api, PROCESS, id=lead["id"], i={"teleprospectAccepted": True})
+    assert step["lead"]["stage"] == "TELEPROSPECTING_QUALIFICATION"
+    # Unticking never moves a lead back.
+    step = await op(api, PROCESS, id=lead["id"], i={"teleprospectAccepted": False})
+    assert step["lead"]["stage"] == "TELEPROSPECTING_QUALIFICATION"
+    step = await op(api, PROCESS, id=lead["id"], i={"salesReady": True, "salesAccepted": True})
+    assert step["lead"]["stage"] == "SALES_ACCEPTANCE"
+    assert (step["lead"]["salesReady"], step["lead"]["salesAccepted"]) == (True, True)
+    # Sales-ready from the start skips the teleprospecting stages.
+    other = await new_lead(api, topic="fast")
+    step = await op(api, PROCESS, id=other["id"], i={"salesReady": True})
+    assert step["lead"]["stage"] == "SALES_ACCEPTANCE"
+
+
+async def test_qualify_makes_one_opportunity_contact_and_account(api: Api, db: Database) -> None:
+    lead = await new_lead(
+        api, email="ada@northwind.io", firstName="Ada", companyName="Northwind", jobTitle="CTO"
+    )
+    done = await op(
+        api,
+        QUALIFY,
+        id=lead["id"],
+        i={
+            "opportunityName": "Robots for Northwind",
+            "estimatedValue": 120000,
+            "estimatedCloseDate": "2027-03-31",
+        },
+    )
+    assert done["userErrors"] == []
+    assert (done["lead"]["state"], done["lead"]["statusReason"]) == ("QUALIFIED", "QUALIFIED")
+    opportunity = done["opportunity"]
+    assert (opportunity["name"], opportunity["stage"], opportunity["status"]) == (
+        "Robots for Northwind",
+        "DEVELOP",
+        "OPEN",
+    )
+    assert (opportunity["estimatedValue"], opportunity["closeDate"]) == (120000.0, "2027-03-31")
+    assert done["contact"]["email"] == "ada@northwind.io"
+    assert done["account"]["name"] == "Northwind"
+    assert opportunity["contact"]["id"] == done["contact"]["id"]
+    assert opportunity["account"]["id"] == done["account"]["id"]
+    assert done["lead"]["contact"]["account"]["id"] == done["account"]["id"]
+    again = await op(api, QUALIFY, id=lead["id"])
+    assert again["userErrors"][0]["code"] == "CONFLICT"
+    # A second lead of the same person and company reuses both: no duplicates.
+    second = await new_lead(
+        api, topic="Spare parts", email="ada@northwind.io", companyName="NORTHWIND"
+    )
+    done2 = await op(api, QUALIFY, id=second["id"])
+    assert done2["opportunity"]["name"] == "Spare parts"
+    assert done2["contact"]["id"] == done["contact"]["id"]
+    assert done2["account"]["id"] == done["account"]["id"]
+    async with db.read() as r:
+        contacts = await r.conn.scalar(select(func.count()).select_from(t.contacts))
+        accounts = await r.conn.scalar(select(func.count()).select_from(t.accounts))
+        opportunities = await r.conn.scalar(select(func.count()).select_from(t.opportunities))
+    assert (contacts, accounts, opportunities) == (1, 1, 2)
+    kinds = [k for k, _ in await events(db, lead["id"])]
+    assert kinds == ["QUALIFIED"]
+    listed = await api(
+        "query($l: ID!) { opportunities(leadId: $l) { totalCount edges { node { name } } } }",
+        {"l": lead["id"]},
+        role=Role.VIEWER,
+    )
+    assert listed["opportunities"]["totalCount"] == 1
+    got = await api(
+        "query($id: ID!) { node(id: $id) { ... on Opportunity { name } } opportunity(id: $id) { status } }",
+        {"id": opportunity["id"]},
+    )
+    assert got == {"node": {"name": "Robots for Northwind"}, "opportunity": {"status": "OPEN"}}
+
+
+async def test_qualify_input_errors_change_nothing(api: Api) -> None:
+    lead = await new_lead(api)
+    bad = await op(api, QUALIFY, id=lead["id"], i={"estimatedValue": -5})
+    assert bad["userErrors"][0]["field"] == ["input", "estimatedValue"]
+    state = await api("query($id: ID!) { lead(id: $id) { state } }", {"id": lead["id"]})
+    assert state["lead"]["state"] == "OPEN"
+
+
+async def test_disqualify_and_reactivate(api: Api, db: Database) -> None:
+    lead = await new_lead(api)
+    bad = await op(api, DISQUALIFY, id=lead["id"], r="QUALIFIED")
+    assert bad["userErrors"][0]["code"] == "INVALID"
+    done = await op(api, DISQUALIFY, id=lead["id"], r="NO_LONGER_INTERESTED")
+    assert (done["lead"]["state"], done["lead"]["statusReason"]) == (
+        "DISQUALIFIED",
+        "NO_LONGER_INTERESTED",
+    )
+    assert (await op(api, DISQUALIFY, id=lead["id"], r="LOST"))["userErrors"][0][
+        "code"
+    ] == "CONFLICT"
+    assert (await op(api, PROCESS, id=lead["id"], i={"salesReady": True}))["userErrors"][0][
+        "code"
+    ] == "CONFLICT"
+    back = await op(api, REACTIVATE, id=lead["id"])
+    assert (back["lead"]["state"], back["lead"]["statusReason"]) == ("OPEN", "NEW")
+    assert (await op(api, REACTIVATE, id=lead["id"]))["userErrors"][0]["code"] == "CONFLICT"
+    assert [k for k, _ in await events(db, lead["id"])] == ["DISQUALIFIED", "REACTIVATED"]
+    # A qualified lead whose opportunity is open can be neither disqualified nor reopened.
+    qualified = await new_lead(api, topic="q", email="q@x.io")
+    await op(api, QUALIFY, id=qualified["id"])
+    assert (await op(api, DISQUALIFY, id=qualified["id"], r="LOST"))["userErrors"][0][
+        "code"
+    ] == "CONFLICT"
+    assert (await op(api, REACTIVATE, id=qualified["id"]))["userErrors"][0]["code"] == "CONFLICT"
+
+
+async def test_roles(api: Api) -> None:
+    lead = await new_lead(api)
+    for role in (Role.VIEWER, Role.MARKETER, Role.INTEGRATION):
+        r = await api.post(QUALIFY, {"id": lead["id"]}, role=role)
+        assert r.json()["errors"][0]["extensions"]["code"] == "FORBIDDEN", role
+    assert (await op(api, QUALIFY, role=Role.SELLER, id=lead["id"]))["userErrors"] == []
