@@ -10,12 +10,13 @@ from typing import Any
 
 from domain.errors import Conflict, DomainError, FeatureDisabled, Invalid, NotFound
 from domain.fields import normalize_email
-from domain.model import Feature, LeadState, utcnow
+from domain.model import Feature, Lead, LeadState, utcnow
 from domain.ports import UnitOfWork
 from domain.scoring import (
     Interaction,
     InteractionType,
     ModelStatus,
+    ScoreResult,
     ScoringModel,
     Subject,
     build_model,
@@ -25,7 +26,10 @@ from domain.scoring import (
 MAX_BATCH = 1000
 MAX_PROPERTIES_BYTES = 16 * 1024
 MAX_FUTURE = timedelta(days=1)
-SET_BASED_FROM = 20  # re-score this many leads or more with the SQL evaluator
+# Re-score this many leads or more with the SQL evaluator. Below it, the Python evaluator with
+# bulk reads and writes is faster: building and running the set-based statements costs a fixed
+# ~60 ms per model, the Python evaluator ~0.1-0.2 ms per lead for 3 models of 10 rules.
+SET_BASED_FROM = 250
 
 
 async def require_lead_management(uow: UnitOfWork) -> None:
@@ -222,10 +226,28 @@ async def record_interactions(
 # ---------------------------------------------------------------- re-scoring
 
 
+async def _live_models(uow: UnitOfWork) -> list[ScoringModel]:
+    """The models that score now: the LIVE ones, when lead management is on."""
+    models = await uow.scoring_models.live()
+    if not models or not await uow.settings.feature_enabled(Feature.LEAD_MANAGEMENT):
+        return []
+    return models
+
+
 async def rescore_for_contacts(uow: UnitOfWork, contact_ids: Sequence[int], now: datetime) -> None:
     """Re-score the leads whose score depends on these contacts' interactions."""
-    if contact_ids:
-        await rescore_leads(uow, await uow.leads.ids_for_contacts(contact_ids), now)
+    if not contact_ids:
+        return
+    models = await _live_models(uow)
+    if not models:
+        return
+    # Locked in id order by the same statement that reads them (see rescore_leads).
+    leads = await uow.leads.lock_for_contacts(contact_ids)
+    if len(leads) >= SET_BASED_FROM:
+        for model in models:
+            await uow.scores.rescore_all(model, now, [lead.id for lead in leads])
+        return
+    await _score(uow, leads, models, now)
 
 
 async def rescore_leads(
@@ -237,42 +259,72 @@ async def rescore_leads(
     sees the interactions committed before it: no lost update, no deadlock.
     """
     now = now or utcnow()
-    if not lead_ids or not await uow.settings.feature_enabled(Feature.LEAD_MANAGEMENT):
+    if not lead_ids:
         return 0
-    models = await uow.scoring_models.live()
+    models = await _live_models(uow)
     if not models:
         return 0
     ids = sorted(set(lead_ids))
     if len(ids) >= SET_BASED_FROM:
-        # Many leads (a batch of interactions, an account's leads): the SQL evaluator, a few
-        # statements per model instead of a dozen per lead. Same locks, same order.
+        # Many leads (an account's leads, a big expiry sweep): the SQL evaluator, a few
+        # statements per model whatever the number of leads. Same locks, same order.
         await uow.leads.lock_many(ids)
         for model in models:
             await uow.scores.rescore_all(model, now, ids)
         return len(ids)
-    scored = 0
-    for lead_id in ids:
-        lead = await uow.leads.get_for_update(lead_id)
-        if lead is None or not lead.scorable:
-            continue
-        contact = await uow.contacts.get(lead.contact_id) if lead.contact_id else None
-        account_id = lead.account_id or (contact.account_id if contact else None)
-        account = await uow.accounts.get(account_id) if account_id else None
-        interactions = await uow.interactions.for_subject(lead.contact_id, lead.account_id)
+    return await _score(uow, await uow.leads.lock_and_get(ids), models, now)
+
+
+async def _score(
+    uow: UnitOfWork, leads: Sequence[Lead], models: Sequence[ScoringModel], now: datetime
+) -> int:
+    """Score locked leads with the Python evaluator, reading and writing in bulk.
+
+    A fixed number of statements whatever the number of leads: their contacts, accounts,
+    interactions and stored scores are read after the leads were locked (so they include
+    whatever a transaction that held the locks before committed), then the scores, events and
+    sales-ready marks are written in one statement each.
+    """
+    leads = [lead for lead in leads if lead.scorable]
+    if not leads:
+        return 0
+    contact_ids = sorted({lead.contact_id for lead in leads if lead.contact_id is not None})
+    contacts = await uow.contacts.get_many(contact_ids) if contact_ids else {}
+
+    def account_of(lead: Lead) -> int | None:
+        contact = contacts.get(lead.contact_id) if lead.contact_id is not None else None
+        return lead.account_id or (contact.account_id if contact else None)
+
+    account_ids = sorted({a for lead in leads if (a := account_of(lead)) is not None})
+    accounts = await uow.accounts.get_many(account_ids) if account_ids else {}
+    # A lead with a contact counts that contact's interactions; one with only an account, the
+    # interactions of all the account's contacts.
+    pooled = sorted(
+        {lead.account_id for lead in leads if lead.contact_id is None and lead.account_id}
+    )
+    by_contact, by_account = await uow.interactions.for_subjects(contact_ids, pooled)
+    previous = await uow.scores.current([lead.id for lead in leads], [m.id for m in models])
+    scores: list[tuple[int, ScoringModel, ScoreResult]] = []
+    events: list[tuple[int, str, dict[str, Any]]] = []
+    ready: list[Lead] = []
+    for lead in leads:
+        contact = contacts.get(lead.contact_id) if lead.contact_id is not None else None
+        account_id = account_of(lead)
+        account = accounts.get(account_id) if account_id is not None else None
+        if lead.contact_id is not None:
+            interactions = by_contact.get(lead.contact_id, [])
+        else:
+            interactions = by_account.get(lead.account_id or 0, [])
         subject = Subject(lead, contact, account, interactions)
         for model in models:
             result = evaluate(model, subject, now)
-            previous = await uow.scores.put(lead.id, model, result, now)
-            before = previous.score if previous else None
+            scores.append((lead.id, model, result))
+            before = previous.get((lead.id, model.id))
             if (before is None and result.score != 0) or (
                 before is not None and before != result.score
             ):
-                await uow.events.add(
-                    lead.id,
-                    "SCORE_CHANGED",
-                    {"scoringModelId": model.id, "score": result.score, "previousScore": before},
-                    now,
-                )
+                payload = {"scoringModelId": model.id, "score": result.score}
+                events.append((lead.id, "SCORE_CHANGED", {**payload, "previousScore": before}))
             if (
                 model.is_sales_ready(result.score)
                 and not lead.sales_ready
@@ -280,12 +332,15 @@ async def rescore_leads(
             ):
                 lead.sales_ready = True
                 lead.updated_at = now
-                await uow.leads.save(lead)
-                await uow.events.add(
-                    lead.id, "SALES_READY", {"scoringModelId": model.id, "score": result.score}, now
+                ready.append(lead)
+                events.append(
+                    (lead.id, "SALES_READY", {"scoringModelId": model.id, "score": result.score})
                 )
-        scored += 1
-    return scored
+    await uow.scores.put_many(scores, now)
+    await uow.events.add_many(events, now)
+    if ready:
+        await uow.leads.save_many(ready)
+    return len(leads)
 
 
 async def score_new_leads(

@@ -539,6 +539,32 @@ class LeadRepository(_Repo):
         )
         return [r.id for r in (await self.conn.execute(stmt.order_by(c.id))).all()]
 
+    async def lock_and_get(self, ids: Sequence[int]) -> Sequence[Lead]:
+        unique = sorted(set(ids))
+        leads: list[Lead] = []
+        for i in range(0, len(unique), _CHUNK):
+            stmt = select(self.table).where(self.table.c.id.in_(unique[i : i + _CHUNK]))
+            rows = await self.conn.execute(stmt.order_by(self.table.c.id).with_for_update())
+            leads.extend(to_lead(r) for r in rows.all())
+        return leads
+
+    async def lock_for_contacts(self, contact_ids: Sequence[int]) -> Sequence[Lead]:
+        # One statement instead of ids_for_contacts + lock_and_get: PostgreSQL locks the rows
+        # in the order they are returned (LockRows sits above the sort), so in id order.
+        c = self.table.c
+        wanted = sorted(set(contact_ids))
+        accounts = select(t.contacts.c.account_id).where(
+            t.contacts.c.id.in_(wanted), t.contacts.c.account_id.is_not(None)
+        )
+        stmt = select(self.table).where(
+            or_(
+                c.contact_id.in_(wanted),
+                and_(c.contact_id.is_(None), c.account_id.in_(accounts.scalar_subquery())),
+            )
+        )
+        rows = await self.conn.execute(stmt.order_by(c.id).with_for_update())
+        return [to_lead(r) for r in rows.all()]
+
     async def lock_many(self, ids: Sequence[int]) -> None:
         unique = sorted(set(ids))
         for i in range(0, len(unique), _CHUNK):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime
@@ -26,7 +27,7 @@ from sqlalchemy import (
     true,
     update,
 )
-from sqlalchemy.engine import Row
+from sqlalchemy.engine import Engine, Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from domain.model import LeadState
@@ -46,17 +47,20 @@ from domain.scoring import (
     to_us,
 )
 from persistence import tables as t
-from persistence.repositories import _count, _page, upsert_insert
+from persistence.repositories import _CHUNK, _count, _page, upsert_insert
 from persistence.scoring_sql import ScoringCompiler, score_expressions
 from persistence.tables import JSONType
 
 # ---------------------------------------------------------------- interactions
 
 
+_TYPES = {e.value: e for e in InteractionType}
+
+
 def to_interaction(r: Row[Any]) -> Interaction:
     return Interaction(
         contact_id=r.contact_id,
-        type=InteractionType(r.type),
+        type=_TYPES[r.type],
         occurred_at=r.occurred_at,
         name=r.name,
         properties=r.properties or {},
@@ -121,6 +125,30 @@ class InteractionRepository:
         rows = (await self.conn.execute(select(self.table).where(where))).all()
         return [to_interaction(r) for r in rows]
 
+    async def for_subjects(
+        self, contact_ids: Sequence[int], account_ids: Sequence[int]
+    ) -> tuple[dict[int, list[Interaction]], dict[int, list[Interaction]]]:
+        """Interactions per contact, and per account (of all its contacts), for many leads."""
+        by_contact: dict[int, list[Interaction]] = {i: [] for i in contact_ids}
+        by_account: dict[int, list[Interaction]] = {i: [] for i in account_ids}
+        c = self.table.c
+        wanted = sorted(set(contact_ids))
+        for i in range(0, len(wanted), _CHUNK):
+            stmt = select(self.table).where(c.contact_id.in_(wanted[i : i + _CHUNK]))
+            for r in (await self.conn.execute(stmt)).all():
+                by_contact[r.contact_id].append(to_interaction(r))
+        accounts = sorted(set(account_ids))
+        for i in range(0, len(accounts), _CHUNK):
+            member = t.contacts.c
+            stmt = (
+                select(self.table, member.account_id.label("member_of"))
+                .join(t.contacts, member.id == c.contact_id)
+                .where(member.account_id.in_(accounts[i : i + _CHUNK]))
+            )
+            for r in (await self.conn.execute(stmt)).all():
+                by_account[r.member_of].append(to_interaction(r))
+        return by_contact, by_account
+
     async def get_many(self, ids: Sequence[int]) -> dict[int, Interaction]:
         rows = (
             await self.conn.execute(select(self.table).where(self.table.c.id.in_(list(ids))))
@@ -174,6 +202,25 @@ def _rules(model_id: int, changed: datetime, which: str, stored: Any) -> list[Ru
             _PARSED.clear()
         rules = _PARSED[key] = load_rules(stored)
     return list(rules)
+
+
+# The LIVE models per engine (so per database), with the stamp they were read under: the
+# (id, version, updated_at) of every LIVE model. Every change that matters to scoring changes
+# the stamp (publish bumps the version, stop and delete take the model out of the LIVE set, and
+# a LIVE model cannot be edited), so one small query per call tells whether the cache holds,
+# whichever process made the change.
+_LIVE: weakref.WeakKeyDictionary[Engine, tuple[tuple[tuple[Any, ...], ...], list[ScoringModel]]]
+_LIVE = weakref.WeakKeyDictionary()
+
+
+def _copy(m: ScoringModel) -> ScoringModel:
+    """A copy callers may change without touching the cached model (rules are immutable)."""
+    return replace(
+        m,
+        rules=list(m.rules),
+        grades=list(m.grades),
+        published_rules=list(m.published_rules) if m.published_rules is not None else None,
+    )
 
 
 def to_model(r: Row[Any]) -> ScoringModel:
@@ -235,10 +282,26 @@ class ScoringModelRepository:
         return {r.id: to_model(r) for r in rows}
 
     async def live(self) -> list[ScoringModel]:
-        stmt = select(self.table).where(self.table.c.status == ModelStatus.LIVE.value)
-        return [
-            to_model(r) for r in (await self.conn.execute(stmt.order_by(self.table.c.id))).all()
-        ]
+        """The LIVE models in id order, from a per-process cache checked by one small query."""
+        c = self.table.c
+        is_live = c.status == ModelStatus.LIVE.value
+        stamp_rows = await self.conn.execute(
+            select(c.id, c.version, c.updated_at).where(is_live).order_by(c.id)
+        )
+        stamp = tuple(tuple(r) for r in stamp_rows.all())
+        if not stamp:
+            return []
+        engine = self.conn.sync_engine
+        cached = _LIVE.get(engine)
+        if cached is not None and cached[0] == stamp:
+            return [_copy(m) for m in cached[1]]
+        stmt = select(self.table).where(is_live).order_by(c.id)
+        models = [to_model(r) for r in (await self.conn.execute(stmt)).all()]
+        # Another transaction may have committed in between (PostgreSQL): cache only what
+        # matches the stamp, and answer with what was read last, as before.
+        if tuple((m.id, m.version, m.updated_at) for m in models) == stamp:
+            _LIVE[engine] = (stamp, [_copy(m) for m in models])
+        return models
 
     async def add(self, model: ScoringModel) -> ScoringModel:
         stmt = insert(self.table).values(self._row(model)).returning(self.table.c.id)
@@ -322,6 +385,48 @@ class LeadScoreRepository:
         )
         row = (await self.conn.execute(stmt)).first()
         return to_stored(row) if row else None
+
+    async def current(
+        self, lead_ids: Sequence[int], model_ids: Sequence[int]
+    ) -> dict[tuple[int, int], float]:
+        """The stored scores of these leads for these models, by (lead, model)."""
+        c = self.table.c
+        out: dict[tuple[int, int], float] = {}
+        wanted = sorted(set(lead_ids))
+        for i in range(0, len(wanted), _CHUNK):
+            stmt = select(c.lead_id, c.scoring_model_id, c.score).where(
+                c.lead_id.in_(wanted[i : i + _CHUNK]), c.scoring_model_id.in_(list(model_ids))
+            )
+            for r in (await self.conn.execute(stmt)).all():
+                out[r.lead_id, r.scoring_model_id] = r.score
+        return out
+
+    async def put_many(
+        self, scores: Sequence[tuple[int, ScoringModel, ScoreResult]], now: datetime
+    ) -> None:
+        """Store (lead, model, result) scores in one statement, replacing the stored ones."""
+        if not scores:
+            return
+        rows = [
+            {
+                "lead_id": lead_id,
+                "scoring_model_id": model.id,
+                "model_version": model.version,
+                "score": result.score,
+                "sales_ready": model.is_sales_ready(result.score),
+                "breakdown": encode_breakdown(model, result),
+                "next_expiry_us": to_us(result.next_expiry) if result.next_expiry else None,
+                "updated_at": now,
+            }
+            for lead_id, model, result in scores
+        ]
+        stmt = upsert_insert(self.conn)(self.table)
+        excluded = stmt.excluded
+        stmt = stmt.on_conflict_do_update(
+            index_elements=["lead_id", "scoring_model_id"],
+            set_={k: excluded[k] for k in rows[0] if k not in ("lead_id", "scoring_model_id")},
+        )
+        await self.conn.execute(stmt, rows)
 
     async def put(
         self, lead_id: int, model: ScoringModel, result: ScoreResult, now: datetime
@@ -493,6 +598,17 @@ class LeadEventRepository:
             lead_id=lead_id, type=type_, occurred_at=now, payload=dict(payload)
         )
         return int(await self.conn.scalar(stmt.returning(self.table.c.id)))
+
+    async def add_many(
+        self, events: Sequence[tuple[int, str, Mapping[str, Any]]], now: datetime
+    ) -> None:
+        """Record (lead, type, payload) events in this order."""
+        if events:
+            rows = [
+                {"lead_id": lead_id, "type": type_, "occurred_at": now, "payload": dict(payload)}
+                for lead_id, type_, payload in events
+            ]
+            await self.conn.execute(insert(self.table), rows)
 
     async def for_lead(self, lead_id: int) -> list[tuple[int, str, dict[str, Any]]]:
         stmt = select(self.table).where(self.table.c.lead_id == lead_id).order_by(self.table.c.id)
