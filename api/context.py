@@ -15,6 +15,7 @@ from domain.model import Account, Contact, Lead
 from domain.ports import ReadAccess, Repositories, UnitOfWorkFactory
 from domain.roles import Permission, allows
 from domain.scoring import ScoringModel, StoredScore
+from domain.scoring_services import InteractionRecorder
 
 T = TypeVar("T")
 
@@ -26,6 +27,11 @@ class Services:
     uow: UnitOfWorkFactory
     reads: ReadAccess
     max_page_size: int = 500
+    # One per app: it groups the interactions of concurrent calls into shared transactions.
+    recorder: InteractionRecorder = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.recorder = InteractionRecorder(self.uow)
 
 
 class Loaders:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -11,7 +13,7 @@ from typing import Any
 from domain.errors import Conflict, DomainError, FeatureDisabled, Invalid, NotFound
 from domain.fields import normalize_email
 from domain.model import Feature, Lead, LeadState, utcnow
-from domain.ports import UnitOfWork
+from domain.ports import UnitOfWork, UnitOfWorkFactory
 from domain.scoring import (
     Interaction,
     InteractionType,
@@ -191,36 +193,132 @@ async def record_interactions(
     Items with problems are reported (their index in the error's field) and skipped; the rest
     are recorded. A repeated idempotency key returns the interaction first recorded with it.
     """
-    now = now or utcnow()
     if len(items) > MAX_BATCH:
         raise Invalid(f"at most {MAX_BATCH} interactions per call", ["inputs"])
-    errors: list[DomainError] = []
-    contacts = await _contacts_for(uow, items)
-    checked: list[Interaction | None] = []
-    for index, item in enumerate(items):
-        path = ["inputs", str(index)] if batch else ["input"]
-        try:
-            checked.append(_resolve(item, contacts, path, now))
-        except DomainError as e:
-            errors.append(e)
-            checked.append(None)
+    (result,) = await record_calls(uow, [(items, batch)], now)
+    return result
+
+
+async def record_calls(
+    uow: UnitOfWork,
+    calls: Sequence[tuple[Sequence[InteractionInput], bool]],
+    now: datetime | None = None,
+) -> list[RecordResult]:
+    """`record_interactions` for several calls at once: one result per (items, batch) call.
+
+    The calls share the look-ups, the inserts and the re-scoring (each affected lead is scored
+    once, with every call's interactions); each gets its own interactions and errors, with the
+    paths it would have had alone.
+    """
+    now = now or utcnow()
+    contacts = await _contacts_for(uow, [item for items, _ in calls for item in items])
+    results: list[RecordResult] = []
+    checked_calls: list[list[Interaction | None]] = []
+    for items, batch in calls:
+        result = RecordResult([], [])
+        checked: list[Interaction | None] = []
+        for index, item in enumerate(items):
+            path = ["inputs", str(index)] if batch else ["input"]
+            try:
+                checked.append(_resolve(item, contacts, path, now))
+            except DomainError as e:
+                result.errors.append(e)
+                checked.append(None)
+        results.append(result)
+        checked_calls.append(checked)
     # Without an idempotency key there is nothing to look up: insert them in one go.
-    plain = [i for i in checked if i is not None and i.idempotency_key is None]
+    plain = [
+        i
+        for checked in checked_calls
+        for i in checked
+        if i is not None and i.idempotency_key is None
+    ]
     stored_plain = iter(await uow.interactions.add_many(plain))
-    recorded: list[Interaction] = []
     touched: set[int] = set()
-    for interaction in checked:
-        if interaction is None:
-            continue
-        if interaction.idempotency_key is None:
-            stored, created = next(stored_plain), True
-        else:
-            stored, created = await uow.interactions.add(interaction)
-        recorded.append(stored)
-        if created:
-            touched.add(stored.contact_id)
+    for result, checked in zip(results, checked_calls, strict=True):
+        for interaction in checked:
+            if interaction is None:
+                continue
+            if interaction.idempotency_key is None:
+                stored, created = next(stored_plain), True
+            else:
+                stored, created = await uow.interactions.add(interaction)
+            result.interactions.append(stored)
+            if created:
+                touched.add(stored.contact_id)
     await rescore_for_contacts(uow, sorted(touched), now)
-    return RecordResult(recorded, errors)
+    return results
+
+
+@dataclass(slots=True)
+class _Call:
+    items: Sequence[InteractionInput]
+    batch: bool
+    done: asyncio.Future[RecordResult]
+
+
+class InteractionRecorder:
+    """Records the interactions of concurrent calls together, in shared transactions.
+
+    Writers queue up anyway (SQLite has a single writer; on PostgreSQL interactions of one
+    contact wait for the same lead locks), and most of what a transaction costs is per
+    statement, not per interaction. So calls that arrive while a transaction runs are recorded
+    together in the next one (group commit), up to `max_items` interactions: each call still
+    gets exactly its own interactions and errors, and returns once that transaction committed.
+    If a shared transaction fails, each of its calls is run again alone, so one call's failure
+    never becomes another's.
+    """
+
+    def __init__(self, uow: UnitOfWorkFactory, max_items: int = 200) -> None:
+        self._uow = uow
+        self._max_items = max_items
+        self._queue: deque[_Call] = deque()
+        self._worker: asyncio.Task[None] | None = None
+
+    async def record(self, items: Sequence[InteractionInput], *, batch: bool) -> RecordResult:
+        """Record one call's interactions (see `record_interactions`) once committed."""
+        if len(items) > MAX_BATCH:
+            raise Invalid(f"at most {MAX_BATCH} interactions per call", ["inputs"])
+        loop = asyncio.get_running_loop()
+        call = _Call(items, batch, loop.create_future())
+        self._queue.append(call)
+        if self._worker is None or self._worker.done():
+            self._worker = loop.create_task(self._drain())
+        return await call.done
+
+    async def _drain(self) -> None:
+        while self._queue:
+            group: list[_Call] = []
+            size = 0
+            while self._queue and (
+                not group or size + len(self._queue[0].items) <= self._max_items
+            ):
+                call = self._queue.popleft()
+                if not call.done.done():  # a caller that gave up (cancelled) is skipped
+                    group.append(call)
+                    size += len(call.items)
+            if group:
+                await self._run(group)
+
+    async def _run(self, group: list[_Call]) -> None:
+        try:
+            async with self._uow() as uow:
+                results = await record_calls(uow, [(c.items, c.batch) for c in group])
+                await uow.commit()
+        except Exception as e:
+            if len(group) > 1:
+                for call in group:
+                    await self._run([call])
+            elif not group[0].done.done():
+                group[0].done.set_exception(e)
+            return
+        except BaseException:
+            for call in group:
+                call.done.cancel()
+            raise
+        for call, result in zip(group, results, strict=True):
+            if not call.done.done():
+                call.done.set_result(result)
 
 
 # ---------------------------------------------------------------- re-scoring
