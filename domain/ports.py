@@ -249,8 +249,11 @@ class InteractionRepository(Protocol):
 class ScoringModelRepository(Protocol):
     async def get(self, id_: int, *, for_update: bool = False) -> ScoringModel | None: ...
     async def get_many(self, ids: Sequence[int]) -> dict[int, ScoringModel]: ...
-    async def live(self) -> list[ScoringModel]:
-        """The LIVE models, in id order (cheap to call: implementations may cache them)."""
+    async def live(self, *, if_enabled: Feature | None = None) -> list[ScoringModel]:
+        """The LIVE models, in id order (cheap to call: implementations may cache them).
+
+        None at all when `if_enabled` names a feature that is switched off.
+        """
         ...
 
     async def add(self, model: ScoringModel) -> ScoringModel: ...

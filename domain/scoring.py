@@ -757,6 +757,10 @@ class _Evaluation:
         self.subject = subject
         self.now = now
         self._matches: dict[int, list[datetime]] = {}
+        # A condition names one type: look only at the interactions of that type.
+        self._by_type: dict[InteractionType, list[Interaction]] = {}
+        for i in subject.interactions:
+            self._by_type.setdefault(i.type, []).append(i)
 
     def matches(self, ic: InteractionCondition) -> list[datetime]:
         """When the matching in-window interactions happened, newest first."""
@@ -768,9 +772,8 @@ class _Evaluation:
             hit = sorted(
                 (
                     i.occurred_at
-                    for i in self.subject.interactions
-                    if i.type is ic.type
-                    and (name is None or fold(i.name or "") == name)
+                    for i in self._by_type.get(ic.type, ())
+                    if (name is None or fold(i.name or "") == name)
                     and (since is None or i.occurred_at > since)
                     and all(p.test.passes(i.properties.get(p.key)) for p in ic.properties)
                 ),

@@ -326,10 +326,7 @@ class InteractionRecorder:
 
 async def _live_models(uow: UnitOfWork) -> list[ScoringModel]:
     """The models that score now: the LIVE ones, when lead management is on."""
-    models = await uow.scoring_models.live()
-    if not models or not await uow.settings.feature_enabled(Feature.LEAD_MANAGEMENT):
-        return []
-    return models
+    return await uow.scoring_models.live(if_enabled=Feature.LEAD_MANAGEMENT)
 
 
 async def rescore_for_contacts(uow: UnitOfWork, contact_ids: Sequence[int], now: datetime) -> None:

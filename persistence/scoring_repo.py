@@ -30,7 +30,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import Engine, Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from domain.model import LeadState
+from domain.model import Feature, LeadState
 from domain.pagination import Page, PageRequest
 from domain.scoring import (
     Grade,
@@ -62,6 +62,19 @@ def to_interaction(r: Row[Any]) -> Interaction:
         contact_id=r.contact_id,
         type=_TYPES[r.type],
         occurred_at=r.occurred_at,
+        name=r.name,
+        properties=r.properties or {},
+        id=r.id,
+        idempotency_key=r.idempotency_key,
+        created_at=r.created_at,
+    )
+
+
+def _scored_interaction(r: Row[Any]) -> Interaction:
+    return Interaction(
+        contact_id=r.contact_id,
+        type=_TYPES[r.type],
+        occurred_at=from_us(r.occurred_us),
         name=r.name,
         properties=r.properties or {},
         id=r.id,
@@ -132,21 +145,25 @@ class InteractionRepository:
         by_contact: dict[int, list[Interaction]] = {i: [] for i in contact_ids}
         by_account: dict[int, list[Interaction]] = {i: [] for i in account_ids}
         c = self.table.c
+        # occurred_us is occurred_at exactly (both written from one value), the column the SQL
+        # evaluator reads, and an integer: no timestamp parsing for the rows scoring reads.
+        columns = [c.id, c.contact_id, c.type, c.name, c.occurred_us, c.properties]
+        columns += [c.idempotency_key, c.created_at]
         wanted = sorted(set(contact_ids))
         for i in range(0, len(wanted), _CHUNK):
-            stmt = select(self.table).where(c.contact_id.in_(wanted[i : i + _CHUNK]))
+            stmt = select(*columns).where(c.contact_id.in_(wanted[i : i + _CHUNK]))
             for r in (await self.conn.execute(stmt)).all():
-                by_contact[r.contact_id].append(to_interaction(r))
+                by_contact[r.contact_id].append(_scored_interaction(r))
         accounts = sorted(set(account_ids))
         for i in range(0, len(accounts), _CHUNK):
             member = t.contacts.c
             stmt = (
-                select(self.table, member.account_id.label("member_of"))
+                select(*columns, member.account_id.label("member_of"))
                 .join(t.contacts, member.id == c.contact_id)
                 .where(member.account_id.in_(accounts[i : i + _CHUNK]))
             )
             for r in (await self.conn.execute(stmt)).all():
-                by_account[r.member_of].append(to_interaction(r))
+                by_account[r.member_of].append(_scored_interaction(r))
         return by_contact, by_account
 
     async def get_many(self, ids: Sequence[int]) -> dict[int, Interaction]:
@@ -281,14 +298,22 @@ class ScoringModelRepository:
         ).all()
         return {r.id: to_model(r) for r in rows}
 
-    async def live(self) -> list[ScoringModel]:
-        """The LIVE models in id order, from a per-process cache checked by one small query."""
+    async def live(self, *, if_enabled: Feature | None = None) -> list[ScoringModel]:
+        """The LIVE models in id order, from a per-process cache checked by one small query.
+
+        None at all when `if_enabled` names a feature that is off (read in the same query).
+        """
         c = self.table.c
         is_live = c.status == ModelStatus.LIVE.value
-        stamp_rows = await self.conn.execute(
-            select(c.id, c.version, c.updated_at).where(is_live).order_by(c.id)
-        )
-        stamp = tuple(tuple(r) for r in stamp_rows.all())
+        columns: list[Any] = [c.id, c.version, c.updated_at]
+        if if_enabled is not None:
+            key = f"feature.{if_enabled.value}"
+            setting = select(t.settings.c.value).where(t.settings.c.key == key)
+            columns.append(setting.scalar_subquery().label("enabled"))
+        stamp_rows = (await self.conn.execute(select(*columns).where(is_live).order_by(c.id))).all()
+        if if_enabled is not None and not (stamp_rows and stamp_rows[0].enabled):
+            return []
+        stamp = tuple((r.id, r.version, r.updated_at) for r in stamp_rows)
         if not stamp:
             return []
         engine = self.conn.sync_engine
@@ -367,6 +392,24 @@ NEW_SCORES = Table(
 )
 
 
+_SCORE_UPSERTS: dict[str, Any] = {}
+
+
+def _score_upsert(conn: AsyncConnection) -> Any:
+    """INSERT … ON CONFLICT DO UPDATE of lead_scores, built once per dialect (building the
+    `excluded` columns costs more than running the statement for a few rows)."""
+    stmt = _SCORE_UPSERTS.get(conn.dialect.name)
+    if stmt is None:
+        insert_ = upsert_insert(conn)(t.lead_scores)
+        excluded = insert_.excluded
+        keys = ("model_version", "score", "sales_ready", "breakdown", "next_expiry_us")
+        stmt = _SCORE_UPSERTS[conn.dialect.name] = insert_.on_conflict_do_update(
+            index_elements=["lead_id", "scoring_model_id"],
+            set_={k: excluded[k] for k in (*keys, "updated_at")},
+        )
+    return stmt
+
+
 class LeadScoreRepository:
     def __init__(self, conn: AsyncConnection) -> None:
         self.conn = conn
@@ -420,13 +463,7 @@ class LeadScoreRepository:
             }
             for lead_id, model, result in scores
         ]
-        stmt = upsert_insert(self.conn)(self.table)
-        excluded = stmt.excluded
-        stmt = stmt.on_conflict_do_update(
-            index_elements=["lead_id", "scoring_model_id"],
-            set_={k: excluded[k] for k in rows[0] if k not in ("lead_id", "scoring_model_id")},
-        )
-        await self.conn.execute(stmt, rows)
+        await self.conn.execute(_score_upsert(self.conn), rows)
 
     async def put(
         self, lead_id: int, model: ScoringModel, result: ScoreResult, now: datetime

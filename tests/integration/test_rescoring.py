@@ -381,3 +381,17 @@ async def test_a_batch_rescores_each_lead_once_like_the_evaluator(db: Database) 
 
 def _contributions(model: ScoringModel, stored: StoredScore) -> list[Contribution]:
     return decode_breakdown(model, stored.entries)
+
+
+async def test_live_models_if_enabled_reads_the_switch_in_the_same_query(db: Database) -> None:
+    async with db.uow() as uow:
+        await uow.settings.set_feature(Feature.LEAD_MANAGEMENT, True)
+        model = await ss.create_scoring_model(uow, OPENS)
+        assert await uow.scoring_models.live(if_enabled=Feature.LEAD_MANAGEMENT) == []  # DRAFT
+        await ss.publish_scoring_model(uow, model.id, utcnow())
+        (live,) = await uow.scoring_models.live(if_enabled=Feature.LEAD_MANAGEMENT)
+        assert live.id == model.id
+        await uow.settings.set_feature(Feature.LEAD_MANAGEMENT, False)
+        assert await uow.scoring_models.live(if_enabled=Feature.LEAD_MANAGEMENT) == []
+        assert [m.id for m in await uow.scoring_models.live()] == [model.id]
+        await uow.commit()

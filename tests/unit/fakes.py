@@ -416,7 +416,9 @@ class FakeScoringModels:
             i: copy.deepcopy(self.db.scoring_models[i]) for i in ids if i in self.db.scoring_models
         }
 
-    async def live(self) -> list[ScoringModel]:
+    async def live(self, *, if_enabled: Feature | None = None) -> list[ScoringModel]:
+        if if_enabled is not None and not self.db.features.get(if_enabled, False):
+            return []
         return [
             copy.deepcopy(m)
             for m in self.db.scoring_models.values()
