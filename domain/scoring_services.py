@@ -12,7 +12,7 @@ from typing import Any
 
 from domain.errors import Conflict, DomainError, FeatureDisabled, Invalid, NotFound
 from domain.fields import normalize_email
-from domain.model import Feature, Lead, LeadState, utcnow
+from domain.model import Account, Contact, Feature, Lead, LeadState, utcnow
 from domain.ports import UnitOfWork, UnitOfWorkFactory
 from domain.scoring import (
     Interaction,
@@ -119,12 +119,11 @@ class _Contacts:
     by_email: Mapping[str, Any]
 
 
-async def _contacts_for(uow: UnitOfWork, items: Sequence[InteractionInput]) -> _Contacts:
-    ids = sorted({i.contact_id for i in items if i.contact_id is not None})
+async def _email_ids(uow: UnitOfWork, items: Sequence[InteractionInput]) -> dict[str, int]:
+    """The ids of the contacts the items name by email (normalised email → id)."""
     emails = sorted({normalize_email(i.contact_email) for i in items if i.contact_email})
-    by_id = await uow.contacts.get_many(ids) if ids else {}
     found = await uow.contacts.find_many("email", emails) if emails else []
-    return _Contacts(by_id, {c.email: c for c in found if c.email})
+    return {c.email: c.id for c in found if c.email}
 
 
 def _resolve(
@@ -211,7 +210,18 @@ async def record_calls(
     paths it would have had alone.
     """
     now = now or utcnow()
-    contacts = await _contacts_for(uow, [item for items, _ in calls for item in items])
+    named = [item for items, _ in calls for item in items]
+    email_ids = await _email_ids(uow, named)
+    ids = sorted({i.contact_id for i in named if i.contact_id is not None} | {*email_ids.values()})
+    models = await _live_models(uow)
+    # The leads these contacts' interactions re-score are locked first, then the contacts are
+    # read (with their accounts): whatever changed them and committed before is seen, and
+    # nothing scored-on changes until this transaction ends. Leads of contacts that end up
+    # with no new interaction are locked for nothing, which is harmless.
+    leads = await uow.leads.lock_for_contacts(ids) if models and ids else []
+    by_id, accounts = await uow.contacts.get_many_with_accounts(ids) if ids else ({}, {})
+    by_email = {email: by_id[i] for email, i in email_ids.items() if i in by_id}
+    contacts = _Contacts(by_id, by_email)
     results: list[RecordResult] = []
     checked_calls: list[list[Interaction | None]] = []
     for items, batch in calls:
@@ -246,7 +256,20 @@ async def record_calls(
             result.interactions.append(stored)
             if created:
                 touched.add(stored.contact_id)
-    await rescore_for_contacts(uow, sorted(touched), now)
+    if models and touched:
+        # The leads of the contacts with new interactions: their own, and their accounts' leads
+        # that have no contact (what LeadRepository.lock_for_contacts found for all of them).
+        pooled = {by_id[c].account_id for c in touched if by_id[c].account_id is not None}
+        affected = [
+            lead
+            for lead in leads
+            if lead.contact_id in touched or (lead.contact_id is None and lead.account_id in pooled)
+        ]
+        if len(affected) >= SET_BASED_FROM:
+            for model in models:
+                await uow.scores.rescore_all(model, now, [lead.id for lead in affected])
+        else:
+            await _score(uow, affected, models, now, (by_id, accounts))
     return results
 
 
@@ -371,7 +394,11 @@ async def rescore_leads(
 
 
 async def _score(
-    uow: UnitOfWork, leads: Sequence[Lead], models: Sequence[ScoringModel], now: datetime
+    uow: UnitOfWork,
+    leads: Sequence[Lead],
+    models: Sequence[ScoringModel],
+    now: datetime,
+    known: tuple[Mapping[int, Contact], Mapping[int, Account]] | None = None,
 ) -> int:
     """Score locked leads with the Python evaluator, reading and writing in bulk.
 
@@ -384,14 +411,22 @@ async def _score(
     if not leads:
         return 0
     contact_ids = sorted({lead.contact_id for lead in leads if lead.contact_id is not None})
-    contacts = await uow.contacts.get_many(contact_ids) if contact_ids else {}
+    contacts: dict[int, Contact] = dict(known[0]) if known else {}
+    accounts: dict[int, Account] = dict(known[1]) if known else {}
+    # Read after the leads were locked, with their accounts, unless the caller just did.
+    missing = [i for i in contact_ids if i not in contacts]
+    if missing:
+        more_contacts, more_accounts = await uow.contacts.get_many_with_accounts(missing)
+        contacts.update(more_contacts)
+        accounts.update(more_accounts)
 
     def account_of(lead: Lead) -> int | None:
         contact = contacts.get(lead.contact_id) if lead.contact_id is not None else None
         return lead.account_id or (contact.account_id if contact else None)
 
-    account_ids = sorted({a for lead in leads if (a := account_of(lead)) is not None})
-    accounts = await uow.accounts.get_many(account_ids) if account_ids else {}
+    account_ids = {a for lead in leads if (a := account_of(lead)) is not None}
+    if account_ids - accounts.keys():  # leads with an account of their own
+        accounts.update(await uow.accounts.get_many(sorted(account_ids - accounts.keys())))
     # A lead with a contact counts that contact's interactions; one with only an account, the
     # interactions of all the account's contacts.
     pooled = sorted(

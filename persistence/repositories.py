@@ -142,6 +142,22 @@ def to_account(r: Row[Any]) -> Account:
     )
 
 
+def _prefixed_account(r: Row[Any]) -> Account:
+    """The account in a row whose account columns are labelled a_<column>."""
+    return Account(
+        name=r.a_name,
+        industry=r.a_industry,
+        employee_count=r.a_employee_count,
+        annual_revenue=r.a_annual_revenue,
+        country=r.a_country,
+        website=r.a_website,
+        attributes=r.a_attributes or {},
+        id=r.a_id,
+        created_at=r.a_created_at,
+        updated_at=r.a_updated_at,
+    )
+
+
 def to_contact(r: Row[Any]) -> Contact:
     return Contact(
         first_name=r.first_name,
@@ -331,6 +347,26 @@ class ContactRepository(_Repo):
 
     async def get_many(self, ids: Sequence[int]) -> dict[int, Contact]:
         return {r.id: to_contact(r) for r in await self._rows_by_ids(ids)}
+
+    async def get_many_with_accounts(
+        self, ids: Sequence[int]
+    ) -> tuple[dict[int, Contact], dict[int, Account]]:
+        contacts: dict[int, Contact] = {}
+        accounts: dict[int, Account] = {}
+        a = t.accounts
+        account_columns = [col.label(f"a_{col.key}") for col in a.c]
+        unique = sorted(set(ids))
+        for i in range(0, len(unique), _CHUNK):
+            stmt = (
+                select(self.table, *account_columns)
+                .outerjoin(a, a.c.id == self.table.c.account_id)
+                .where(self.table.c.id.in_(unique[i : i + _CHUNK]))
+            )
+            for r in (await self.conn.execute(stmt)).all():
+                contacts[r.id] = to_contact(r)
+                if r.a_id is not None and r.a_id not in accounts:
+                    accounts[r.a_id] = _prefixed_account(r)
+        return contacts, accounts
 
     async def add(self, contact: Contact) -> tuple[Contact, bool]:
         if contact.email is None:

@@ -395,3 +395,47 @@ async def test_live_models_if_enabled_reads_the_switch_in_the_same_query(db: Dat
         assert await uow.scoring_models.live(if_enabled=Feature.LEAD_MANAGEMENT) == []
         assert [m.id for m in await uow.scoring_models.live()] == [model.id]
         await uow.commit()
+
+
+async def test_an_interaction_waiting_on_a_contact_change_scores_the_changed_contact(
+    db: Database,
+) -> None:
+    model_input = {
+        "name": "cto opens",
+        "rules": [
+            {**OPENS["rules"][0]},  # type: ignore[dict-item]
+            {
+                "name": "cto",
+                "points": 10,
+                "condition": {
+                    "attribute": {
+                        "entity": "CONTACT",
+                        "field": "jobTitle",
+                        "operator": "EQ",
+                        "value": "cto",
+                    }
+                },
+            },
+        ],
+    }
+    async with db.uow() as uow:
+        await uow.settings.set_feature(Feature.LEAD_MANAGEMENT, True)
+        contact, _ = await uow.contacts.add(Contact(email="w@x.io"))
+        lead = await uow.leads.add(Lead(topic="t", contact_id=contact.id))
+        model = await ss.create_scoring_model(uow, model_input)
+        await ss.publish_scoring_model(uow, model.id, utcnow())
+        await uow.commit()
+    # A contact change holds the lead (PostgreSQL: its row lock; SQLite: the write lock) while
+    # an interaction of that contact comes in; the interaction must score the changed contact.
+    async with db.uow() as change:
+        changed = await change.contacts.get_for_update(contact.id)
+        assert changed is not None
+        changed.job_title = "CTO"
+        await change.contacts.save(changed)
+        await ss.rescore_leads(change, [lead.id])
+        recording = asyncio.create_task(_open(db, contact.id))
+        await asyncio.sleep(0.3)  # the interaction is now waiting for the lead
+        assert not recording.done()
+        await change.commit()
+    await recording
+    assert await _score(db, lead.id, model.id) == 11

@@ -180,6 +180,17 @@ class FakeAccounts(_Records[Account]):
 
 
 class FakeContacts(_Records[Contact]):
+    async def get_many_with_accounts(
+        self, ids: Sequence[int]
+    ) -> tuple[dict[int, Contact], dict[int, Account]]:
+        contacts = await self.get_many(ids)
+        accounts = {
+            c.account_id: copy.deepcopy(self.db.accounts[c.account_id])
+            for c in contacts.values()
+            if c.account_id is not None and c.account_id in self.db.accounts
+        }
+        return contacts, accounts
+
     def _check(self, record: Contact) -> None:
         if record.email is not None and self._owner(record.email, except_id=record.id):
             raise UniqueViolation(f"contacts.email {record.email!r} exists")
