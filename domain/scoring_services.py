@@ -283,20 +283,26 @@ class _Call:
 class InteractionRecorder:
     """Records the interactions of concurrent calls together, in shared transactions.
 
-    Writers queue up anyway (SQLite has a single writer; on PostgreSQL interactions of one
-    contact wait for the same lead locks), and most of what a transaction costs is per
-    statement, not per interaction. So calls that arrive while a transaction runs are recorded
-    together in the next one (group commit), up to `max_items` interactions: each call still
+    Most of what recording costs is per statement, not per interaction, and writers queue up
+    anyway (SQLite has a single writer). So the calls waiting when a transaction starts are
+    recorded together in it (group commit), up to `max_items` interactions: each call still
     gets exactly its own interactions and errors, and returns once that transaction committed.
-    If a shared transaction fails, each of its calls is run again alone, so one call's failure
-    never becomes another's.
+
+    Up to `parallel` transactions run at once, each taking the calls queued at the moment it
+    started: on PostgreSQL they run side by side; on SQLite they wait for the write lock, and
+    the one that gets it takes whatever queued up meanwhile. If a shared transaction fails,
+    each of its calls is run again alone, so one call's failure never becomes another's.
     """
 
-    def __init__(self, uow: UnitOfWorkFactory, max_items: int = 200) -> None:
+    def __init__(self, uow: UnitOfWorkFactory, max_items: int = 200, parallel: int = 4) -> None:
         self._uow = uow
         self._max_items = max_items
+        self._parallel = parallel
         self._queue: deque[_Call] = deque()
-        self._worker: asyncio.Task[None] | None = None
+        self._workers: set[asyncio.Task[None]] = set()
+        # Workers that will take the queued calls when their transaction starts: while there
+        # is one, new calls wait for it rather than start another transaction.
+        self._starting = 0
 
     async def record(self, items: Sequence[InteractionInput], *, batch: bool) -> RecordResult:
         """Record one call's interactions (see `record_interactions`) once committed."""
@@ -305,43 +311,82 @@ class InteractionRecorder:
         loop = asyncio.get_running_loop()
         call = _Call(items, batch, loop.create_future())
         self._queue.append(call)
-        if self._worker is None or self._worker.done():
-            self._worker = loop.create_task(self._drain())
+        if self._starting == 0 and len(self._workers) < self._parallel:
+            self._starting += 1
+            worker = loop.create_task(self._work())
+            self._workers.add(worker)
+            worker.add_done_callback(self._workers.discard)
         return await call.done
 
-    async def _drain(self) -> None:
-        while self._queue:
-            group: list[_Call] = []
-            size = 0
-            while self._queue and (
-                not group or size + len(self._queue[0].items) <= self._max_items
-            ):
-                call = self._queue.popleft()
-                if not call.done.done():  # a caller that gave up (cancelled) is skipped
-                    group.append(call)
-                    size += len(call.items)
-            if group:
-                await self._run(group)
+    def _take(self) -> list[_Call]:
+        """The queued calls, oldest first, up to max_items interactions (at least one call)."""
+        group: list[_Call] = []
+        size = 0
+        while self._queue and (not group or size + len(self._queue[0].items) <= self._max_items):
+            call = self._queue.popleft()
+            if not call.done.done():  # a caller that gave up (cancelled) is skipped
+                group.append(call)
+                size += len(call.items)
+        return group
 
-    async def _run(self, group: list[_Call]) -> None:
+    async def _work(self) -> None:
+        """Run transactions for the queued calls until none are left, or until another worker
+        is about to take them (this worker counts in `_starting` when it begins)."""
+        while True:
+            await self._transaction()
+            if not self._queue or self._starting > 0:
+                return
+            self._starting += 1
+
+    async def _transaction(self) -> None:
+        """Record the calls queued when a transaction starts, or each alone if it fails."""
+        group: list[_Call] = []
+        starting = True
         try:
             async with self._uow() as uow:
+                self._starting -= 1
+                starting = False
+                group = self._take()  # on SQLite: once this transaction has the write lock
+                if not group:
+                    return
                 results = await record_calls(uow, [(c.items, c.batch) for c in group])
                 await uow.commit()
         except Exception as e:
-            if len(group) > 1:
-                for call in group:
-                    await self._run([call])
-            elif not group[0].done.done():
-                group[0].done.set_exception(e)
-            return
+            error = e  # handled below, once the failed transaction is over
         except BaseException:
             for call in group:
                 call.done.cancel()
             raise
-        for call, result in zip(group, results, strict=True):
-            if not call.done.done():
-                call.done.set_result(result)
+        else:
+            for call, result in zip(group, results, strict=True):
+                if not call.done.done():
+                    call.done.set_result(result)
+            return
+        finally:
+            if starting:
+                self._starting -= 1
+        # The transaction failed, or could not even start: each call on its own.
+        await self._alone(group or self._take(), error)
+
+    async def _alone(self, group: list[_Call], error: Exception) -> None:
+        if len(group) == 1:
+            if not group[0].done.done():
+                group[0].done.set_exception(error)
+            return
+        for call in group:
+            try:
+                async with self._uow() as uow:
+                    result = await record_calls(uow, [(call.items, call.batch)])
+                    await uow.commit()
+            except Exception as e:
+                if not call.done.done():
+                    call.done.set_exception(e)
+            except BaseException:
+                call.done.cancel()
+                raise
+            else:
+                if not call.done.done():
+                    call.done.set_result(result[0])
 
 
 # ---------------------------------------------------------------- re-scoring

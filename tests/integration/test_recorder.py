@@ -153,3 +153,23 @@ async def test_fifty_concurrent_calls_give_the_exact_score(db: Database) -> None
     recorder = ss.InteractionRecorder(db.uow)
     await asyncio.gather(*(recorder.record([_open(contacts[0])], batch=False) for _ in range(50)))
     assert await _scores(db, leads, model_id) == [50]
+
+
+async def test_on_postgresql_a_call_does_not_wait_for_another_contacts_locked_lead(
+    db: Database,
+) -> None:
+    if db.is_sqlite:
+        pytest.skip("SQLite has one writer: every transaction waits for the one before")
+    contacts, leads, model_id = await _setup(db, 2)
+    recorder = ss.InteractionRecorder(db.uow, parallel=2)
+    async with db.uow() as holder:
+        assert await holder.leads.get_for_update(leads[0]) is not None
+        first = asyncio.create_task(recorder.record([_open(contacts[0])], batch=False))
+        await asyncio.sleep(0.2)  # its transaction started and waits for the lead
+        second = await asyncio.wait_for(
+            recorder.record([_open(contacts[1])], batch=False), timeout=10
+        )
+        assert len(second.interactions) == 1 and not first.done()
+        await holder.commit()
+    assert len((await first).interactions) == 1
+    assert await _scores(db, leads, model_id) == [1, 1]
