@@ -17,6 +17,7 @@ from domain.ports import ReadAccess, Repositories, UnitOfWorkFactory
 from domain.qualification import QualificationModel
 from domain.roles import Permission, allows
 from domain.scoring import ScoringModel, StoredScore
+from domain.scoring_services import InteractionRecorder
 
 T = TypeVar("T")
 
@@ -28,6 +29,11 @@ class Services:
     uow: UnitOfWorkFactory
     reads: ReadAccess
     max_page_size: int = 500
+    # One per app: it groups the interactions of concurrent calls into shared transactions.
+    recorder: InteractionRecorder = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.recorder = InteractionRecorder(self.uow)
 
 
 class Loaders:

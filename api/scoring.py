@@ -342,14 +342,13 @@ async def _record(
             interactions=[], user_errors=[u for e in id_errors for u in user_errors(e)]
         )
 
-    async def run(uow: UnitOfWork) -> scoring_services.RecordResult:
-        return await scoring_services.record_interactions(uow, items, batch=batch)
-
-    result, errors = await _in_uow(info, run)
-    if result is None:
-        return RecordInteractionsPayload(interactions=[], user_errors=errors)
+    try:
+        result = await info.context.services.recorder.record(items, batch=batch)
+    except DomainError as e:
+        return RecordInteractionsPayload(interactions=[], user_errors=user_errors(e))
     problems = [u for e in result.errors for u in user_errors(e)]
-    return RecordInteractionsPayload(interactions=result.interactions, user_errors=problems)
+    recorded: list[Any] = result.interactions  # domain objects, resolved by InteractionType_
+    return RecordInteractionsPayload(interactions=recorded, user_errors=problems)
 
 
 def _model_id(gid: strawberry.ID) -> int:

@@ -84,6 +84,12 @@ class ContactRepository(Protocol):
         ...
 
     async def get_many(self, ids: Sequence[int]) -> dict[int, Contact]: ...
+    async def get_many_with_accounts(
+        self, ids: Sequence[int]
+    ) -> tuple[dict[int, Contact], dict[int, Account]]:
+        """Contacts by id, and the accounts they belong to by id, read together."""
+        ...
+
     async def add(self, contact: Contact) -> tuple[Contact, bool]:
         """Insert and return (contact, True); if the email is taken, (existing contact, False)."""
         ...
@@ -139,6 +145,18 @@ class LeadRepository(Protocol):
 
     async def lock_many(self, ids: Sequence[int]) -> None:
         """Lock these leads' rows until commit, in id order."""
+        ...
+
+    async def lock_and_get(self, ids: Sequence[int]) -> Sequence[Lead]:
+        """Lock these leads' rows until commit, in id order, and return them in that order."""
+        ...
+
+    async def lock_for_contacts(self, contact_ids: Sequence[int]) -> Sequence[Lead]:
+        """Lock and return (in id order) the leads scored on these contacts' interactions.
+
+        The same leads as `ids_for_contacts`: the contacts' own, and the leads of their accounts
+        that have no contact.
+        """
         ...
 
 
@@ -233,6 +251,12 @@ class InteractionRepository(Protocol):
     async def for_subject(
         self, contact_id: int | None, account_id: int | None
     ) -> list[Interaction]: ...
+    async def for_subjects(
+        self, contact_ids: Sequence[int], account_ids: Sequence[int]
+    ) -> tuple[dict[int, list[Interaction]], dict[int, list[Interaction]]]:
+        """Interactions of each contact, and of each account's contacts, in two mappings."""
+        ...
+
     async def get_many(self, ids: Sequence[int]) -> dict[int, Interaction]: ...
     async def list_for_contact(self, contact_id: int, page: PageRequest) -> Page[Interaction]: ...
     async def count_for_contact(self, contact_id: int) -> int: ...
@@ -241,7 +265,13 @@ class InteractionRepository(Protocol):
 class ScoringModelRepository(Protocol):
     async def get(self, id_: int, *, for_update: bool = False) -> ScoringModel | None: ...
     async def get_many(self, ids: Sequence[int]) -> dict[int, ScoringModel]: ...
-    async def live(self) -> list[ScoringModel]: ...
+    async def live(self, *, if_enabled: Feature | None = None) -> list[ScoringModel]:
+        """The LIVE models, in id order (cheap to call: implementations may cache them).
+
+        None at all when `if_enabled` names a feature that is switched off.
+        """
+        ...
+
     async def add(self, model: ScoringModel) -> ScoringModel: ...
     async def save(self, model: ScoringModel) -> None: ...
     async def delete(self, id_: int) -> None: ...
@@ -252,6 +282,18 @@ class ScoringModelRepository(Protocol):
 class LeadScoreRepository(Protocol):
     async def for_leads(self, lead_ids: Sequence[int]) -> dict[int, list[StoredScore]]: ...
     async def get(self, lead_id: int, model_id: int) -> StoredScore | None: ...
+    async def current(
+        self, lead_ids: Sequence[int], model_ids: Sequence[int]
+    ) -> dict[tuple[int, int], float]:
+        """The stored scores of these leads for these models, by (lead id, model id)."""
+        ...
+
+    async def put_many(
+        self, scores: Sequence[tuple[int, ScoringModel, ScoreResult]], now: datetime
+    ) -> None:
+        """Store (lead id, model, result) scores, replacing the stored ones."""
+        ...
+
     async def put(
         self, lead_id: int, model: ScoringModel, result: ScoreResult, now: datetime
     ) -> StoredScore | None:
@@ -270,6 +312,11 @@ class LeadEventRepository(Protocol):
     async def add(
         self, lead_id: int, type_: str, payload: Mapping[str, Any], now: datetime
     ) -> int: ...
+    async def add_many(
+        self, events: Sequence[tuple[int, str, Mapping[str, Any]]], now: datetime
+    ) -> None:
+        """Record (lead id, type, payload) events, in this order."""
+        ...
 
 
 # ---------------------------------------------------------------- qualification

@@ -20,10 +20,11 @@ place:
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -125,6 +126,12 @@ class Comparison:
 
     operator: Operator
     value: Any = None  # str | float | tuple of them (IN lists, BETWEEN bounds) | None
+    # `compare` specialised to this operator and value once (it runs for every rule of every
+    # lead scored); not part of equality.
+    passes: Callable[[Any], bool] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "passes", _tester(self))
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,10 +139,11 @@ class AttributeCondition:
     entity: ConditionEntity
     field: str  # API name or "attributes.<key>"
     test: Comparison
+    custom_key: str | None = dataclasses.field(init=False, repr=False, compare=False)
 
-    @property
-    def custom_key(self) -> str | None:
-        return self.field[len("attributes.") :] if self.field.startswith("attributes.") else None
+    def __post_init__(self) -> None:
+        key = self.field[len("attributes.") :] if self.field.startswith("attributes.") else None
+        object.__setattr__(self, "custom_key", key)
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,6 +188,12 @@ class Rule:
     per_occurrence: bool = False
     max_points: float | None = None
     raw_condition: Any = None  # the condition as the client wrote it, for display
+    # The interaction conditions with a time window, depth first (for expiries); worked out once.
+    windowed: tuple[InteractionCondition, ...] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        found = interaction_conditions(self.condition)
+        object.__setattr__(self, "windowed", tuple(ic for ic in found if ic.within_days))
 
 
 @dataclass(frozen=True, slots=True)
@@ -660,12 +674,57 @@ def compare(test: Comparison, value: Any, kind: str) -> bool:
     return hit if op in (Operator.EQ, Operator.IN) else not hit
 
 
+def _tester(test: Comparison) -> Callable[[Any], bool]:
+    """`compare(test, value, kind)` as a function of the value alone, with the work on the
+    test's side (folding, bounds, candidate sets) done once. Same results as `compare`."""
+    op, expected = test.operator, test.value
+    try:
+        if op is Operator.IS_SET:
+            return lambda v: v is not None and v != ""
+        if op is Operator.IS_NOT_SET:
+            return lambda v: v is None or v == ""
+        if op in TEXT_OPS:
+            needle = fold(str(expected))
+            if op is Operator.CONTAINS:
+                return lambda v: isinstance(v, str) and needle in fold(v)
+            if op is Operator.NOT_CONTAINS:
+                return lambda v: isinstance(v, str) and needle not in fold(v)
+            if op is Operator.STARTS_WITH:
+                return lambda v: isinstance(v, str) and fold(v).startswith(needle)
+            return lambda v: isinstance(v, str) and fold(v).endswith(needle)
+        if op in NUMBER_OPS:
+            if op is Operator.BETWEEN:
+                low, high = expected[0], expected[1]
+                return lambda v: _is_number(v) and bool(low <= float(v) <= high)
+            bound = float(expected)
+            if op is Operator.GT:
+                return lambda v: _is_number(v) and float(v) > bound
+            if op is Operator.GTE:
+                return lambda v: _is_number(v) and float(v) >= bound
+            if op is Operator.LT:
+                return lambda v: _is_number(v) and float(v) < bound
+            return lambda v: _is_number(v) and float(v) <= bound
+        candidates = expected if op in LIST_OPS else [expected]
+        wanted = op in (Operator.EQ, Operator.IN)
+        if isinstance(candidates[0], str):
+            folded = frozenset(fold(c) for c in candidates)
+            return lambda v: isinstance(v, str) and (fold(v) in folded) == wanted
+        numbers = tuple(candidates)
+        return lambda v: _is_number(v) and (float(v) in numbers) == wanted
+    except (TypeError, ValueError, IndexError, KeyError):
+        # A test the parser would not have built: compare it the long way, failing the same.
+        return lambda v: compare(test, v, "any")
+
+
 def _attribute_value(cond: AttributeCondition, subject: Subject) -> tuple[Any, str]:
-    record: Any = {
-        ConditionEntity.LEAD: subject.lead,
-        ConditionEntity.CONTACT: subject.contact,
-        ConditionEntity.ACCOUNT: subject.account,
-    }[cond.entity]
+    entity = cond.entity
+    record: Any = (
+        subject.lead
+        if entity is ConditionEntity.LEAD
+        else subject.contact
+        if entity is ConditionEntity.CONTACT
+        else subject.account
+    )
     key = cond.custom_key
     if key is not None:
         return (record.attributes.get(key) if record is not None else None), "any"
@@ -682,26 +741,30 @@ class _Evaluation:
     def __init__(self, subject: Subject, now: datetime) -> None:
         self.subject = subject
         self.now = now
-        self._matches: dict[InteractionCondition, list[datetime]] = {}
+        self._matches: dict[int, list[datetime]] = {}
+        # A condition names one type: look only at the interactions of that type.
+        self._by_type: dict[InteractionType, list[Interaction]] = {}
+        for i in subject.interactions:
+            self._by_type.setdefault(i.type, []).append(i)
 
     def matches(self, ic: InteractionCondition) -> list[datetime]:
         """When the matching in-window interactions happened, newest first."""
-        hit = self._matches.get(ic)
+        # By identity: hashing the frozen condition on every look-up costs more than matching.
+        hit = self._matches.get(id(ic))
         if hit is None:
             since = self.now - timedelta(days=ic.within_days) if ic.within_days else None
             name = fold(ic.name) if ic.name else None
             hit = sorted(
                 (
                     i.occurred_at
-                    for i in self.subject.interactions
-                    if i.type is ic.type
-                    and (name is None or fold(i.name or "") == name)
+                    for i in self._by_type.get(ic.type, ())
+                    if (name is None or fold(i.name or "") == name)
                     and (since is None or i.occurred_at > since)
-                    and all(compare(p.test, i.properties.get(p.key), "any") for p in ic.properties)
+                    and all(p.test.passes(i.properties.get(p.key)) for p in ic.properties)
                 ),
                 reverse=True,
             )
-            self._matches[ic] = hit
+            self._matches[id(ic)] = hit
         return hit
 
     def holds(self, condition: Condition) -> bool:
@@ -712,18 +775,16 @@ class _Evaluation:
         if isinstance(condition, Not):
             return not self.holds(condition.item)
         if isinstance(condition, AttributeCondition):
-            value, kind = _attribute_value(condition, self.subject)
-            return compare(condition.test, value, kind)
+            value, _ = _attribute_value(condition, self.subject)
+            return condition.test.passes(value)
         return len(self.matches(condition)) >= condition.min_count
 
     def flip_time(self, rule: Rule) -> datetime | None:
         """When the rule's outcome next changes because interactions leave their window."""
         times: list[datetime] = []
-        for ic in interaction_conditions(rule.condition):
-            if not ic.within_days:
-                continue
+        for ic in rule.windowed:
             hits = self.matches(ic)
-            window = timedelta(days=ic.within_days)
+            window = timedelta(days=ic.within_days or 0)  # windowed: never 0 here
             if rule.per_occurrence:
                 if hits:
                     times.append(hits[-1] + window)

@@ -105,6 +105,22 @@ def to_account(r: Row[Any]) -> Account:
     )
 
 
+def _prefixed_account(r: Row[Any]) -> Account:
+    """The account in a row whose account columns are labelled a_<column>."""
+    return Account(
+        name=r.a_name,
+        industry=r.a_industry,
+        employee_count=r.a_employee_count,
+        annual_revenue=r.a_annual_revenue,
+        country=r.a_country,
+        website=r.a_website,
+        attributes=r.a_attributes or {},
+        id=r.a_id,
+        created_at=r.a_created_at,
+        updated_at=r.a_updated_at,
+    )
+
+
 def to_contact(r: Row[Any]) -> Contact:
     first, last, email, phone, title, country, account_id, attrs, id_, created, updated = _CONTACT(
         r
@@ -401,6 +417,26 @@ class ContactRepository(_Repo):
     async def get_many(self, ids: Sequence[int]) -> dict[int, Contact]:
         return {r.id: to_contact(r) for r in await self._rows_by_ids(ids)}
 
+    async def get_many_with_accounts(
+        self, ids: Sequence[int]
+    ) -> tuple[dict[int, Contact], dict[int, Account]]:
+        contacts: dict[int, Contact] = {}
+        accounts: dict[int, Account] = {}
+        a = t.accounts
+        account_columns = [col.label(f"a_{col.key}") for col in a.c]
+        unique = sorted(set(ids))
+        for i in range(0, len(unique), _CHUNK):
+            stmt = (
+                select(self.table, *account_columns)
+                .outerjoin(a, a.c.id == self.table.c.account_id)
+                .where(self.table.c.id.in_(unique[i : i + _CHUNK]))
+            )
+            for r in (await self.conn.execute(stmt)).all():
+                contacts[r.id] = to_contact(r)
+                if r.a_id is not None and r.a_id not in accounts:
+                    accounts[r.a_id] = _prefixed_account(r)
+        return contacts, accounts
+
     async def add(self, contact: Contact) -> tuple[Contact, bool]:
         if contact.email is None:
             await self._insert(contact)
@@ -533,6 +569,32 @@ class LeadRepository(_Repo):
             )
         )
         return [r.id for r in (await self.conn.execute(stmt.order_by(c.id))).all()]
+
+    async def lock_and_get(self, ids: Sequence[int]) -> Sequence[Lead]:
+        unique = sorted(set(ids))
+        leads: list[Lead] = []
+        for i in range(0, len(unique), _CHUNK):
+            stmt = select(self.table).where(self.table.c.id.in_(unique[i : i + _CHUNK]))
+            rows = await self.conn.execute(stmt.order_by(self.table.c.id).with_for_update())
+            leads.extend(to_lead(r) for r in rows.all())
+        return leads
+
+    async def lock_for_contacts(self, contact_ids: Sequence[int]) -> Sequence[Lead]:
+        # One statement instead of ids_for_contacts + lock_and_get: PostgreSQL locks the rows
+        # in the order they are returned (LockRows sits above the sort), so in id order.
+        c = self.table.c
+        wanted = sorted(set(contact_ids))
+        accounts = select(t.contacts.c.account_id).where(
+            t.contacts.c.id.in_(wanted), t.contacts.c.account_id.is_not(None)
+        )
+        stmt = select(self.table).where(
+            or_(
+                c.contact_id.in_(wanted),
+                and_(c.contact_id.is_(None), c.account_id.in_(accounts.scalar_subquery())),
+            )
+        )
+        rows = await self.conn.execute(stmt.order_by(c.id).with_for_update())
+        return [to_lead(r) for r in rows.all()]
 
     async def lock_many(self, ids: Sequence[int]) -> None:
         unique = sorted(set(ids))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime
@@ -26,11 +27,11 @@ from sqlalchemy import (
     true,
     update,
 )
-from sqlalchemy.engine import Row
+from sqlalchemy.engine import Engine, Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from domain.lifecycle import ModelStatus
-from domain.model import LeadState
+from domain.model import Feature, LeadState
 from domain.pagination import Page, PageRequest
 from domain.scoring import (
     Grade,
@@ -47,17 +48,20 @@ from domain.scoring import (
 )
 from persistence import tables as t
 from persistence.listing import Criterion, Listing
-from persistence.repositories import upsert_insert
+from persistence.repositories import _CHUNK, upsert_insert
 from persistence.scoring_sql import ScoringCompiler, score_expressions
 from persistence.tables import JSONType
 
 # ---------------------------------------------------------------- interactions
 
 
+_TYPES = {e.value: e for e in InteractionType}
+
+
 def to_interaction(r: Row[Any]) -> Interaction:
     return Interaction(
         contact_id=r.contact_id,
-        type=InteractionType(r.type),
+        type=_TYPES[r.type],
         occurred_at=r.occurred_at,
         name=r.name,
         properties=r.properties or {},
@@ -78,6 +82,19 @@ _CONTACT_INTERACTIONS = Listing[int, Interaction](
     },
     to_interaction,
 )
+
+
+def _scored_interaction(r: Row[Any]) -> Interaction:
+    return Interaction(
+        contact_id=r.contact_id,
+        type=_TYPES[r.type],
+        occurred_at=from_us(r.occurred_us),
+        name=r.name,
+        properties=r.properties or {},
+        id=r.id,
+        idempotency_key=r.idempotency_key,
+        created_at=r.created_at,
+    )
 
 
 class InteractionRepository:
@@ -135,6 +152,34 @@ class InteractionRepository:
         rows = (await self.conn.execute(select(self.table).where(where))).all()
         return [to_interaction(r) for r in rows]
 
+    async def for_subjects(
+        self, contact_ids: Sequence[int], account_ids: Sequence[int]
+    ) -> tuple[dict[int, list[Interaction]], dict[int, list[Interaction]]]:
+        """Interactions per contact, and per account (of all its contacts), for many leads."""
+        by_contact: dict[int, list[Interaction]] = {i: [] for i in contact_ids}
+        by_account: dict[int, list[Interaction]] = {i: [] for i in account_ids}
+        c = self.table.c
+        # occurred_us is occurred_at exactly (both written from one value), the column the SQL
+        # evaluator reads, and an integer: no timestamp parsing for the rows scoring reads.
+        columns = [c.id, c.contact_id, c.type, c.name, c.occurred_us, c.properties]
+        columns += [c.idempotency_key, c.created_at]
+        wanted = sorted(set(contact_ids))
+        for i in range(0, len(wanted), _CHUNK):
+            stmt = select(*columns).where(c.contact_id.in_(wanted[i : i + _CHUNK]))
+            for r in (await self.conn.execute(stmt)).all():
+                by_contact[r.contact_id].append(_scored_interaction(r))
+        accounts = sorted(set(account_ids))
+        for i in range(0, len(accounts), _CHUNK):
+            member = t.contacts.c
+            stmt = (
+                select(*columns, member.account_id.label("member_of"))
+                .join(t.contacts, member.id == c.contact_id)
+                .where(member.account_id.in_(accounts[i : i + _CHUNK]))
+            )
+            for r in (await self.conn.execute(stmt)).all():
+                by_account[r.member_of].append(_scored_interaction(r))
+        return by_contact, by_account
+
     async def get_many(self, ids: Sequence[int]) -> dict[int, Interaction]:
         rows = (
             await self.conn.execute(select(self.table).where(self.table.c.id.in_(list(ids))))
@@ -182,6 +227,25 @@ def _rules(model_id: int, changed: datetime, which: str, stored: Any) -> list[Ru
             _PARSED.clear()
         rules = _PARSED[key] = load_rules(stored)
     return list(rules)
+
+
+# The LIVE models per engine (so per database), with the stamp they were read under: the
+# (id, version, updated_at) of every LIVE model. Every change that matters to scoring changes
+# the stamp (publish bumps the version, stop and delete take the model out of the LIVE set, and
+# a LIVE model cannot be edited), so one small query per call tells whether the cache holds,
+# whichever process made the change.
+_LIVE: weakref.WeakKeyDictionary[Engine, tuple[tuple[tuple[Any, ...], ...], list[ScoringModel]]]
+_LIVE = weakref.WeakKeyDictionary()
+
+
+def _copy(m: ScoringModel) -> ScoringModel:
+    """A copy callers may change without touching the cached model (rules are immutable)."""
+    return replace(
+        m,
+        rules=list(m.rules),
+        grades=list(m.grades),
+        published_rules=list(m.published_rules) if m.published_rules is not None else None,
+    )
 
 
 def to_model(r: Row[Any]) -> ScoringModel:
@@ -254,11 +318,35 @@ class ScoringModelRepository:
         ).all()
         return {r.id: to_model(r) for r in rows}
 
-    async def live(self) -> list[ScoringModel]:
-        stmt = select(self.table).where(self.table.c.status == ModelStatus.LIVE.value)
-        return [
-            to_model(r) for r in (await self.conn.execute(stmt.order_by(self.table.c.id))).all()
-        ]
+    async def live(self, *, if_enabled: Feature | None = None) -> list[ScoringModel]:
+        """The LIVE models in id order, from a per-process cache checked by one small query.
+
+        None at all when `if_enabled` names a feature that is off (read in the same query).
+        """
+        c = self.table.c
+        is_live = c.status == ModelStatus.LIVE.value
+        columns: list[Any] = [c.id, c.version, c.updated_at]
+        if if_enabled is not None:
+            key = f"feature.{if_enabled.value}"
+            setting = select(t.settings.c.value).where(t.settings.c.key == key)
+            columns.append(setting.scalar_subquery().label("enabled"))
+        stamp_rows = (await self.conn.execute(select(*columns).where(is_live).order_by(c.id))).all()
+        if if_enabled is not None and not (stamp_rows and stamp_rows[0].enabled):
+            return []
+        stamp = tuple((r.id, r.version, r.updated_at) for r in stamp_rows)
+        if not stamp:
+            return []
+        engine = self.conn.sync_engine
+        cached = _LIVE.get(engine)
+        if cached is not None and cached[0] == stamp:
+            return [_copy(m) for m in cached[1]]
+        stmt = select(self.table).where(is_live).order_by(c.id)
+        models = [to_model(r) for r in (await self.conn.execute(stmt)).all()]
+        # Another transaction may have committed in between (PostgreSQL): cache only what
+        # matches the stamp, and answer with what was read last, as before.
+        if tuple((m.id, m.version, m.updated_at) for m in models) == stamp:
+            _LIVE[engine] = (stamp, [_copy(m) for m in models])
+        return models
 
     async def add(self, model: ScoringModel) -> ScoringModel:
         stmt = insert(self.table).values(self._row(model)).returning(self.table.c.id)
@@ -312,6 +400,24 @@ NEW_SCORES = Table(
 )
 
 
+_SCORE_UPSERTS: dict[str, Any] = {}
+
+
+def _score_upsert(conn: AsyncConnection) -> Any:
+    """INSERT … ON CONFLICT DO UPDATE of lead_scores, built once per dialect (building the
+    `excluded` columns costs more than running the statement for a few rows)."""
+    stmt = _SCORE_UPSERTS.get(conn.dialect.name)
+    if stmt is None:
+        insert_ = upsert_insert(conn)(t.lead_scores)
+        excluded = insert_.excluded
+        keys = ("model_version", "score", "sales_ready", "breakdown", "next_expiry_us")
+        stmt = _SCORE_UPSERTS[conn.dialect.name] = insert_.on_conflict_do_update(
+            index_elements=["lead_id", "scoring_model_id"],
+            set_={k: excluded[k] for k in (*keys, "updated_at")},
+        )
+    return stmt
+
+
 class LeadScoreRepository:
     def __init__(self, conn: AsyncConnection) -> None:
         self.conn = conn
@@ -330,6 +436,42 @@ class LeadScoreRepository:
         )
         row = (await self.conn.execute(stmt)).first()
         return to_stored(row) if row else None
+
+    async def current(
+        self, lead_ids: Sequence[int], model_ids: Sequence[int]
+    ) -> dict[tuple[int, int], float]:
+        """The stored scores of these leads for these models, by (lead, model)."""
+        c = self.table.c
+        out: dict[tuple[int, int], float] = {}
+        wanted = sorted(set(lead_ids))
+        for i in range(0, len(wanted), _CHUNK):
+            stmt = select(c.lead_id, c.scoring_model_id, c.score).where(
+                c.lead_id.in_(wanted[i : i + _CHUNK]), c.scoring_model_id.in_(list(model_ids))
+            )
+            for r in (await self.conn.execute(stmt)).all():
+                out[r.lead_id, r.scoring_model_id] = r.score
+        return out
+
+    async def put_many(
+        self, scores: Sequence[tuple[int, ScoringModel, ScoreResult]], now: datetime
+    ) -> None:
+        """Store (lead, model, result) scores in one statement, replacing the stored ones."""
+        if not scores:
+            return
+        rows = [
+            {
+                "lead_id": lead_id,
+                "scoring_model_id": model.id,
+                "model_version": model.version,
+                "score": result.score,
+                "sales_ready": model.is_sales_ready(result.score),
+                "breakdown": encode_breakdown(model, result),
+                "next_expiry_us": to_us(result.next_expiry) if result.next_expiry else None,
+                "updated_at": now,
+            }
+            for lead_id, model, result in scores
+        ]
+        await self.conn.execute(_score_upsert(self.conn), rows)
 
     async def put(
         self, lead_id: int, model: ScoringModel, result: ScoreResult, now: datetime
@@ -501,6 +643,17 @@ class LeadEventRepository:
             lead_id=lead_id, type=type_, occurred_at=now, payload=dict(payload)
         )
         return int(await self.conn.scalar(stmt.returning(self.table.c.id)))
+
+    async def add_many(
+        self, events: Sequence[tuple[int, str, Mapping[str, Any]]], now: datetime
+    ) -> None:
+        """Record (lead, type, payload) events in this order."""
+        if events:
+            rows = [
+                {"lead_id": lead_id, "type": type_, "occurred_at": now, "payload": dict(payload)}
+                for lead_id, type_, payload in events
+            ]
+            await self.conn.execute(insert(self.table), rows)
 
     async def for_lead(self, lead_id: int) -> list[tuple[int, str, dict[str, Any]]]:
         stmt = select(self.table).where(self.table.c.lead_id == lead_id).order_by(self.table.c.id)

@@ -9,8 +9,16 @@ from sqlalchemy import select
 
 from api.jobs import expire_scores_once, expiry_loop
 from domain import scoring_services as ss
-from domain.model import Contact, Feature, Lead, utcnow
-from domain.scoring import InteractionType
+from domain.model import Account, Contact, Feature, Lead, utcnow
+from domain.scoring import (
+    Contribution,
+    InteractionType,
+    ScoringModel,
+    StoredScore,
+    Subject,
+    decode_breakdown,
+    evaluate,
+)
 from persistence import tables as t
 from persistence.database import Database
 
@@ -191,3 +199,243 @@ async def test_a_large_batch_is_rescored_set_based_with_the_same_results(db: Dat
         assert score.score == 3.0 + (4 if i % 2 else 0)
         assert score.entries[0][:2] == [3.0, 2]
         assert marked[lead.id].sales_ready
+
+
+OPENS = {
+    "name": "opens",
+    "rules": [
+        {
+            "name": "each open",
+            "points": 1,
+            "perOccurrence": True,
+            "condition": {"interaction": {"type": "EMAIL_OPENED"}},
+        }
+    ],
+}
+
+
+async def _open(db: Database, contact_id: int) -> None:
+    async with db.uow() as uow:
+        items = [ss.InteractionInput(InteractionType.EMAIL_OPENED, contact_id=contact_id)]
+        await ss.record_interactions(uow, items)
+        await uow.commit()
+
+
+async def test_cached_live_models_follow_publish_and_stop_from_another_process(
+    db: Database, database_url: str
+) -> None:
+    # `other` has engines of its own, like another server process: db's cache of LIVE models
+    # must notice what it commits.
+    other = Database(database_url)
+    try:
+        async with other.uow() as uow:
+            await uow.settings.set_feature(Feature.LEAD_MANAGEMENT, True)
+            contact, _ = await uow.contacts.add(Contact(email="m@x.io"))
+            lead = await uow.leads.add(Lead(topic="t", contact_id=contact.id))
+            model = await ss.create_scoring_model(uow, OPENS)
+            await ss.publish_scoring_model(uow, model.id, utcnow())
+            await uow.commit()
+        async with db.uow() as uow:
+            (live,) = await uow.scoring_models.live()
+            assert (live.id, live.version) == (model.id, 1)
+            live.rules.clear()  # a caller's copy: the cached model stays whole
+            live.name = "changed"
+        async with db.uow() as uow:
+            (live,) = await uow.scoring_models.live()
+            assert live.name == "opens" and len(live.scoring_rules) == 1
+        await _open(db, contact.id)
+        assert await _score(db, lead.id, model.id) == 1
+
+        async with other.uow() as uow:
+            await ss.stop_scoring_model(uow, model.id)
+            await uow.commit()
+        async with db.uow() as uow:
+            assert await uow.scoring_models.live() == []
+        await _open(db, contact.id)
+        assert await _score(db, lead.id, model.id) == 1  # stopped: frozen
+
+        doubled = {**OPENS, "rules": [{**OPENS["rules"][0], "points": 2}]}  # type: ignore[dict-item]
+        async with other.uow() as uow:
+            await ss.update_scoring_model(uow, model.id, doubled)
+            await ss.publish_scoring_model(uow, model.id, utcnow())
+            await uow.commit()
+        async with db.uow() as uow:
+            (live,) = await uow.scoring_models.live()
+            assert live.version == 2 and live.scoring_rules[0].points == 2
+        await _open(db, contact.id)
+        assert await _score(db, lead.id, model.id) == 6  # 3 opens, 2 points each
+
+        async with other.uow() as uow:
+            await ss.stop_scoring_model(uow, model.id)
+            await ss.delete_scoring_model(uow, model.id)
+            await uow.commit()
+        async with db.uow() as uow:
+            assert await uow.scoring_models.live() == []
+    finally:
+        await other.dispose()
+
+
+async def test_a_model_published_in_the_same_unit_of_work_scores_at_once(db: Database) -> None:
+    async with db.uow() as uow:
+        await uow.settings.set_feature(Feature.LEAD_MANAGEMENT, True)
+        contact, _ = await uow.contacts.add(Contact(email="s@x.io"))
+        lead = await uow.leads.add(Lead(topic="t", contact_id=contact.id))
+        assert await uow.scoring_models.live() == []  # cached: nothing LIVE
+        model = await ss.create_scoring_model(uow, OPENS)
+        await ss.publish_scoring_model(uow, model.id, utcnow())
+        items = [ss.InteractionInput(InteractionType.EMAIL_OPENED, contact_id=contact.id)]
+        await ss.record_interactions(uow, items)
+        await uow.commit()
+    assert await _score(db, lead.id, model.id) == 1
+
+
+async def test_a_batch_rescores_each_lead_once_like_the_evaluator(db: Database) -> None:
+    model_input = {
+        "name": "mixed",
+        "salesReadyThreshold": 6,
+        "rules": [
+            {
+                "name": "each open",
+                "points": 2,
+                "perOccurrence": True,
+                "condition": {"interaction": {"type": "EMAIL_OPENED", "withinDays": 30}},
+            },
+            {
+                "name": "gold",
+                "points": 1,
+                "condition": {
+                    "attribute": {
+                        "entity": "ACCOUNT",
+                        "field": "attributes.tier",
+                        "operator": "EQ",
+                        "value": "gold",
+                    }
+                },
+            },
+        ],
+    }
+    async with db.uow() as uow:
+        await uow.settings.set_feature(Feature.LEAD_MANAGEMENT, True)
+        account = await uow.accounts.add(Account(name="Acme", attributes={"tier": "gold"}))
+        a, _ = await uow.contacts.add(Contact(email="a@acme.io", account_id=account.id))
+        b, _ = await uow.contacts.add(Contact(email="b@acme.io", account_id=account.id))
+        loner, _ = await uow.contacts.add(Contact(email="l@x.io"))
+        lead_a = await uow.leads.add(Lead(topic="t", contact_id=a.id))
+        lead_b = await uow.leads.add(Lead(topic="t", contact_id=b.id))
+        # No contact: scored on the interactions of all the account's contacts.
+        pooled = await uow.leads.add(Lead(topic="t", account_id=account.id))
+        lead_l = await uow.leads.add(Lead(topic="t", contact_id=loner.id))
+        unscored = await uow.leads.add(Lead(topic="t"))
+        model = await ss.create_scoring_model(uow, model_input)
+        await ss.publish_scoring_model(uow, model.id, utcnow())
+        await uow.commit()
+    opened = InteractionType.EMAIL_OPENED
+    items = [
+        ss.InteractionInput(opened, contact_id=a.id),
+        ss.InteractionInput(opened, contact_email="A@acme.io"),
+        ss.InteractionInput(opened, contact_id=b.id),
+        ss.InteractionInput(opened, contact_id=loner.id),
+        ss.InteractionInput(opened, contact_id=loner.id, occurred_at=utcnow() - timedelta(days=40)),
+        ss.InteractionInput(opened, contact_id=10_000),  # unknown: reported, skipped
+    ]
+    async with db.uow() as uow:
+        result = await ss.record_interactions(uow, items)
+        await uow.commit()
+    assert len(result.interactions) == 5 and len(result.errors) == 1
+    expected = {lead_a.id: 5.0, lead_b.id: 3.0, pooled.id: 7.0, lead_l.id: 2.0}
+    async with db.read() as r:
+        for lead_id, score in expected.items():
+            stored = await r.scores.get(lead_id, model.id)
+            assert stored is not None and stored.score == score
+            assert sum(c.points for c in _contributions(model, stored)) == score
+            lead = await r.leads.get(lead_id)
+            assert lead is not None
+            contact = await r.contacts.get(lead.contact_id) if lead.contact_id else None
+            account_row = await r.accounts.get(account.id) if lead_id != lead_l.id else None
+            subject = Subject(
+                lead,
+                contact,
+                account_row,
+                await r.interactions.for_subject(lead.contact_id, lead.account_id),
+            )
+            (live,) = await r.scoring_models.live()
+            assert evaluate(live, subject, stored.updated_at).score == score
+        assert await r.scores.get(unscored.id, model.id) is None
+        events = (
+            await r.conn.execute(
+                select(t.lead_events.c.lead_id, t.lead_events.c.type, t.lead_events.c.payload)
+                .where(t.lead_events.c.lead_id.in_(list(expected)))
+                .order_by(t.lead_events.c.id)
+            )
+        ).all()
+        marked = await r.leads.get_many(list(expected))
+    # Publishing scored the account's leads 1 (gold); the batch re-scored each lead once.
+    changed = [(e.lead_id, e.payload["score"]) for e in events if e.type == "SCORE_CHANGED"]
+    assert sorted(changed) == sorted(
+        [(lead_a.id, 1.0), (lead_b.id, 1.0), (pooled.id, 1.0), *expected.items()]
+    )
+    ready = sorted(e.lead_id for e in events if e.type == "SALES_READY")
+    assert ready == sorted([pooled.id])
+    assert [i for i in expected if marked[i].sales_ready] == [pooled.id]
+
+
+def _contributions(model: ScoringModel, stored: StoredScore) -> list[Contribution]:
+    return decode_breakdown(model, stored.entries)
+
+
+async def test_live_models_if_enabled_reads_the_switch_in_the_same_query(db: Database) -> None:
+    async with db.uow() as uow:
+        await uow.settings.set_feature(Feature.LEAD_MANAGEMENT, True)
+        model = await ss.create_scoring_model(uow, OPENS)
+        assert await uow.scoring_models.live(if_enabled=Feature.LEAD_MANAGEMENT) == []  # DRAFT
+        await ss.publish_scoring_model(uow, model.id, utcnow())
+        (live,) = await uow.scoring_models.live(if_enabled=Feature.LEAD_MANAGEMENT)
+        assert live.id == model.id
+        await uow.settings.set_feature(Feature.LEAD_MANAGEMENT, False)
+        assert await uow.scoring_models.live(if_enabled=Feature.LEAD_MANAGEMENT) == []
+        assert [m.id for m in await uow.scoring_models.live()] == [model.id]
+        await uow.commit()
+
+
+async def test_an_interaction_waiting_on_a_contact_change_scores_the_changed_contact(
+    db: Database,
+) -> None:
+    model_input = {
+        "name": "cto opens",
+        "rules": [
+            {**OPENS["rules"][0]},  # type: ignore[dict-item]
+            {
+                "name": "cto",
+                "points": 10,
+                "condition": {
+                    "attribute": {
+                        "entity": "CONTACT",
+                        "field": "jobTitle",
+                        "operator": "EQ",
+                        "value": "cto",
+                    }
+                },
+            },
+        ],
+    }
+    async with db.uow() as uow:
+        await uow.settings.set_feature(Feature.LEAD_MANAGEMENT, True)
+        contact, _ = await uow.contacts.add(Contact(email="w@x.io"))
+        lead = await uow.leads.add(Lead(topic="t", contact_id=contact.id))
+        model = await ss.create_scoring_model(uow, model_input)
+        await ss.publish_scoring_model(uow, model.id, utcnow())
+        await uow.commit()
+    # A contact change holds the lead (PostgreSQL: its row lock; SQLite: the write lock) while
+    # an interaction of that contact comes in; the interaction must score the changed contact.
+    async with db.uow() as change:
+        changed = await change.contacts.get_for_update(contact.id)
+        assert changed is not None
+        changed.job_title = "CTO"
+        await change.contacts.save(changed)
+        await ss.rescore_leads(change, [lead.id])
+        recording = asyncio.create_task(_open(db, contact.id))
+        await asyncio.sleep(0.3)  # the interaction is now waiting for the lead
+        assert not recording.done()
+        await change.commit()
+    await recording
+    assert await _score(db, lead.id, model.id) == 11

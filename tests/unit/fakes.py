@@ -180,6 +180,17 @@ class FakeAccounts(_Records[Account]):
 
 
 class FakeContacts(_Records[Contact]):
+    async def get_many_with_accounts(
+        self, ids: Sequence[int]
+    ) -> tuple[dict[int, Contact], dict[int, Account]]:
+        contacts = await self.get_many(ids)
+        accounts = {
+            c.account_id: copy.deepcopy(self.db.accounts[c.account_id])
+            for c in contacts.values()
+            if c.account_id is not None and c.account_id in self.db.accounts
+        }
+        return contacts, accounts
+
     def _check(self, record: Contact) -> None:
         if record.email is not None and self._owner(record.email, except_id=record.id):
             raise UniqueViolation(f"contacts.email {record.email!r} exists")
@@ -256,6 +267,12 @@ class FakeLeads(_Records[Lead]):
 
     async def lock_many(self, ids: Sequence[int]) -> None:
         return None
+
+    async def lock_and_get(self, ids: Sequence[int]) -> list[Lead]:
+        return [copy.deepcopy(self.rows[i]) for i in sorted(set(ids)) if i in self.rows]
+
+    async def lock_for_contacts(self, contact_ids: Sequence[int]) -> list[Lead]:
+        return await self.lock_and_get(await self.ids_for_contacts(contact_ids))
 
     async def ids_for_account(self, account_id: int) -> Sequence[int]:
         members = {c.id for c in self.db.contacts.values() if c.account_id == account_id}
@@ -379,6 +396,13 @@ class FakeInteractions:
             return []
         return [i for i in self.db.interactions.values() if i.contact_id in members]
 
+    async def for_subjects(
+        self, contact_ids: Sequence[int], account_ids: Sequence[int]
+    ) -> tuple[dict[int, list[Interaction]], dict[int, list[Interaction]]]:
+        by_contact = {i: await self.for_subject(i, None) for i in contact_ids}
+        by_account = {a: await self.for_subject(None, a) for a in account_ids}
+        return by_contact, by_account
+
     async def get_many(self, ids: Sequence[int]) -> dict[int, Interaction]:
         return {i: self.db.interactions[i] for i in ids if i in self.db.interactions}
 
@@ -403,7 +427,9 @@ class FakeScoringModels:
             i: copy.deepcopy(self.db.scoring_models[i]) for i in ids if i in self.db.scoring_models
         }
 
-    async def live(self) -> list[ScoringModel]:
+    async def live(self, *, if_enabled: Feature | None = None) -> list[ScoringModel]:
+        if if_enabled is not None and not self.db.features.get(if_enabled, False):
+            return []
         return [
             copy.deepcopy(m)
             for m in self.db.scoring_models.values()
@@ -442,6 +468,21 @@ class FakeScores:
 
     async def get(self, lead_id: int, model_id: int) -> StoredScore | None:
         return self.db.scores.get((lead_id, model_id))
+
+    async def current(
+        self, lead_ids: Sequence[int], model_ids: Sequence[int]
+    ) -> dict[tuple[int, int], float]:
+        return {
+            key: s.score
+            for key, s in self.db.scores.items()
+            if key[0] in lead_ids and key[1] in model_ids
+        }
+
+    async def put_many(
+        self, scores: Sequence[tuple[int, ScoringModel, ScoreResult]], now: datetime
+    ) -> None:
+        for lead_id, model, result in scores:
+            await self.put(lead_id, model, result, now)
 
     async def put(
         self, lead_id: int, model: ScoringModel, result: ScoreResult, now: datetime
@@ -492,6 +533,12 @@ class FakeEvents:
     async def add(self, lead_id: int, type_: str, payload: Mapping[str, Any], now: datetime) -> int:
         self.db.events.append((lead_id, type_, dict(payload)))
         return len(self.db.events)
+
+    async def add_many(
+        self, events: Sequence[tuple[int, str, Mapping[str, Any]]], now: datetime
+    ) -> None:
+        for lead_id, type_, payload in events:
+            await self.add(lead_id, type_, payload, now)
 
 
 class FakeUnitOfWork:
