@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from domain import sales
 from domain.errors import Conflict, NotFound
 from domain.features import require_lead_management
 from domain.lifecycle import ModelStatus
@@ -165,6 +166,9 @@ async def qualify_lead(
         if decision.sales_ready:
             lead.sales_ready = True
             await uow.events.add(lead.id, "SALES_READY", {"qualificationModelId": model.id}, now)
+            moved = sales.follow_checkboxes(lead)  # sales-ready: on to sales acceptance
+            if moved is not None:
+                await uow.events.add(lead.id, moved.type, moved.payload, now)
         if decision:
             changed = True
     if changed:

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from domain import sales
 from domain.errors import Conflict, DomainError, Invalid, NotFound
 from domain.features import require_lead_management
 from domain.fields import normalize_email
@@ -527,6 +528,13 @@ async def _score(
                 events.append(
                     (lead.id, "SALES_READY", {"scoringModelId": model.id, "score": result.score})
                 )
+        # The process follows: a first score starts automated marketing qualification, and a
+        # sales-ready lead goes to sales acceptance.
+        for change in (sales.first_scored(lead), sales.follow_checkboxes(lead)):
+            if change is not None:
+                events.append((lead.id, change.type, change.payload))
+                if lead not in ready:
+                    ready.append(lead)
     await uow.scores.put_many(scores, now)
     await uow.events.add_many(events, now)
     if ready:

@@ -81,7 +81,16 @@ async def test_score_drops_when_the_window_passes(db: Database) -> None:
             ).all()
         ]
         lead = await r.leads.get(lead_id)
-    assert events == ["SCORE_CHANGED", "SALES_READY", "SCORE_CHANGED"]
+    # The first score starts automated marketing qualification; sales-ready moves on to sales
+    # acceptance, in the same transaction.
+    assert events == [
+        "SCORE_CHANGED",
+        "SALES_READY",
+        "STAGE_CHANGED",
+        "STAGE_CHANGED",
+        "SCORE_CHANGED",
+    ]
+    assert lead is not None and lead.stage.value == "SALES_ACCEPTANCE"
     assert lead is not None and lead.sales_ready  # sales-ready, once reached, stays
 
 
