@@ -493,6 +493,12 @@ class FakeEvents:
         self.db.events.append((lead_id, type_, dict(payload)))
         return len(self.db.events)
 
+    async def add_many(
+        self, events: Sequence[tuple[int, str, Mapping[str, Any]]], now: datetime
+    ) -> None:
+        for lead_id, type_, payload in events:
+            await self.add(lead_id, type_, payload, now)
+
 
 class FakeUnitOfWork:
     """One 'transaction' over a FakeDatabase; `locks` records every lock taken, in order."""
