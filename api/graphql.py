@@ -22,6 +22,7 @@ from strawberry.tools import merge_types
 
 from api import types as gql
 from api.errors import should_mask
+from api.events import EventQuery, Subscription
 from api.execution import FastLeafExecutionContext
 from api.resolvers import Mutation, Query
 from api.scoring import InteractionType_, ScoringModelType, ScoringMutation, ScoringQuery
@@ -77,8 +78,9 @@ def build_schema(settings: Settings | None = None) -> strawberry.Schema:
     if settings.production:
         extensions.append(DisableIntrospection)
     return strawberry.Schema(
-        query=merge_types("Query", (Query, ScoringQuery)),
+        query=merge_types("Query", (Query, ScoringQuery, EventQuery)),
         mutation=merge_types("Mutation", (Mutation, ScoringMutation)),
+        subscription=Subscription,
         types=[
             gql.AccountType,
             gql.ContactType,
