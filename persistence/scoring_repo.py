@@ -496,15 +496,17 @@ class LeadScoreRepository:
 # relay after commit (persistence/relay.py).
 EVENTS_WRITTEN = "leadflow.events_written"
 
+# Starts with UPDATE (not WITH): Python's sqlite3 reports no rowcount for a WITH statement.
 _POSITION = text(
     """
-    WITH base AS (SELECT coalesce(max(position), 0) AS b FROM lead_events),
-    todo AS (
-        SELECT id, row_number() OVER (ORDER BY id) AS rn
+    UPDATE lead_events SET position = todo.pos
+    FROM (
+        SELECT id,
+               (SELECT coalesce(max(position), 0) FROM lead_events)
+               + row_number() OVER (ORDER BY id) AS pos
         FROM lead_events WHERE position IS NULL ORDER BY id LIMIT :limit
-    )
-    UPDATE lead_events SET position = (SELECT b FROM base) + todo.rn
-    FROM todo WHERE lead_events.id = todo.id
+    ) AS todo
+    WHERE lead_events.id = todo.id
     """
 )
 
