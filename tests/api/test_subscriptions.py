@@ -308,3 +308,89 @@ async def test_qualification_changes_only(servers: Servers) -> None:
     assert event["type"] == "SALES_READY"
     assert (event["salesReady"], event["previousSalesReady"]) == (True, False)
     assert event["scoringModel"] == {"id": model_id}
+
+
+def _redis_server(port: int) -> subprocess.Popen[bytes]:
+    cmd = ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", ""]
+    cmd += ["--appendonly", "no", "--loglevel", "warning"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL)
+    deadline = time.monotonic() + 10
+    while True:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return proc
+        if time.monotonic() > deadline:
+            proc.kill()
+            raise RuntimeError("redis-server did not start")
+        time.sleep(0.05)
+
+
+@pytest.fixture
+def own_redis() -> Iterator[tuple[int, list[subprocess.Popen[bytes]]]]:
+    """A redis-server of this test's own on a free port (never the shared one)."""
+    if shutil.which("redis-server") is None:
+        pytest.skip("redis-server is not installed")
+    port = _free_port()
+    procs = [_redis_server(port)]
+    yield port, procs
+    for proc in procs:
+        if proc.poll() is None:
+            proc.terminate()
+            proc.wait(10)
+
+
+async def test_redis_restart_during_a_stream_loses_nothing(
+    own_redis: tuple[int, list[subprocess.Popen[bytes]]],
+    sqlite_template: Path,
+    tmp_path: Path,
+) -> None:
+    port, redis_procs = own_redis
+    path = tmp_path / "leadflow.db"
+    shutil.copy(sqlite_template, path)
+    db_url = f"sqlite+aiosqlite:///{path}"
+    db = Database(db_url)
+    store = ApiKeyStore(db)
+    admin = (await store.create("admin", Role.ADMIN))[1]
+    viewer = (await store.create("viewer", Role.VIEWER))[1]
+    await db.dispose()
+    # The table poll is slowed to 30 s: after the restart, delivery must come through Redis.
+    extra = {
+        "LEADFLOW_REDIS_URL": f"redis://127.0.0.1:{port}/0",
+        "LEADFLOW_EVENT_RELAY_INTERVAL_SECONDS": "30",
+    }
+    procs = []
+    try:
+        for _ in range(2):
+            proc, url = await asyncio.to_thread(_start, db_url, extra)
+            procs.append((proc, url))
+        servers = Servers(procs[0][1], procs[1][1], admin, viewer)
+        async with subscription(servers, after=encode_event_cursor(0), types=["CREATED"]) as ws:
+            before = await servers.lead("before")
+            assert [e["lead"]["id"] for e in await receive_for(ws, {before}, 1)] == [before]
+
+            redis_procs[0].terminate()
+            await asyncio.to_thread(redis_procs[0].wait, 10)
+            # Redis is down: the servers keep serving; these events wait in the table.
+            during = [await servers.lead(f"during {i}") for i in range(3)]
+            redis_procs.append(await asyncio.to_thread(_redis_server, port))
+
+            # The listener reconnects by itself (with backoff); the next notice after that
+            # makes the reader catch up from the table.
+            after: list[str] = []
+            got: list[dict[str, Any]] = []
+            async with asyncio.timeout(20):
+                while not got:
+                    after.append(await servers.lead("after"))
+                    try:
+                        got.append(await receive(ws, timeout=0.5))
+                    except TimeoutError:
+                        continue
+                expected = during + after
+                while len(got) < len(expected):
+                    got.append(await receive(ws))
+            assert [e["lead"]["id"] for e in got] == expected
+    finally:
+        for proc, _ in procs:
+            proc.terminate()
+        for proc, _ in procs:
+            proc.wait(10)
