@@ -1,6 +1,6 @@
 """Subscriptions over a real WebSocket to uvicorn in a subprocess (graphql-transport-ws).
 
-`memory`: one server, in-process broker. `redis`: two servers on one database and one Redis;
+`memory`: one server, in-process broker. `redis`: two servers on one database (PostgreSQL when configured) and one Redis;
 mutations go to the first, subscribers listen on the second, and the periodic table poll is
 slowed to 30 s, so what reaches them in time came through Redis.
 """
@@ -15,6 +15,7 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -23,6 +24,9 @@ from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import create_async_engine
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
@@ -30,7 +34,7 @@ from domain.events import encode_event_cursor
 from domain.roles import Role
 from persistence.apikeys import ApiKeyStore
 from persistence.database import Database
-from tests.conftest import REDIS_URL, _missing
+from tests.conftest import PG_URL, REDIS_URL, _missing
 
 ROOT = Path(__file__).resolve().parents[2]
 CREATE_LEAD = (
@@ -73,6 +77,14 @@ def _start(db_url: str, extra: dict[str, str]) -> tuple[subprocess.Popen[bytes],
             proc.kill()
             raise RuntimeError(f"server did not start (exit {proc.poll()})")
         time.sleep(0.1)
+
+
+async def _pg(sql: str) -> None:
+    assert PG_URL is not None
+    engine = create_async_engine(PG_URL, isolation_level="AUTOCOMMIT")
+    async with engine.connect() as conn:
+        await conn.execute(text(sql))
+    await engine.dispose()
 
 
 @dataclass
@@ -128,9 +140,17 @@ def servers(
         if not REDIS_URL:
             _missing("Redis", "LEADFLOW_TEST_REDIS_URL")
         extra["LEADFLOW_REDIS_URL"] = str(REDIS_URL)
-    path = tmp_path_factory.mktemp("ws") / "leadflow.db"
-    shutil.copy(sqlite_template, path)
-    db_url = f"sqlite+aiosqlite:///{path}"
+    pg_name = None
+    if request.param == "redis" and PG_URL:
+        # Two servers sharing PostgreSQL and Redis, as in production.
+        template = request.getfixturevalue("pg_template")
+        pg_name = f"leadflow_ws_{uuid.uuid4().hex[:10]}"
+        asyncio.run(_pg(f'CREATE DATABASE "{pg_name}" TEMPLATE "{template}"'))
+        db_url = make_url(PG_URL).set(database=pg_name).render_as_string(hide_password=False)
+    else:
+        path = tmp_path_factory.mktemp("ws") / "leadflow.db"
+        shutil.copy(sqlite_template, path)
+        db_url = f"sqlite+aiosqlite:///{path}"
 
     async def keys() -> tuple[str, str]:
         db = Database(db_url)
@@ -158,6 +178,8 @@ def servers(
                 proc.wait(10)
             except subprocess.TimeoutExpired:
                 proc.kill()
+        if pg_name is not None:
+            asyncio.run(_pg(f'DROP DATABASE IF EXISTS "{pg_name}" WITH (FORCE)'))
 
 
 @asynccontextmanager
