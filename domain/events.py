@@ -85,8 +85,11 @@ def decode_event_cursor(cursor: str, field: str = "after") -> int:
         if not raw.startswith(_CURSOR_PREFIX):
             raise ValueError
         digits = raw[len(_CURSOR_PREFIX) :]
-        if not digits.isdigit() or len(digits) > 18:
+        if not digits.isascii() or not digits.isdigit() or len(digits) > 19:
             raise ValueError
-        return int(digits)
+        position = int(digits)
+        if position >= 2**63:  # beyond BIGINT: no event has it
+            raise ValueError
+        return position
     except (ValueError, binascii.Error, UnicodeDecodeError):
         raise Invalid(f"'{cursor[:64]}' is not a valid event cursor", [field]) from None
