@@ -49,8 +49,6 @@ class LeadEventType_:
     current value for it.
     """
 
-    occurred_at: datetime
-
     @classmethod
     def is_type_of(cls, obj: Any, _info: Any) -> bool:
         return isinstance(obj, LeadEvent)
@@ -69,6 +67,11 @@ class LeadEventType_:
     @pure
     def type(self) -> LeadEventType:
         return LeadEventType(_ev(self).type)
+
+    @strawberry.field
+    @pure
+    def occurred_at(self) -> datetime:
+        return _ev(self).occurred_at
 
     @strawberry.field
     async def lead(self, info: Info) -> gql.LeadType:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import datetime
 from typing import Any
 
 from domain.roles import Role
@@ -53,6 +54,7 @@ async def test_events_in_commit_order_with_the_lead_state_they_describe(api: Api
     ]
     created, _, changed, ready = nodes
     assert created["statusReason"] == "NEW" and created["stage"] == "INQUIRY"
+    assert datetime.fromisoformat(created["occurredAt"]).tzinfo is not None
     assert created["salesReady"] is False and created["previousSalesReady"] is None
     assert created["scoringModel"] is None and created["score"] is None
     assert changed["scoringModel"] == {"id": model["id"]}
