@@ -15,14 +15,18 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route, WebSocketRoute
 
 from api.context import Services
+from api.fanout import FanOut
 from api.graphql import build_schema
 from api.http import GraphQLEndpoint
 from api.jobs import expiry_loop, webhook_loop
 from api.settings import Settings, get_settings
 from api.webhooks import HttpSender, render
+from domain.ports import EventBroker
 from persistence.apikeys import ApiKeyStore
+from persistence.brokers import MemoryBroker, RedisBroker
 from persistence.database import Database
 from persistence.migrate import pending, upgrade
+from persistence.relay import Relay
 
 log = logging.getLogger("leadflow")
 
@@ -36,7 +40,13 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Sta
         pool_size=settings.db_pool_size,
     )
     keys = ApiKeyStore(db, cache_seconds=settings.api_key_cache_seconds)
-    services = Services(uow=db.uow, reads=db, max_page_size=settings.max_page_size)
+    # Lead events: the relay positions committed events and announces them on the broker; this
+    # process's one broker subscription feeds its fan-out to GraphQL subscriptions.
+    broker: EventBroker = RedisBroker(settings.redis_url) if settings.redis_url else MemoryBroker()
+    fanout = FanOut(db)
+    relay = Relay(db, broker, fanout.notify, interval=settings.event_relay_interval_seconds)
+    db.events_committed.append(relay.wake)
+    services = Services(uow=db.uow, reads=db, max_page_size=settings.max_page_size, events=fanout)
     graphql = GraphQLEndpoint(
         build_schema(settings),
         services,
@@ -66,7 +76,11 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Sta
         # which otherwise add pauses of ~100 ms to request latency under load.
         gc.collect()
         gc.freeze()
-        jobs: list[asyncio.Task[None]] = []
+        await fanout.start()
+        jobs = [
+            asyncio.create_task(broker.listen(fanout.notify)),
+            asyncio.create_task(relay.run()),
+        ]
         if settings.score_expiry_interval_seconds > 0:
             interval = settings.score_expiry_interval_seconds
             jobs.append(asyncio.create_task(expiry_loop(db, db.uow, interval)))
@@ -77,9 +91,12 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Sta
         yield
         for job in jobs:
             job.cancel()
+        for job in jobs:
             with contextlib.suppress(asyncio.CancelledError):
                 await job
         await sender.close()
+        await fanout.stop()
+        await broker.close()
         await db.dispose()
 
     app = Starlette(
@@ -93,6 +110,8 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Sta
     )
     app.state.db = db
     app.state.keys = keys
+    app.state.relay = relay
+    app.state.fanout = fanout
     app.state.settings = settings
     return app
 

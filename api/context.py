@@ -11,6 +11,7 @@ import strawberry
 from strawberry.dataloader import DataLoader
 
 from api.errors import forbidden
+from api.fanout import FanOut
 from domain.auth import Principal
 from domain.model import Account, Contact, Lead
 from domain.ports import ReadAccess, Repositories, UnitOfWorkFactory
@@ -29,6 +30,7 @@ class Services:
     uow: UnitOfWorkFactory
     reads: ReadAccess
     max_page_size: int = 500
+    events: FanOut | None = None  # this process's fan-out of lead events to subscriptions
     # One per app: it groups the interactions of concurrent calls into shared transactions.
     recorder: InteractionRecorder = field(init=False)
 

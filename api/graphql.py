@@ -22,6 +22,7 @@ from strawberry.tools import merge_types
 
 from api import types as gql
 from api.errors import should_mask
+from api.events import EventQuery, Subscription
 from api.execution import FastLeafExecutionContext
 from api.qualification import QualificationModelType, QualificationMutation, QualificationQuery
 from api.resolvers import Mutation, Query
@@ -81,12 +82,14 @@ def build_schema(settings: Settings | None = None) -> strawberry.Schema:
         extensions.append(DisableIntrospection)
     return strawberry.Schema(
         query=merge_types(
-            "Query", (Query, ScoringQuery, QualificationQuery, SalesQuery, WebhookQuery)
+            "Query",
+            (Query, ScoringQuery, QualificationQuery, SalesQuery, EventQuery, WebhookQuery),
         ),
         mutation=merge_types(
             "Mutation",
             (Mutation, ScoringMutation, QualificationMutation, SalesMutation, WebhookMutation),
         ),
+        subscription=Subscription,
         types=[
             gql.AccountType,
             gql.ContactType,

@@ -15,12 +15,23 @@ from strawberry.asgi import GraphQL
 from strawberry.exceptions import MissingQueryError
 from strawberry.http import process_result
 from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOperationTypeError
+from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
+from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
+    BaseGraphQLTransportWSHandler,
+)
+from strawberry.subscriptions.protocols.graphql_transport_ws.types import ConnectionInitMessage
 from strawberry.types import ExecutionResult
 from strawberry.types.graphql import OperationType
 
 from api.context import Context, Services
 from domain.auth import Principal
 from domain.ports import Authenticator
+from domain.roles import Role
+
+# A WebSocket's context exists before its connection_init says who is calling. The handler
+# below runs no operation before acknowledging the connection, and acknowledges only after it
+# has put the authenticated caller in place of this one.
+_NOT_YET_AUTHENTICATED = Principal(key_id=0, name="(not authenticated)", role=Role.VIEWER)
 
 
 def unauthenticated(message: str) -> JSONResponse:
@@ -109,10 +120,31 @@ def _replay(body: bytes, receive: Receive) -> Receive:
     return replay
 
 
+class AuthenticatingTransportWS(BaseGraphQLTransportWSHandler[Context, None]):
+    """graphql-transport-ws with the API key in connection_init: no or bad key → close 4401."""
+
+    async def handle_connection_init(self, message: ConnectionInitMessage) -> None:
+        payload = message.get("payload")
+        header = payload.get("authorization") if isinstance(payload, dict) else None
+        token = bearer_token(header if isinstance(header, str) else None)
+        view: GraphQLEndpoint = self.view  # type: ignore[assignment]
+        principal = await view.keys.authenticate(token) if token is not None else None
+        if principal is None:
+            if self.connection_init_timeout_task:
+                self.connection_init_timeout_task.cancel()
+            await self.websocket.close(code=4401, reason="Unauthorized: unknown or missing key")
+            return
+        self.context.principal = principal
+        await super().handle_connection_init(message)
+
+
 class GraphQLEndpoint(GraphQL[Context, None]):
     """Strawberry's ASGI view, with API-key authentication in front of it."""
 
+    graphql_transport_ws_handler_class = AuthenticatingTransportWS
+
     def __init__(self, schema: Any, services: Services, keys: Authenticator, **kwargs: Any) -> None:
+        kwargs.setdefault("subscription_protocols", (GRAPHQL_TRANSPORT_WS_PROTOCOL,))
         super().__init__(schema, **kwargs)
         self.services = services
         self.keys = keys
@@ -193,6 +225,8 @@ class GraphQLEndpoint(GraphQL[Context, None]):
     async def get_context(
         self, request: Request | WebSocket, response: Response | WebSocket
     ) -> Context:
+        if isinstance(request, WebSocket):
+            return Context(_NOT_YET_AUTHENTICATED, self.services)
         principal: Principal = request.scope["state"]["principal"]
 
         async def raw_variables() -> dict[str, Any]:

@@ -27,6 +27,8 @@ class Settings(BaseSettings):
     api_key_cache_seconds: float = Field(5.0, ge=0)
     score_expiry_interval_seconds: float = Field(30.0, ge=0)
     webhook_interval_seconds: float = Field(2.0, ge=0)
+    # How often each process positions leftover events and polls the event table's head.
+    event_relay_interval_seconds: float = Field(1.0, gt=0)
 
     @property
     def production(self) -> bool:

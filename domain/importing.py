@@ -23,7 +23,7 @@ from domain.matching import match_key, match_values, strategies_for
 from domain.model import Account, Contact, Lead, LeadSource, MatchEntity, MatchingStrategy, utcnow
 from domain.ports import UnitOfWork
 from domain.scoring_services import score_new_leads
-from domain.services import canonical_field
+from domain.services import canonical_field, record_created
 
 MAX_CSV_BYTES = 20 * 1024 * 1024
 ROWS_PER_CHUNK = 1000
@@ -380,6 +380,7 @@ async def _import_leads(uow: UnitOfWork, parsed: Parsed, result: ImportResult) -
         else:
             result.skipped += 1
     await uow.leads.add_many(new)
+    await record_created(uow, new)
     await score_new_leads(uow, [lead.id for lead in new if lead.scorable])
     await uow.leads.save_many(list(changed.values()))
 

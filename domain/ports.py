@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import datetime
@@ -10,6 +10,7 @@ from types import TracebackType
 from typing import Any, Protocol
 
 from domain.auth import Principal
+from domain.events import LeadEvent
 from domain.lifecycle import ModelStatus
 from domain.model import (
     Account,
@@ -315,8 +316,46 @@ class LeadEventRepository(Protocol):
     async def add_many(
         self, events: Sequence[tuple[int, str, Mapping[str, Any]]], now: datetime
     ) -> None:
-        """Record (lead id, type, payload) events, in this order."""
+        """Store (lead id, type, payload) events in one statement."""
         ...
+
+    async def after(
+        self,
+        position: int,
+        limit: int,
+        types: Sequence[str] | None = None,
+        lead_id: int | None = None,
+        until: int | None = None,
+    ) -> list[LeadEvent]:
+        """Positioned events after `position` (up to `until`), in position order."""
+        ...
+
+    async def max_position(self) -> int:
+        """The highest position given so far (0 when none)."""
+        ...
+
+    async def count(self, types: Sequence[str] | None, lead_id: int | None) -> int: ...
+
+
+# ---------------------------------------------------------------- delivery
+
+
+class EventBroker(Protocol):
+    """Carries "events were positioned up to p" notices between server processes.
+
+    Notices may be lost (Redis pub/sub is at most once): they only say *when* to read; what to
+    deliver is always read from the event table by position.
+    """
+
+    async def publish(self, position: int) -> None:
+        """Announce that events up to `position` can be read; raise if the broker is down."""
+        ...
+
+    async def listen(self, on_position: Callable[[int], Awaitable[None]]) -> None:
+        """Call `on_position` for every notice until cancelled, reconnecting by itself."""
+        ...
+
+    async def close(self) -> None: ...
 
 
 # ---------------------------------------------------------------- qualification
@@ -362,6 +401,7 @@ class StoredEvent:
     type: str
     occurred_at: datetime
     payload: Mapping[str, Any]
+    position: int | None = None  # its place in commit order, once the relay gave it one
 
 
 class WebhookRepository(Protocol):

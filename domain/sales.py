@@ -88,7 +88,7 @@ def move_to(lead: Lead, stage: LeadStage, *, forward_only: bool) -> Change | Non
 
 
 def first_scored(lead: Lead) -> Change | None:
-    """A lead's first score moves it from inquiry to automated marketing qualification."""
+    """A lead's first points move it from inquiry to automated marketing qualification."""
     if lead.stage is not LeadStage.INQUIRY or lead.state is not LeadState.OPEN:
         return None
     return move_to(lead, LeadStage.AUTOMATED_MARKETING_QUALIFICATION, forward_only=True)

@@ -528,9 +528,11 @@ async def _score(
                 events.append(
                     (lead.id, "SALES_READY", {"scoringModelId": model.id, "score": result.score})
                 )
-        # The process follows: a first score starts automated marketing qualification, and a
-        # sales-ready lead goes to sales acceptance.
-        for change in (sales.first_scored(lead), sales.follow_checkboxes(lead)):
+        # The process follows: a first score (points from any LIVE model) starts automated
+        # marketing qualification, and a sales-ready lead goes to sales acceptance.
+        scored = any(score != 0 for score in lead_scores[lead.id].values())
+        first = sales.first_scored(lead) if scored else None
+        for change in (first, sales.follow_checkboxes(lead)):
             if change is not None:
                 events.append((lead.id, change.type, change.payload))
                 if lead not in ready:

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from domain.errors import Conflict, DomainError, Duplicate, Invalid, NotFound, ValidationErrors
+from domain.events import LeadEventType, lead_snapshot
 from domain.fields import (
     ACCOUNT_FIELDS,
     CONTACT_FIELDS,
@@ -181,6 +182,15 @@ async def _lead_links(uow: UnitOfWork, values: Mapping[str, Any], lead: Lead) ->
         lead.account_id = values["accountId"]
 
 
+async def record_created(uow: UnitOfWork, leads: Sequence[Lead]) -> None:
+    """Record a CREATED event per new lead, in the transaction that creates them."""
+    if leads:
+        created = LeadEventType.CREATED.value
+        await uow.events.add_many(
+            [(lead.id, created, lead_snapshot(lead)) for lead in leads], utcnow()
+        )
+
+
 async def create_lead(uow: UnitOfWork, values: Mapping[str, Any]) -> Lead:
     """Create a lead, optionally linked to a contact and/or account."""
     attrs, errors = _collect(LEAD_FIELDS, values, "input")
@@ -194,6 +204,7 @@ async def create_lead(uow: UnitOfWork, values: Mapping[str, Any]) -> Lead:
         lead.source = values["source"]
     await _lead_links(uow, values, lead)
     lead = await uow.leads.add(lead)
+    await record_created(uow, [lead])
     await rescore_leads(uow, [lead.id])
     return lead
 
@@ -369,6 +380,7 @@ async def submit_form(uow: UnitOfWork, cmd: FormSubmission) -> CaptureResult:
                 )
             )
             lead_created = True
+            await record_created(uow, [lead])
         else:
             changed = fill_empty(lead, LEAD_FIELDS, lead_values)
             changed = merge_attributes(lead, custom) or changed

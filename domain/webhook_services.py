@@ -63,7 +63,7 @@ async def enqueue(uow: UnitOfWork, now: datetime, batch: int = 500) -> int:
             if webhook.wants(e.type)
         ]
         await uow.webhooks.add_deliveries(deliveries)
-        webhook.cursor = events[-1].id
+        webhook.cursor = events[-1].position or webhook.cursor
         await uow.webhooks.save(webhook)
         queued += len(deliveries)
     return queued

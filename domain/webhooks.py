@@ -54,7 +54,7 @@ class Webhook:
     secret: str
     event_types: list[str] = field(default_factory=list)  # empty: every type
     active: bool = True
-    cursor: int = 0  # the last event considered for this webhook
+    cursor: int = 0  # the position of the last event considered for this webhook
     id: int = 0
     created_at: datetime = field(default_factory=utcnow)
     updated_at: datetime = field(default_factory=utcnow)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from types import TracebackType
 from typing import Any
@@ -23,6 +23,7 @@ from persistence.repositories import (
 )
 from persistence.sales_repo import OpportunityRepository
 from persistence.scoring_repo import (
+    EVENTS_WRITTEN,
     InteractionRepository,
     LeadEventRepository,
     LeadScoreRepository,
@@ -70,6 +71,7 @@ class SqlUnitOfWork(Repositories):
         try:
             self._conn_cm = self._db.write_engine.connect()
             conn = await self._conn_cm.__aenter__()
+            conn.info[EVENTS_WRITTEN] = False  # info outlives the checkout: reset it
             await conn.begin()
         except BaseException:
             if self._db.is_sqlite:
@@ -95,6 +97,10 @@ class SqlUnitOfWork(Repositories):
     async def commit(self) -> None:
         await self.conn.commit()
         self._committed = True
+        if self.conn.info.get(EVENTS_WRITTEN):
+            self.conn.info[EVENTS_WRITTEN] = False
+            for hook in self._db.events_committed:
+                hook()
 
     async def lock(self, key: str) -> None:
         # SQLite already serialises writers (BEGIN IMMEDIATE); PostgreSQL needs a lock per key.
@@ -124,6 +130,8 @@ class Database:
         self.url = url
         self.is_sqlite = make_url(url).get_backend_name() == "sqlite"
         self.write_lock = asyncio.Lock()
+        # Called (synchronously, so keep them cheap) after a transaction that wrote events commits.
+        self.events_committed: list[Callable[[], None]] = []
         if self.is_sqlite:
             self.write_engine = self._sqlite_engine(url, busy_timeout_ms, "BEGIN IMMEDIATE", 1)
             self.read_engine = self._sqlite_engine(url, busy_timeout_ms, None, pool_size)

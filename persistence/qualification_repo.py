@@ -38,6 +38,7 @@ from domain.qualification import (
 )
 from persistence import tables as t
 from persistence.listing import Criterion, Listing
+from persistence.scoring_repo import EVENTS_WRITTEN
 
 _CHUNK = 500  # lead ids per IN (...) list
 
@@ -227,6 +228,7 @@ class QualificationModelRepository:
             count = select(func.count()).select_from(t.leads).where(base, _changes(model))
             changed += int(await conn.scalar(count) or 0)
             # Events first: they record the leads' values before the marks.
+            conn.info[EVENTS_WRITTEN] = True  # the relay publishes them after commit
             for type_, needed, _, payload in marks:
                 events = select(_l.id, literal(type_), at, payload).where(base, needed)
                 await conn.execute(

@@ -30,6 +30,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import Engine, Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from domain.events import LeadEvent
 from domain.lifecycle import ModelStatus
 from domain.model import Feature, LeadState
 from domain.pagination import Page, PageRequest
@@ -596,6 +597,7 @@ class LeadScoreRepository:
 
     async def _record_set_events(self, model: ScoringModel, now: datetime) -> None:
         conn = self.conn
+        conn.info[EVENTS_WRITTEN] = True
         n, old, lead = NEW_SCORES.c, self.table.alias("old"), t.leads
         pg = conn.dialect.name == "postgresql"
         obj = func.jsonb_build_object if pg else func.json_object
@@ -632,6 +634,28 @@ class LeadScoreRepository:
 
 # ---------------------------------------------------------------- lead events
 
+# Set on a connection's info when a transaction writes events: the unit of work then wakes the
+# relay after commit (persistence/relay.py).
+EVENTS_WRITTEN = "leadflow.events_written"
+
+# Starts with UPDATE (not WITH): Python's sqlite3 reports no rowcount for a WITH statement.
+_POSITION = text(
+    """
+    UPDATE lead_events SET position = todo.pos
+    FROM (
+        SELECT id,
+               (SELECT coalesce(max(position), 0) FROM lead_events)
+               + row_number() OVER (ORDER BY id) AS pos
+        FROM lead_events WHERE position IS NULL ORDER BY id LIMIT :limit
+    ) AS todo
+    WHERE lead_events.id = todo.id
+    """
+)
+
+
+def _event(r: Row[Any]) -> LeadEvent:
+    return LeadEvent(r.position, r.id, r.lead_id, r.type, r.occurred_at, r.payload)
+
 
 class LeadEventRepository:
     def __init__(self, conn: AsyncConnection) -> None:
@@ -642,19 +666,65 @@ class LeadEventRepository:
         stmt = insert(self.table).values(
             lead_id=lead_id, type=type_, occurred_at=now, payload=dict(payload)
         )
+        self.conn.info[EVENTS_WRITTEN] = True
         return int(await self.conn.scalar(stmt.returning(self.table.c.id)))
 
     async def add_many(
         self, events: Sequence[tuple[int, str, Mapping[str, Any]]], now: datetime
     ) -> None:
         """Record (lead, type, payload) events in this order."""
-        if events:
-            rows = [
-                {"lead_id": lead_id, "type": type_, "occurred_at": now, "payload": dict(payload)}
-                for lead_id, type_, payload in events
-            ]
-            await self.conn.execute(insert(self.table), rows)
+        if not events:
+            return
+        rows = [
+            {"lead_id": lead_id, "type": type_, "occurred_at": now, "payload": dict(payload)}
+            for lead_id, type_, payload in events
+        ]
+        self.conn.info[EVENTS_WRITTEN] = True
+        await self.conn.execute(insert(self.table), rows)
 
     async def for_lead(self, lead_id: int) -> list[tuple[int, str, dict[str, Any]]]:
         stmt = select(self.table).where(self.table.c.lead_id == lead_id).order_by(self.table.c.id)
         return [(r.id, r.type, r.payload) for r in (await self.conn.execute(stmt)).all()]
+
+    def _where(self, types: Sequence[str] | None, lead_id: int | None) -> list[Any]:
+        c = self.table.c
+        where: list[Any] = [c.position.is_not(None)]
+        if types is not None:
+            where.append(c.type.in_(list(types)))
+        if lead_id is not None:
+            where.append(c.lead_id == lead_id)
+        return where
+
+    async def after(
+        self,
+        position: int,
+        limit: int,
+        types: Sequence[str] | None = None,
+        lead_id: int | None = None,
+        until: int | None = None,
+    ) -> list[LeadEvent]:
+        c = self.table.c
+        where = [*self._where(types, lead_id), c.position > position]
+        if until is not None:
+            where.append(c.position <= until)
+        stmt = select(self.table).where(*where).order_by(c.position).limit(limit)
+        return [_event(r) for r in (await self.conn.execute(stmt)).all()]
+
+    async def max_position(self) -> int:
+        return int(await self.conn.scalar(select(func.max(self.table.c.position))) or 0)
+
+    async def count(self, types: Sequence[str] | None, lead_id: int | None) -> int:
+        stmt = select(func.count()).select_from(self.table).where(*self._where(types, lead_id))
+        return int(await self.conn.scalar(stmt) or 0)
+
+    async def has_unpositioned(self) -> bool:
+        stmt = select(self.table.c.id).where(self.table.c.position.is_(None)).limit(1)
+        return (await self.conn.scalar(stmt)) is not None
+
+    async def assign_positions(self, limit: int) -> int:
+        """Give the oldest `limit` unpositioned events the next positions, in id order.
+
+        The caller holds the positioning lock (see persistence/relay.py); returns how many.
+        """
+        result = await self.conn.execute(_POSITION, {"limit": limit})
+        return int(result.rowcount or 0)

@@ -18,6 +18,7 @@ from sqlalchemy import (
     String,
     TypeDecorator,
     false,
+    text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Dialect
@@ -344,7 +345,18 @@ class OpportunityRow(SQLModel, table=True):
 
 class LeadEventRow(SQLModel, table=True):
     __tablename__ = "lead_events"
-    __table_args__ = (Index("ix_lead_events_lead", "lead_id", "id"),)
+    __table_args__ = (
+        Index("ix_lead_events_lead", "lead_id", "id"),
+        # Readers page by position; unique, so two relays can never hand out one position.
+        Index("ux_lead_events_position", "position", unique=True),
+        # The relay's "what is still unpositioned" scan stays small however big the table.
+        Index(
+            "ix_lead_events_unpositioned",
+            "id",
+            postgresql_where=text("position IS NULL"),
+            sqlite_where=text("position IS NULL"),
+        ),
+    )
     id: int | None = Field(default=None, sa_column=Column(IdType, primary_key=True))
     lead_id: int = Field(
         sa_column=Column(BigInteger, ForeignKey("leads.id", ondelete="CASCADE"), nullable=False)
@@ -352,6 +364,8 @@ class LeadEventRow(SQLModel, table=True):
     type: str = Field(sa_column=Column(String(32), nullable=False))
     occurred_at: datetime = _ts()
     payload: dict[str, Any] = _json()
+    # Commit order, given after commit by the relay (persistence/relay.py); NULL until then.
+    position: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
 
 
 interactions = InteractionRow.__table__  # type: ignore[attr-defined]

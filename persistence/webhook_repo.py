@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, delete, insert, select, update
+from sqlalchemy import bindparam, delete, func, insert, select, update
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -48,7 +48,7 @@ def to_delivery(r: Row[Any]) -> Delivery:
 
 
 def _event(r: Row[Any]) -> StoredEvent:
-    return StoredEvent(r.id, r.lead_id, r.type, r.occurred_at, dict(r.payload))
+    return StoredEvent(r.id, r.lead_id, r.type, r.occurred_at, dict(r.payload), r.position)
 
 
 _WEBHOOKS = Listing[None, Webhook](t.webhooks, {}, to_webhook)
@@ -137,14 +137,23 @@ class WebhookRepository:
         return await _WEBHOOKS.count(self.conn, None)
 
     async def last_event(self) -> int:
-        """The newest event there is (a new webhook starts after it)."""
+        """The highest event position so far: a new webhook starts after it."""
         e = t.lead_events.c
-        return int(await self.conn.scalar(select(e.id).order_by(e.id.desc()).limit(1)) or 0)
+        return int(await self.conn.scalar(select(func.max(e.position))) or 0)
 
     async def events_after(self, cursor: int, limit: int) -> list[StoredEvent]:
-        """Stored lead events after `cursor`, oldest first."""
+        """Positioned lead events after position `cursor`, in commit order.
+
+        By position, not id: ids are not committed in order on PostgreSQL, positions are (see
+        persistence/relay.py), so paging by position never skips an event.
+        """
         e = t.lead_events.c
-        stmt = select(t.lead_events).where(e.id > cursor).order_by(e.id).limit(limit)
+        stmt = (
+            select(t.lead_events)
+            .where(e.position.is_not(None), e.position > cursor)
+            .order_by(e.position)
+            .limit(limit)
+        )
         return [_event(r) for r in (await self.conn.execute(stmt)).all()]
 
     async def events(self, ids: Sequence[int]) -> dict[int, StoredEvent]:

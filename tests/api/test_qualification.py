@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from domain.roles import Role
@@ -276,3 +277,24 @@ async def test_stopped_models_qualify_nothing_new(api: Api) -> None:
     cy = await api("query($id: ID!) { lead(id: $id) { contact { id } } }", {"id": w["cy"]})
     await visits(api, cy["lead"]["contact"]["id"], 8)
     assert (await lead_state(api, w["cy"]))["statusReason"] == "NEW"
+
+
+async def test_qualification_events_name_their_model(api: Api) -> None:
+    w = await scored_world(api)
+    created = await q_create(api, definition([(w["engagement"], 50)], sr=True))
+    model_id = created["qualificationModel"]["id"]
+    await q_op(api, Q_PUBLISH, model_id)
+    query = "query($l: ID!) { leadEvents(leadId: $l, types: [MARKETING_QUALIFIED, SALES_READY]) { edges { node { type statusReason previousStatusReason salesReady qualificationModel { id name } } } } }"
+    for _ in range(250):  # events are listed once the relay has positioned them
+        edges = (await api(query, {"l": w["ada"]}))["leadEvents"]["edges"]
+        if len(edges) == 2:
+            break
+        await asyncio.sleep(0.02)
+    nodes = [e["node"] for e in edges]
+    assert [n["type"] for n in nodes] == ["MARKETING_QUALIFIED", "SALES_READY"]
+    assert all(n["qualificationModel"] == {"id": model_id, "name": "MQL"} for n in nodes)
+    assert (nodes[0]["statusReason"], nodes[0]["previousStatusReason"]) == (
+        "MARKETING_QUALIFIED",
+        "NEW",
+    )
+    assert nodes[1]["salesReady"] is True

@@ -21,7 +21,9 @@ from domain import webhook_services as ws
 from domain.model import utcnow
 from domain.roles import Role
 from domain.webhooks import MAX_ATTEMPTS, backoff, signature, verify
+from persistence.brokers import MemoryBroker
 from persistence.database import Database
+from persistence.relay import Relay
 from tests.conftest import Api
 
 ERRORS = "userErrors { code field message }"
@@ -75,6 +77,8 @@ async def add_event(db: Database, lead_gid: str, type_: str) -> None:
     async with db.uow() as uow:
         await uow.events.add(from_global_id(lead_gid)[1], type_, {"note": type_}, utcnow())
         await uow.commit()
+    # What the server's relay does after such a commit: give the event its position.
+    await Relay(db, MemoryBroker()).position()
 
 
 def test_signatures() -> None:

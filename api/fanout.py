@@ -1,0 +1,178 @@
+"""One process's fan-out of lead events to its GraphQL subscriptions.
+
+The process holds one broker subscription; every notice ("events are positioned up to p")
+reaches `FanOut.notify`. One reader task then reads the new events from the table once and
+pushes them into each subscriber's bounded buffer, so a thousand subscriptions cost one read
+per batch, not a thousand. Pushing never waits: a subscriber whose buffer is full has it
+dropped and re-reads from the table by its cursor when it next runs, so a slow subscriber never
+holds up the others and never loses an event.
+
+Subscribers never depend on notices for completeness: with `after` they read the backlog from
+the table, and positions are dense, so a hole between a subscriber's cursor and the next
+buffered event (a dropped buffer, a lost notice) sends it back to the table. Every read opens
+and closes its own connection; nothing holds a database session between reads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import deque
+from collections.abc import AsyncIterator, Collection
+
+from domain.events import LeadEvent
+from domain.ports import ReadAccess
+
+log = logging.getLogger("leadflow.events")
+
+
+class Subscriber:
+    """A bounded buffer of events pushed by the fan-out, and a flag for "buffer dropped"."""
+
+    __slots__ = ("_ready", "events", "limit", "overflowed")
+
+    def __init__(self, limit: int) -> None:
+        self.events: deque[LeadEvent] = deque()
+        self.limit = limit
+        self.overflowed = False
+        self._ready = asyncio.Event()
+
+    def push(self, batch: list[LeadEvent]) -> None:
+        if not self.overflowed:
+            if len(self.events) + len(batch) > self.limit:
+                self.events.clear()  # too slow: it re-reads from the table instead
+                self.overflowed = True
+            else:
+                self.events.extend(batch)
+        self._ready.set()
+
+    def take(self) -> tuple[list[LeadEvent], bool]:
+        """The buffered events, and whether some were dropped since the last take."""
+        batch, lost = list(self.events), self.overflowed
+        self.events.clear()
+        self.overflowed = False
+        self._ready.clear()
+        return batch, lost
+
+    async def wait(self) -> None:
+        await self._ready.wait()
+
+
+class FanOut:
+    def __init__(
+        self, reads: ReadAccess, *, batch: int = 500, buffer: int = 1000, page: int = 100
+    ) -> None:
+        self.reads = reads
+        self.batch = batch
+        self.buffer = buffer
+        self.page = page
+        self.head = 0  # every event up to here has been pushed to the subscribers of that time
+        self._target = 0
+        self._subscribers: set[Subscriber] = set()
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        async with self.reads.read() as r:
+            self.head = self._target = await r.events.max_position()
+        self._task = asyncio.create_task(self._run())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    @property
+    def subscribers(self) -> int:
+        return len(self._subscribers)
+
+    async def notify(self, position: int) -> None:
+        """Events are positioned up to `position` (from the broker or the relay's poll)."""
+        if position > self.head:
+            self._target = max(self._target, position)
+            self._wake.set()
+
+    def subscribe(self) -> Subscriber:
+        subscriber = Subscriber(self.buffer)
+        self._subscribers.add(subscriber)
+        return subscriber
+
+    def unsubscribe(self, subscriber: Subscriber) -> None:
+        self._subscribers.discard(subscriber)
+
+    async def _run(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            try:
+                await self._catch_up()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("fan-out read failed; retrying")
+                await asyncio.sleep(0.5)
+                self._wake.set()
+
+    async def _catch_up(self) -> None:
+        while self.head < self._target:
+            if not self._subscribers:
+                self.head = self._target  # nobody to tell; new subscribers start from here
+                return
+            async with self.reads.read() as r:
+                batch = await r.events.after(self.head, self.batch, until=self._target)
+            if not batch:
+                return  # not visible to this connection yet: the next notice retries
+            self.head = batch[-1].position
+            for subscriber in list(self._subscribers):
+                subscriber.push(batch)
+
+    async def _read(
+        self, cursor: int, types: Collection[str] | None
+    ) -> tuple[list[LeadEvent], int, bool]:
+        """Events after `cursor` from the table: (events, new cursor, whether more remain)."""
+        async with self.reads.read() as r:
+            # Positions commit in order, so everything up to `top` is visible to the next read.
+            top = await r.events.max_position()
+            rows = await r.events.after(
+                cursor, self.page, list(types) if types is not None else None, until=top
+            )
+        if len(rows) == self.page:
+            return rows, rows[-1].position, True
+        return rows, max(cursor, top), False
+
+    async def follow(
+        self, after: int | None, types: Collection[str] | None = None
+    ) -> AsyncIterator[LeadEvent]:
+        """Events after position `after` (or from now), in order, then live; until closed.
+
+        The buffer is registered before the backlog is read, so nothing committed in between
+        is missed; events seen twice (in the backlog and in the buffer) are skipped by position.
+        """
+        subscriber = self.subscribe()
+        try:
+            cursor = self.head if after is None else after
+            from_table = after is not None
+            while True:
+                while from_table:
+                    rows, cursor, from_table = await self._read(cursor, types)
+                    for event in rows:
+                        yield event
+                batch, lost = subscriber.take()
+                if lost:
+                    from_table = True
+                    continue
+                for event in batch:
+                    if event.position <= cursor:
+                        continue  # delivered from the table already
+                    if event.position != cursor + 1:
+                        from_table = True  # a hole: the table has what is missing
+                        break
+                    cursor = event.position
+                    if types is None or event.type in types:
+                        yield event
+                if not from_table:
+                    await subscriber.wait()
+        finally:
+            self.unsubscribe(subscriber)

@@ -1,0 +1,118 @@
+"""The outbox relay: gives committed events their positions and announces them.
+
+Why positions, and why like this
+--------------------------------
+Event ids come from a sequence, and on PostgreSQL sequence values are handed out at insert
+time, not at commit: transaction A may take id 10, transaction B id 11, and B commit first. A
+reader that has seen 11 and then asks for "ids after 11" never sees 10. So readers never page by
+id. Instead, after commit, the relay gives every event still without a position the next
+positions, in id order, in one short transaction that holds a lock only one relay can hold
+(PostgreSQL: `pg_advisory_xact_lock`; SQLite: writers are serialised by the database anyway).
+The relay reads `max(position)` after taking the lock, and the lock is held until its commit, so:
+
+* positions are dense (1, 2, 3 …) and every batch commits after the one before it, hence
+* once a reader sees position p, no event with a position below p can appear later;
+  "positioned events after p, in position order" is complete and gap-free at any moment.
+
+Readers (the `leadEvents` query, subscriptions, the fan-out) only ever see positioned events.
+An event becomes visible one relay run after its commit: the unit of work wakes the relay at
+once after a commit that wrote events, and a periodic run catches up with events committed by
+other processes, or left unpositioned by a crash. An event's position is its commit order as the
+relay observed it, which is the order in which any reader can learn about it.
+
+After positioning, the relay publishes the new head position on the broker; every process also
+reads the head itself on each run and hands it to its local fan-out, so a broker outage delays
+delivery by at most one interval and never loses anything.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+
+from domain.ports import EventBroker
+from persistence.database import Database
+
+log = logging.getLogger("leadflow.events")
+
+POSITION_LOCK = "lead_events:position"
+
+
+class Relay:
+    def __init__(
+        self,
+        db: Database,
+        broker: EventBroker,
+        on_head: Callable[[int], Awaitable[None]] | None = None,
+        *,
+        interval: float = 1.0,
+        batch: int = 5000,
+    ) -> None:
+        self.db = db
+        self.broker = broker
+        self.on_head = on_head
+        self.interval = interval
+        self.batch = batch
+        self._wake = asyncio.Event()
+        self._unannounced: int | None = None
+        self._broker_down = False
+
+    def wake(self) -> None:
+        """Ask for a run now (called after a commit that wrote events)."""
+        self._wake.set()
+
+    async def position(self) -> int:
+        """Position every unpositioned event, one batch per transaction; how many."""
+        total = 0
+        while True:
+            async with self.db.uow() as uow:
+                await uow.lock(POSITION_LOCK)
+                done = await uow.events.assign_positions(self.batch)
+                await uow.commit()
+            total += done
+            if done < self.batch:
+                return total
+
+    async def run_once(self, *, check_first: bool = True) -> int:
+        """Position what is pending, announce the new head; returns the head position."""
+        pending = True
+        if check_first:
+            async with self.db.read() as r:
+                pending = await r.events.has_unpositioned()
+        positioned = await self.position() if pending else 0
+        async with self.db.read() as r:
+            head = await r.events.max_position()
+        if positioned:
+            self._unannounced = head
+        if self._unannounced is not None:
+            try:
+                await self.broker.publish(self._unannounced)
+                self._unannounced = None
+                if self._broker_down:
+                    log.info("event broker is back")
+                self._broker_down = False
+            except Exception as e:  # broker down: the table stays the source of truth
+                if not self._broker_down:
+                    log.warning("event broker unavailable (%s); subscribers poll the table", e)
+                self._broker_down = True
+        if self.on_head is not None:
+            await self.on_head(head)
+        return head
+
+    async def run(self) -> None:
+        """Run on every wake-up and at least every `interval` seconds, until cancelled."""
+        while True:
+            woken = False
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.interval)
+                woken = True
+            self._wake.clear()
+            try:
+                await self.run_once(check_first=not woken)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("event relay run failed; retrying")
+                await asyncio.sleep(self.interval)
