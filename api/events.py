@@ -36,6 +36,8 @@ def _ev(obj: Any) -> LeadEvent:
 
 
 async def _lead(info: Info, event: LeadEvent) -> Lead:
+    if event.lead is not None:  # read once by the fan-out for all its subscribers
+        return event.lead
     lead = await info.context.loaders.lead.load(event.lead_id)
     if lead is None:  # events go with their lead (ON DELETE CASCADE)
         raise RuntimeError(f"lead {event.lead_id} of event {event.id} is gone")

@@ -20,6 +20,7 @@ import contextlib
 import logging
 from collections import deque
 from collections.abc import AsyncIterator, Collection
+from dataclasses import replace
 
 from domain.events import LeadEvent
 from domain.ports import ReadAccess
@@ -122,8 +123,11 @@ class FanOut:
                 return
             async with self.reads.read() as r:
                 batch = await r.events.after(self.head, self.batch, until=self._target)
-            if not batch:
-                return  # not visible to this connection yet: the next notice retries
+                if not batch:
+                    return  # not visible to this connection yet: the next notice retries
+                # One read of the batch's leads for every subscriber, instead of one each.
+                leads = await r.leads.get_many(sorted({e.lead_id for e in batch}))
+            batch = [replace(e, lead=leads.get(e.lead_id)) for e in batch]
             self.head = batch[-1].position
             for subscriber in list(self._subscribers):
                 subscriber.push(batch)

@@ -13,7 +13,7 @@ import base64
 import binascii
 import enum
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -51,6 +51,8 @@ class LeadEvent:
     type: str
     occurred_at: datetime
     payload: Mapping[str, Any]
+    # The lead as read once for everyone the event is fanned out to (not stored with it).
+    lead: Lead | None = field(default=None, compare=False)
 
 
 def lead_snapshot(lead: Lead, **extra: Any) -> dict[str, Any]:

@@ -20,6 +20,7 @@ class FakeTable:
     def __init__(self) -> None:
         self.rows: list[LeadEvent] = []
         self.reads = 0
+        self.lead_reads = 0
 
     def add(self, n: int = 1, type_: str = "CREATED") -> list[LeadEvent]:
         new = []
@@ -57,8 +58,16 @@ class FakeReads:
 
     @asynccontextmanager
     async def _read(self) -> AsyncIterator[Any]:
+        table = self.table
+
+        class Leads:
+            async def get_many(self, ids: Sequence[int]) -> dict[int, Any]:
+                table.lead_reads += 1
+                return {i: f"lead {i}" for i in ids}
+
         class Repos:
             events = self.table
+            leads = Leads()
 
         yield Repos()
 
@@ -110,6 +119,7 @@ async def test_one_table_read_per_batch_whatever_the_number_of_subscribers() -> 
     await publish(fanout, table, 3)
     assert [await w for w in waiting] == [[1, 2, 3]] * 50
     assert table.reads - reads == 1
+    assert table.lead_reads == 1  # the events' leads too: once, for all 50
     await fanout.stop()
 
 
