@@ -277,7 +277,8 @@ async def measure(
     rate = 0.0 if args.capacity else args.rate
     started = time.perf_counter()
     committed = await drive(base, key, pairs, rate)
-    deadline = time.monotonic() + 60
+    # Generous: a slow fan-out must show as latency, not as missing deliveries.
+    deadline = time.monotonic() + max(60.0, args.subscribers * len(pairs) / 1000)
     want = len(pairs)
     while time.monotonic() < deadline and any(len(s.received) < want for s in subscribers):  # noqa: ASYNC110
         await asyncio.sleep(0.1)
