@@ -416,3 +416,54 @@ async def test_redis_restart_during_a_stream_loses_nothing(
             proc.terminate()
         for proc, _ in procs:
             proc.wait(10)
+
+
+async def test_workers_share_events_without_redis(
+    sqlite_template: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """`leadflow serve --workers 2` on SQLite: a change made through either worker reaches a
+    subscriber on the other, through the table (each worker polls its head)."""
+    path = tmp_path_factory.mktemp("workers") / "leadflow.db"
+    shutil.copy(sqlite_template, path)
+    db_url = f"sqlite+aiosqlite:///{path}"
+    db = Database(db_url)
+    admin = (await ApiKeyStore(db).create("workers admin", Role.ADMIN))[1]
+    viewer = (await ApiKeyStore(db).create("workers viewer", Role.VIEWER))[1]
+    await db.dispose()
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LEADFLOW_")}
+    env.update(
+        LEADFLOW_DATABASE_URL=db_url, LEADFLOW_ENV="test", LEADFLOW_API_KEY_CACHE_SECONDS="0"
+    )
+    cli = [sys.executable, "-c", "from api.cli import main; main()"]
+    proc = await asyncio.to_thread(
+        subprocess.Popen,
+        [*cli, "serve", "--workers", "2", "--port", str(port)],
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        async with asyncio.timeout(30), httpx.AsyncClient(timeout=1) as client:
+            while True:
+                try:
+                    if (await client.get(f"{url}/readyz")).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                assert proc.poll() is None, "server did not start"
+                await asyncio.sleep(0.2)
+        servers = Servers(url, url, admin, viewer)
+        start = await servers.head()
+        async with subscription(servers, after=start, types=["CREATED"]) as ws:
+            # Each mutation on a new connection: the two workers take turns accepting them.
+            leads = [await servers.lead(f"worker {i}") for i in range(8)]
+            got = await receive_for(ws, set(leads), len(leads))
+        assert [e["lead"]["id"] for e in got] == leads
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
