@@ -384,8 +384,9 @@ class LeadScoreRepository:
             compiler = ScoringCompiler(conn.dialect.name, now_us, account_mode)
             # OFFSET 0 keeps both planners from inlining `r`, which would evaluate each rule's
             # correlated subqueries once per reference in the outer expressions.
-            rules = compiler.scores_select(model, lead_ids).offset(0).subquery("r")
-            score, ready, breakdown, expiry = score_expressions(rules, model, pg)
+            stmt, shapes = compiler.scores_select(model, lead_ids)
+            rules = stmt.offset(0).subquery("r")
+            score, ready, breakdown, expiry = score_expressions(rules, model, shapes, pg)
             await conn.execute(
                 insert(NEW_SCORES).from_select(
                     ["lead_id", "score", "sales_ready", "breakdown", "next_expiry_us"],
