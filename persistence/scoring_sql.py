@@ -154,26 +154,26 @@ class ScoringCompiler:
             length = func.length(text)
             return and_(v.is_text, length >= n, func.substr(text, length - n + 1) == needle)
         if op in NUMBER_OPS:
+            # v.number is NULL unless the value is a number, so no separate kind test: a
+            # comparison with NULL is NULL, which compare() turns into false.
             num = v.number
             if op is Operator.BETWEEN:
                 low, high = expected
-                return and_(v.is_number, num >= float(low), num <= float(high))
+                return num.between(float(low), float(high))  # evaluates `num` once
             bound = float(expected)
-            cmp = {
+            return {
                 Operator.GT: num > bound,
                 Operator.GTE: num >= bound,
                 Operator.LT: num < bound,
                 Operator.LTE: num <= bound,
             }[op]
-            return and_(v.is_number, cmp)
         candidates = expected if op in LIST_OPS else [expected]
         if isinstance(candidates[0], str):
             hit = self.fold(v.text).in_(sorted({fold(c) for c in candidates}))
-            kind_ok = v.is_text
-        else:
-            hit = v.number.in_(sorted({float(c) for c in candidates}))
-            kind_ok = v.is_number
-        return and_(kind_ok, hit if op in (Operator.EQ, Operator.IN) else not_(hit))
+            return and_(v.is_text, hit if op in (Operator.EQ, Operator.IN) else not_(hit))
+        # As above: NULL for anything but a number, and NOT NULL is NULL too.
+        hit = v.number.in_(sorted({float(c) for c in candidates}))
+        return hit if op in (Operator.EQ, Operator.IN) else not_(hit)
 
     def attribute(self, cond: AttributeCondition) -> Expr:
         record = {
@@ -193,12 +193,13 @@ class ScoringCompiler:
     # ------------------------------------------------------------ interactions
     #
     # Interaction aggregates are computed in one GROUP BY over the interactions, once per
-    # subject (the lead's contact, or in account mode the account), each as an aggregate over a
-    # CASE: count(CASE WHEN matches THEN 1 END), max(...) for the newest match, min(...) for the
-    # oldest. The leads are joined to that result, so a publish reads the interactions once
-    # instead of once per condition and lead. Only the k-th newest match for k > 1 needs the
-    # matching interactions in order: a correlated subquery, run only for leads with at least
-    # k matches.
+    # subject (the lead's contact, or in account mode the account), each as a filtered
+    # aggregate: count(*) FILTER (WHERE matches), max(occurred_us) FILTER (...) for the newest
+    # match, min(...) for the oldest (FILTER is a little faster than a CASE inside the
+    # aggregate; SQLite and PostgreSQL both have it). The leads are LEFT JOINed to that result,
+    # so a publish reads the interactions once instead of once per condition and lead. Only
+    # the k-th newest match for k > 1 needs the matches in order: a correlated subquery, run
+    # only for leads with at least k matches.
 
     def _matches(self, i: Any, ic: InteractionCondition) -> Expr:
         """Whether interaction row `i` is one `ic` counts (the subject is matched by the join)."""
@@ -220,7 +221,7 @@ class ScoringCompiler:
 
     def count(self, ic: InteractionCondition) -> Expr:
         def build(i: Any) -> Expr:
-            return func.count(case((self._matches(i, ic), 1), else_=null()))
+            return func.count().filter(self._matches(i, ic))
 
         # No row in the grouped result: the subject has no interactions at all.
         return func.coalesce(self._grouped(("count", ic), build, Integer()), 0)
@@ -229,7 +230,7 @@ class ScoringCompiler:
         if k == 1:
 
             def build(i: Any) -> Expr:
-                return func.max(case((self._matches(i, ic), i.c.occurred_us), else_=null()))
+                return func.max(i.c.occurred_us).filter(self._matches(i, ic))
 
             return self._grouped(("newest", ic), build, BigInteger())
         self._ic_index += 1
@@ -257,7 +258,7 @@ class ScoringCompiler:
 
     def oldest(self, ic: InteractionCondition) -> Expr:
         def build(i: Any) -> Expr:
-            return func.min(case((self._matches(i, ic), i.c.occurred_us), else_=null()))
+            return func.min(i.c.occurred_us).filter(self._matches(i, ic))
 
         return self._grouped(("oldest", ic), build, BigInteger())
 
@@ -272,6 +273,9 @@ class ScoringCompiler:
             return not_(self.holds(condition.item))
         if isinstance(condition, AttributeCondition):
             return self.attribute(condition)
+        if condition.min_count == 1:
+            # The newest match is wanted for the flip time anyway: one aggregate, not two.
+            return self.kth_newest(condition, 1).is_not(None)
         return self.count(condition) >= condition.min_count
 
     def flip_time(self, rule: Rule) -> Expr | None:
