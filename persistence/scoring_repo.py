@@ -48,7 +48,7 @@ from domain.scoring import (
 from persistence import tables as t
 from persistence.repositories import _count, _page, upsert_insert
 from persistence.scoring_sql import ScoringCompiler, score_expressions
-from persistence.tables import JSONType
+from persistence.tables import IdType, JSONType
 
 # ---------------------------------------------------------------- interactions
 
@@ -295,7 +295,8 @@ _tmp_meta = MetaData()
 NEW_SCORES = Table(
     "lf_new_scores",
     _tmp_meta,
-    Column("lead_id", BigInteger, primary_key=True),
+    # INTEGER PRIMARY KEY on SQLite: the rowid itself, so no separate index to fill.
+    Column("lead_id", IdType, primary_key=True, autoincrement=False),
     Column("score", Float, nullable=False),
     Column("sales_ready", Boolean, nullable=False),
     Column("breakdown", JSONType, nullable=False),
@@ -380,20 +381,21 @@ class LeadScoreRepository:
         # Created in this transaction: a rollback removes it too.
         await conn.run_sync(lambda c: NEW_SCORES.drop(c, checkfirst=True))
         await conn.run_sync(lambda c: NEW_SCORES.create(c))
+        scored = 0
         for account_mode in (False, True):
             compiler = ScoringCompiler(conn.dialect.name, now_us, account_mode)
             # OFFSET 0 keeps both planners from inlining `r`, which would evaluate each rule's
-            # correlated subqueries once per reference in the outer expressions.
+            # conditions once per reference in the outer expressions.
             stmt, shapes = compiler.scores_select(model, lead_ids)
             rules = stmt.offset(0).subquery("r")
             score, ready, breakdown, expiry = score_expressions(rules, model, shapes, pg)
-            await conn.execute(
+            result = await conn.execute(
                 insert(NEW_SCORES).from_select(
                     ["lead_id", "score", "sales_ready", "breakdown", "next_expiry_us"],
                     select(rules.c.lead_id, score, ready, breakdown, expiry),
                 )
             )
-        scored = int(await conn.scalar(select(func.count()).select_from(NEW_SCORES)) or 0)
+            scored += result.rowcount
         await self._record_set_events(model, now)
         n = NEW_SCORES.c
         upsert = upsert_insert(conn)(self.table).from_select(
