@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from contextlib import suppress
 from dataclasses import replace
 from datetime import datetime
 from typing import Any
@@ -291,6 +292,9 @@ def to_stored(r: Row[Any]) -> StoredScore:
     )
 
 
+# SQLite page cache (KiB) while re-scoring every lead, instead of the default 2 MiB.
+PUBLISH_CACHE_KIB = 256 * 1024
+
 _tmp_meta = MetaData()
 NEW_SCORES = Table(
     "lf_new_scores",
@@ -372,6 +376,22 @@ class LeadScoreRepository:
         written (set-based too) by comparing them with the stored ones before they are replaced.
         Returns how many leads were scored.
         """
+        if lead_ids is not None or self.conn.dialect.name != "sqlite":
+            return await self._rescore_set(model, now, lead_ids)
+        # Every lead, on SQLite: a page cache big enough for lead_scores and its indexes saves
+        # reading the same pages again and again (a quarter of the upsert at 1,000,000 leads).
+        # Only for this work: SQLite fills the cache as it goes and shrinks it back afterwards.
+        before = int(await self.conn.scalar(text("PRAGMA cache_size")) or -2000)
+        await self.conn.execute(text(f"PRAGMA cache_size = {-PUBLISH_CACHE_KIB}"))
+        try:
+            return await self._rescore_set(model, now, None)
+        finally:
+            with suppress(Exception):  # never hide the error that got us here
+                await self.conn.execute(text(f"PRAGMA cache_size = {before}"))
+
+    async def _rescore_set(
+        self, model: ScoringModel, now: datetime, lead_ids: Sequence[int] | None
+    ) -> int:
         conn = self.conn
         pg = conn.dialect.name == "postgresql"
         now_us = to_us(now)

@@ -191,3 +191,19 @@ async def test_a_large_batch_is_rescored_set_based_with_the_same_results(db: Dat
         assert score.score == 3.0 + (4 if i % 2 else 0)
         assert score.entries[0][:2] == [3.0, 2]
         assert marked[lead.id].sales_ready
+
+
+async def test_publish_on_sqlite_restores_the_page_cache_size(db: Database) -> None:
+    """Publishing enlarges SQLite's page cache for the bulk work only."""
+    if not db.is_sqlite:
+        return
+    async with db.uow() as uow:
+        await uow.settings.set_feature(Feature.LEAD_MANAGEMENT, True)
+        contact, _ = await uow.contacts.add(Contact(email="c@x.io"))
+        await uow.leads.add(Lead(topic="t", contact_id=contact.id))
+        model = await ss.create_scoring_model(uow, WINDOWED)
+        before = (await uow.conn.exec_driver_sql("PRAGMA cache_size")).scalar()
+        await ss.publish_scoring_model(uow, model.id, utcnow())
+        after = (await uow.conn.exec_driver_sql("PRAGMA cache_size")).scalar()
+        await uow.commit()
+    assert after == before
