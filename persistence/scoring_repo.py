@@ -292,8 +292,10 @@ def to_stored(r: Row[Any]) -> StoredScore:
     )
 
 
-# SQLite page cache (KiB) while re-scoring every lead, instead of the default 2 MiB.
-PUBLISH_CACHE_KIB = 256 * 1024
+# From this many new scores, SQLite stores them with a page cache of LARGE_RESCORE_CACHE_KIB
+# instead of the default 2 MiB (see LeadScoreRepository._store_with_large_cache).
+LARGE_RESCORE = 300_000
+LARGE_RESCORE_CACHE_KIB = 256 * 1024
 
 _tmp_meta = MetaData()
 NEW_SCORES = Table(
@@ -376,22 +378,6 @@ class LeadScoreRepository:
         written (set-based too) by comparing them with the stored ones before they are replaced.
         Returns how many leads were scored.
         """
-        if lead_ids is not None or self.conn.dialect.name != "sqlite":
-            return await self._rescore_set(model, now, lead_ids)
-        # Every lead, on SQLite: a page cache big enough for lead_scores and its indexes saves
-        # reading the same pages again and again (a quarter of the upsert at 1,000,000 leads).
-        # Only for this work: SQLite fills the cache as it goes and shrinks it back afterwards.
-        before = int(await self.conn.scalar(text("PRAGMA cache_size")) or -2000)
-        await self.conn.execute(text(f"PRAGMA cache_size = {-PUBLISH_CACHE_KIB}"))
-        try:
-            return await self._rescore_set(model, now, None)
-        finally:
-            with suppress(Exception):  # never hide the error that got us here
-                await self.conn.execute(text(f"PRAGMA cache_size = {before}"))
-
-    async def _rescore_set(
-        self, model: ScoringModel, now: datetime, lead_ids: Sequence[int] | None
-    ) -> int:
         conn = self.conn
         pg = conn.dialect.name == "postgresql"
         now_us = to_us(now)
@@ -416,6 +402,29 @@ class LeadScoreRepository:
                 )
             )
             scored += result.rowcount
+        if conn.dialect.name == "sqlite" and scored >= LARGE_RESCORE:
+            await self._store_with_large_cache(model, now)
+        else:
+            await self._store_new_scores(model, now)
+        await conn.run_sync(lambda c: NEW_SCORES.drop(c))
+        return scored
+
+    async def _store_with_large_cache(self, model: ScoringModel, now: datetime) -> None:
+        """_store_new_scores with a page cache big enough for lead_scores and its indexes, which
+        saves reading the same pages again and again (a quarter of the upsert at 1,000,000
+        leads). Only for this work: SQLite fills the cache as it goes and shrinks it back
+        afterwards. Below LARGE_RESCORE scores the default cache does better."""
+        before = int(await self.conn.scalar(text("PRAGMA cache_size")) or -2000)
+        await self.conn.execute(text(f"PRAGMA cache_size = {-LARGE_RESCORE_CACHE_KIB}"))
+        try:
+            await self._store_new_scores(model, now)
+        finally:
+            with suppress(Exception):  # never hide the error that got us here
+                await self.conn.execute(text(f"PRAGMA cache_size = {before}"))
+
+    async def _store_new_scores(self, model: ScoringModel, now: datetime) -> None:
+        """Events, then the scores, then the sales-ready flags, from lf_new_scores."""
+        conn = self.conn
         await self._record_set_events(model, now)
         n = NEW_SCORES.c
         upsert = upsert_insert(conn)(self.table).from_select(
@@ -464,8 +473,6 @@ class LeadScoreRepository:
             )
             .values(sales_ready=True, updated_at=now)
         )
-        await conn.run_sync(lambda c: NEW_SCORES.drop(c))
-        return scored
 
     async def _record_set_events(self, model: ScoringModel, now: datetime) -> None:
         conn = self.conn

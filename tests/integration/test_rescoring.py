@@ -5,12 +5,14 @@ from __future__ import annotations
 import asyncio
 from datetime import timedelta
 
+import pytest
 from sqlalchemy import select
 
 from api.jobs import expire_scores_once, expiry_loop
 from domain import scoring_services as ss
 from domain.model import Contact, Feature, Lead, utcnow
 from domain.scoring import InteractionType
+from persistence import scoring_repo
 from persistence import tables as t
 from persistence.database import Database
 
@@ -193,17 +195,21 @@ async def test_a_large_batch_is_rescored_set_based_with_the_same_results(db: Dat
         assert marked[lead.id].sales_ready
 
 
-async def test_publish_on_sqlite_restores_the_page_cache_size(db: Database) -> None:
-    """Publishing enlarges SQLite's page cache for the bulk work only."""
+async def test_large_rescoring_on_sqlite_restores_the_page_cache_size(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A large set-based re-scoring enlarges SQLite's page cache for its writes only."""
     if not db.is_sqlite:
         return
+    monkeypatch.setattr(scoring_repo, "LARGE_RESCORE", 1)  # this one lead counts as large
     async with db.uow() as uow:
         await uow.settings.set_feature(Feature.LEAD_MANAGEMENT, True)
         contact, _ = await uow.contacts.add(Contact(email="c@x.io"))
-        await uow.leads.add(Lead(topic="t", contact_id=contact.id))
+        lead = await uow.leads.add(Lead(topic="t", contact_id=contact.id))
         model = await ss.create_scoring_model(uow, WINDOWED)
         before = (await uow.conn.exec_driver_sql("PRAGMA cache_size")).scalar()
         await ss.publish_scoring_model(uow, model.id, utcnow())
         after = (await uow.conn.exec_driver_sql("PRAGMA cache_size")).scalar()
         await uow.commit()
     assert after == before
+    assert await _score(db, lead.id, model.id) == 0
