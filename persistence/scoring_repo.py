@@ -10,7 +10,6 @@ from typing import Any
 
 from sqlalchemy import (
     BigInteger,
-    Boolean,
     Column,
     Float,
     MetaData,
@@ -48,7 +47,7 @@ from domain.scoring import (
 )
 from persistence import tables as t
 from persistence.repositories import _count, _page, upsert_insert
-from persistence.scoring_sql import ScoringCompiler, score_expressions
+from persistence.scoring_sql import ScoringCompiler, sales_ready, score_expressions
 from persistence.tables import IdType, JSONType
 
 # ---------------------------------------------------------------- interactions
@@ -304,7 +303,7 @@ NEW_SCORES = Table(
     # INTEGER PRIMARY KEY on SQLite: the rowid itself, so no separate index to fill.
     Column("lead_id", IdType, primary_key=True, autoincrement=False),
     Column("score", Float, nullable=False),
-    Column("sales_ready", Boolean, nullable=False),
+    # No sales_ready: score >= threshold where needed is cheaper than a second sum per lead.
     Column("breakdown", JSONType, nullable=False),
     Column("next_expiry_us", BigInteger),
     prefixes=["TEMPORARY"],
@@ -394,11 +393,11 @@ class LeadScoreRepository:
             # conditions once per reference in the outer expressions.
             stmt, shapes = compiler.scores_select(model, lead_ids)
             rules = stmt.offset(0).subquery("r")
-            score, ready, breakdown, expiry = score_expressions(rules, model, shapes, pg)
+            score, breakdown, expiry = score_expressions(rules, model, shapes, pg)
             result = await conn.execute(
                 insert(NEW_SCORES).from_select(
-                    ["lead_id", "score", "sales_ready", "breakdown", "next_expiry_us"],
-                    select(rules.c.lead_id, score, ready, breakdown, expiry),
+                    ["lead_id", "score", "breakdown", "next_expiry_us"],
+                    select(rules.c.lead_id, score, breakdown, expiry),
                 )
             )
             scored += result.rowcount
@@ -443,7 +442,7 @@ class LeadScoreRepository:
                 literal(model.id),
                 literal(model.version),
                 n.score,
-                n.sales_ready,
+                sales_ready(model, n.score),
                 n.breakdown,
                 n.next_expiry_us,
                 literal(now, t.UTCDateTime()),
@@ -463,7 +462,7 @@ class LeadScoreRepository:
         )
         await conn.execute(upsert)
         # Leads that crossed the threshold become sales-ready (open leads only).
-        ready_ids = select(n.lead_id).where(n.sales_ready)
+        ready_ids = select(n.lead_id).where(sales_ready(model, n.score))
         await conn.execute(
             update(t.leads)
             .where(
@@ -504,7 +503,11 @@ class LeadScoreRepository:
                 ["lead_id", "type", "occurred_at", "payload"],
                 select(n.lead_id, literal("SALES_READY"), literal(now, t.UTCDateTime()), ready)
                 .select_from(NEW_SCORES.join(lead, lead.c.id == n.lead_id))
-                .where(n.sales_ready, ~lead.c.sales_ready, lead.c.state == LeadState.OPEN.value)
+                .where(
+                    sales_ready(model, n.score),
+                    ~lead.c.sales_ready,
+                    lead.c.state == LeadState.OPEN.value,
+                )
                 .order_by(n.lead_id),
             )
         )

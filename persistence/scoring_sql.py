@@ -463,10 +463,16 @@ def least(values: Sequence[Expr]) -> Expr:
     return func.nullif(smallest(*filled), _NO_TIME)
 
 
+def sales_ready(model: ScoringModel, score: Expr) -> Expr:
+    """Whether `score` makes a lead sales-ready for this model."""
+    threshold = model.sales_ready_threshold
+    return score >= threshold if threshold is not None else false()
+
+
 def score_expressions(
     table: Any, model: ScoringModel, shapes: Sequence[RuleShape], pg: bool
-) -> tuple[Expr, Expr, Expr, Expr]:
-    """score, sales_ready, breakdown (JSON) and next expiry over a table of rule columns."""
+) -> tuple[Expr, Expr, Expr]:
+    """score, breakdown (JSON) and next expiry over a table of rule columns."""
     score: Expr = literal(0.0, Float)
     parts: list[Expr] = []
     for shape in shapes:
@@ -483,10 +489,8 @@ def score_expressions(
         # JSON text put together by one printf(): much cheaper than json_array() of json()
         # values, or than concatenating.
         breakdown = func.printf(sql_text("[" + ",".join(["%s"] * len(parts)) + "]"), *parts)
-    threshold = model.sales_ready_threshold
-    ready = score >= threshold if threshold is not None else false()
     expiry = least([table.c[f"e{s.n}"] for s in shapes if s.expires])
-    return score, ready, breakdown, expiry
+    return score, breakdown, expiry
 
 
 def _pg_entry(table: Any, shape: RuleShape, p: Expr, e: Expr | None) -> Expr:
