@@ -88,6 +88,7 @@ class ScoringCompiler:
         # Per-subject interaction aggregates, by what they compute: (column name, expression).
         self.interactions = t.interactions.alias("i")
         self._grouped_aggs: dict[tuple[Any, ...], tuple[str, Expr]] = {}
+        self._rules: tuple[list[Any], list[RuleShape]] | None = None
         self._ic_index = 0
 
     # ------------------------------------------------------------ operands
@@ -320,29 +321,45 @@ class ScoringCompiler:
             columns.append(flip.label(f"e{n}"))
         return columns, RuleShape(n, constant, flip is not None)
 
+    def compile_rules(self, model: ScoringModel) -> list[RuleShape]:
+        """Compile the model's rules (once); the shape of each rule's columns."""
+        if self._rules is None:
+            columns: list[Any] = []
+            shapes: list[RuleShape] = []
+            for n, rule in enumerate(model.scoring_rules):
+                rule_cols, shape = self.rule_columns(rule, n)
+                columns.extend(rule_cols)
+                shapes.append(shape)
+            self._rules = (columns, shapes)
+        return self._rules[1]
+
+    @property
+    def grouped_columns(self) -> list[str]:
+        """The names of the per-subject aggregate columns the compiled rules refer to."""
+        return [name for name, _ in self._grouped_aggs.values()]
+
     def scores_select(
-        self, model: ScoringModel, lead_ids: Sequence[int] | None
+        self, model: ScoringModel, lead_ids: Sequence[int] | None, grouped: Any = None
     ) -> tuple[Any, list[RuleShape]]:
         """SELECT lead_id plus each rule's columns (see rule_columns) for every scorable lead
         of this mode, and the shape of each rule's columns.
 
         The leads are joined to their contact, account and per-subject interaction aggregates
-        (one GROUP BY over the interactions, see above).
+        (one GROUP BY over the interactions, see above): `grouped` if given (a table holding
+        grouped_select()'s rows, aliased GROUPED), else that GROUP BY as a subquery.
         """
-        rule_columns: list[Any] = []
-        shapes: list[RuleShape] = []
-        for n, rule in enumerate(model.scoring_rules):
-            columns, shape = self.rule_columns(rule, n)
-            rule_columns.extend(columns)
-            shapes.append(shape)
+        shapes = self.compile_rules(model)
+        assert self._rules is not None
         lead, c, a = self.leads, self.contacts, self.accounts
         source: Any = lead
         if self._grouped_aggs:
-            source = source.outerjoin(self._group_subquery(lead_ids), self._group_on(lead))
+            if grouped is None:
+                grouped = self.grouped_select(lead_ids).subquery(GROUPED)
+            source = source.outerjoin(grouped, self._group_on(lead))
         source = source.outerjoin(c, c.c.id == lead.c.contact_id).outerjoin(
             a, a.c.id == func.coalesce(lead.c.account_id, c.c.account_id)
         )
-        stmt = select(lead.c.id.label("lead_id"), *rule_columns).select_from(source)
+        stmt = select(lead.c.id.label("lead_id"), *self._rules[0]).select_from(source)
         stmt = stmt.where(*self._scorable(lead, lead_ids))
         return stmt, shapes
 
@@ -360,8 +377,9 @@ class ScoringCompiler:
         subject: Expr = lead.c.account_id if self.account_mode else lead.c.contact_id
         return literal_column(f"{GROUPED}.subject_id", BigInteger()) == subject
 
-    def _group_subquery(self, lead_ids: Sequence[int] | None) -> Any:
-        """The per-subject aggregates: one GROUP BY over the interactions of the subjects."""
+    def grouped_select(self, lead_ids: Sequence[int] | None) -> Any:
+        """The per-subject aggregates (subject_id, then grouped_columns): one GROUP BY over the
+        interactions of the subjects, in subject_id order. Call after compile_rules()."""
         i = self.interactions
         aggregates = [expr.label(name) for name, expr in self._grouped_aggs.values()]
         # Only the interactions some aggregate can match: of its types and, when every
@@ -400,8 +418,7 @@ class ScoringCompiler:
             if lead_ids is not None:
                 wanted = select(li.c.contact_id).where(*self._scorable(li, lead_ids))
                 stmt = stmt.where(subject.in_(wanted))
-        stmt = stmt.where(wanted_rows).group_by(subject)
-        return stmt.subquery(GROUPED)
+        return stmt.where(wanted_rows).group_by(subject)
 
 
 @dataclass(frozen=True)
