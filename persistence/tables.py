@@ -244,7 +244,13 @@ class LeadScoreRow(SQLModel, table=True):
     __tablename__ = "lead_scores"
     __table_args__ = (
         Index("ix_lead_scores_model_score", "scoring_model_id", "score", "lead_id"),
-        Index("ix_lead_scores_expiry", "next_expiry_us"),
+        # Partial: most scores never expire, and the expiry job asks for next_expiry_us <= now.
+        Index(
+            "ix_lead_scores_expiry",
+            "next_expiry_us",
+            sqlite_where=text("next_expiry_us IS NOT NULL"),
+            postgresql_where=text("next_expiry_us IS NOT NULL"),
+        ),
     )
     lead_id: int = Field(
         sa_column=Column(BigInteger, ForeignKey("leads.id", ondelete="CASCADE"), primary_key=True)

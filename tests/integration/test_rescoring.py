@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from datetime import timedelta
 
+import pytest
 from sqlalchemy import select
 
 from api.jobs import expire_scores_once, expiry_loop
@@ -19,6 +20,7 @@ from domain.scoring import (
     decode_breakdown,
     evaluate,
 )
+from persistence import scoring_repo
 from persistence import tables as t
 from persistence.database import Database
 
@@ -448,3 +450,23 @@ async def test_an_interaction_waiting_on_a_contact_change_scores_the_changed_con
         await change.commit()
     await recording
     assert await _score(db, lead.id, model.id) == 11
+
+
+async def test_large_rescoring_on_sqlite_restores_the_page_cache_size(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A large set-based re-scoring enlarges SQLite's page cache for its writes only."""
+    if not db.is_sqlite:
+        return
+    monkeypatch.setattr(scoring_repo, "LARGE_RESCORE", 1)  # this one lead counts as large
+    async with db.uow() as uow:
+        await uow.settings.set_feature(Feature.LEAD_MANAGEMENT, True)
+        contact, _ = await uow.contacts.add(Contact(email="c@x.io"))
+        lead = await uow.leads.add(Lead(topic="t", contact_id=contact.id))
+        model = await ss.create_scoring_model(uow, WINDOWED)
+        before = (await uow.conn.exec_driver_sql("PRAGMA cache_size")).scalar()
+        await ss.publish_scoring_model(uow, model.id, utcnow())
+        after = (await uow.conn.exec_driver_sql("PRAGMA cache_size")).scalar()
+        await uow.commit()
+    assert after == before
+    assert await _score(db, lead.id, model.id) == 0

@@ -84,3 +84,33 @@ async def test_keyset_pagination_breaks_ties_by_id(db: Database) -> None:
             after = page.keys[-1]
     assert seen == [f"L{i}" for i in reversed(range(10))]
     assert all(lead.created_at == same for lead in page.items)
+
+
+async def test_expiry_query_can_use_the_partial_expiry_index(db: Database) -> None:
+    """ix_lead_scores_expiry leaves NULL expiries out (migration 0003); the expiry job's
+    `next_expiry_us <= now` implies NOT NULL, so the index still serves it."""
+    async with db.read_engine.connect() as conn:
+        if db.is_sqlite:
+            # INDEXED BY fails ("no query solution") when the index cannot be used.
+            plan = await conn.execute(
+                text(
+                    "EXPLAIN QUERY PLAN SELECT lead_id FROM lead_scores "
+                    "INDEXED BY ix_lead_scores_expiry WHERE next_expiry_us <= 5 "
+                    "ORDER BY next_expiry_us"
+                )
+            )
+            assert "ix_lead_scores_expiry" in " ".join(str(r) for r in plan.all())
+            sql = "SELECT sql FROM sqlite_master WHERE name = 'ix_lead_scores_expiry'"
+        else:
+            await conn.execute(text("SET LOCAL enable_seqscan = off"))
+            await conn.execute(text("SET LOCAL enable_bitmapscan = off"))
+            plan = await conn.execute(
+                text(
+                    "EXPLAIN SELECT lead_id FROM lead_scores WHERE next_expiry_us <= 5 "
+                    "ORDER BY next_expiry_us"
+                )
+            )
+            assert "ix_lead_scores_expiry" in " ".join(str(r) for r in plan.all())
+            sql = "SELECT indexdef FROM pg_indexes WHERE indexname = 'ix_lead_scores_expiry'"
+        definition = str((await conn.execute(text(sql))).scalar())
+        assert "next_expiry_us IS NOT NULL" in definition

@@ -1,7 +1,7 @@
 """qualification models
 
 Revision ID: 0004
-Revises: 0002
+Revises: 0003
 Create Date: 2026-11-24 14:45:00
 """
 
@@ -14,7 +14,7 @@ from sqlalchemy.dialects import postgresql
 from persistence.tables import UTCDateTime
 
 revision: str = "0004"
-down_revision: str | None = "0002"
+down_revision: str | None = "0003"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
