@@ -81,7 +81,9 @@ async def publish_qualification_model(
             )
     model.publish()
     await uow.qualification_models.save(model)
-    await uow.qualification_models.apply(model, now or utcnow())
+    now = now or utcnow()
+    await uow.qualification_models.apply(model, now)
+    await uow.leads.follow_process(None, now)  # sales-ready leads: on to sales acceptance
     return model
 
 

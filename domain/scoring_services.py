@@ -37,6 +37,12 @@ MAX_FUTURE = timedelta(days=1)
 SET_BASED_FROM = 250
 
 
+async def _after_set_scoring(uow: UnitOfWork, lead_ids: Sequence[int], now: datetime) -> None:
+    """What follows set-based scoring in its transaction: qualification, then the process."""
+    await qualify_leads(uow, lead_ids, now)
+    await uow.leads.follow_process(lead_ids, now)
+
+
 # ---------------------------------------------------------------- scoring models
 
 
@@ -69,6 +75,8 @@ async def publish_scoring_model(uow: UnitOfWork, id_: int, now: datetime) -> Sco
     model.publish()
     await uow.scoring_models.save(model)
     await uow.scores.rescore_all(model, now)
+    # No LIVE qualification model can use a model that was not LIVE: only the process follows.
+    await uow.leads.follow_process(None, now)
     return model
 
 
@@ -279,7 +287,7 @@ async def record_calls(
         if len(affected) >= SET_BASED_FROM:
             for model in models:
                 await uow.scores.rescore_all(model, now, [lead.id for lead in affected])
-            await qualify_leads(uow, [lead.id for lead in affected], now)
+            await _after_set_scoring(uow, [lead.id for lead in affected], now)
         else:
             await _score(uow, affected, models, now, (by_id, accounts))
     return results
@@ -421,7 +429,7 @@ async def rescore_for_contacts(uow: UnitOfWork, contact_ids: Sequence[int], now:
     if len(leads) >= SET_BASED_FROM:
         for model in models:
             await uow.scores.rescore_all(model, now, [lead.id for lead in leads])
-        await qualify_leads(uow, [lead.id for lead in leads], now)
+        await _after_set_scoring(uow, [lead.id for lead in leads], now)
         return
     await _score(uow, leads, models, now)
 
@@ -447,7 +455,7 @@ async def rescore_leads(
         await uow.leads.lock_many(ids)
         for model in models:
             await uow.scores.rescore_all(model, now, ids)
-        await qualify_leads(uow, ids, now)
+        await _after_set_scoring(uow, ids, now)
         return len(ids)
     return await _score(uow, await uow.leads.lock_and_get(ids), models, now)
 
@@ -560,7 +568,7 @@ async def score_new_leads(
     now = now or utcnow()
     for model in await uow.scoring_models.live():
         await uow.scores.rescore_all(model, now, lead_ids)
-    await qualify_leads(uow, lead_ids, now)
+    await _after_set_scoring(uow, lead_ids, now)
 
 
 async def rescore_expired(uow: UnitOfWork, now: datetime | None = None, limit: int = 500) -> int:

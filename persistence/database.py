@@ -13,6 +13,7 @@ from sqlalchemy import event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
+from persistence.outbox import EVENTS_WRITTEN
 from persistence.qualification_repo import QualificationModelRepository
 from persistence.repositories import (
     AccountRepository,
@@ -23,7 +24,6 @@ from persistence.repositories import (
 )
 from persistence.sales_repo import OpportunityRepository
 from persistence.scoring_repo import (
-    EVENTS_WRITTEN,
     InteractionRepository,
     LeadEventRepository,
     LeadScoreRepository,

@@ -38,7 +38,7 @@ from domain.qualification import (
 )
 from persistence import tables as t
 from persistence.listing import Criterion, Listing
-from persistence.scoring_repo import EVENTS_WRITTEN
+from persistence.outbox import EVENTS_WRITTEN
 
 _CHUNK = 500  # lead ids per IN (...) list
 

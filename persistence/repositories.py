@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import fields
+from datetime import datetime
 from operator import itemgetter
 from typing import Any, TypeVar
 
@@ -14,6 +15,7 @@ from sqlalchemy import (
     and_,
     bindparam,
     delete,
+    exists,
     func,
     insert,
     literal,
@@ -27,6 +29,7 @@ from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from domain.fields import CONTACT_FIELDS, LEAD_FIELDS, FieldSpec
+from domain.lifecycle import ModelStatus
 from domain.model import (
     Account,
     Contact,
@@ -43,6 +46,7 @@ from domain.pagination import Page, PageRequest
 from domain.ports import LeadFilter, LeadOrder
 from persistence import tables as t
 from persistence.listing import Criterion, Listing, Params, Sort, contains, contains_pattern
+from persistence.outbox import EVENTS_WRITTEN
 
 T = TypeVar("T")
 _CHUNK = 500  # bound parameters per IN (...) list; SQLite allows 32766 in all
@@ -613,6 +617,68 @@ class LeadRepository(_Repo):
 
     async def count(self, filter_: LeadFilter) -> int:
         return await _LEADS.count(self.conn, filter_)
+
+    async def follow_process(self, lead_ids: Sequence[int] | None, now: datetime) -> None:
+        """The automatic stage moves of domain.sales, set-based, with STAGE_CHANGED events.
+
+        For these leads (or all): an OPEN lead in INQUIRY with points from a LIVE scoring model
+        moves to automated marketing qualification; then an OPEN sales-ready lead before sales
+        acceptance moves there. Forward only, as `first_scored` and `follow_checkboxes` say.
+        """
+        c = t.leads.c
+        s = t.lead_scores.c
+        live = select(t.scoring_models.c.id).where(
+            t.scoring_models.c.status == ModelStatus.LIVE.value
+        )
+        scored = exists().where(
+            s.lead_id == c.id, s.score != 0, s.scoring_model_id.in_(live.scalar_subquery())
+        )
+        stages = list(LeadStage)
+        earlier = [st.value for st in stages[: stages.index(LeadStage.SALES_ACCEPTANCE)]]
+        moves = [
+            (
+                LeadStage.AUTOMATED_MARKETING_QUALIFICATION,
+                and_(c.stage == LeadStage.INQUIRY.value, scored),
+            ),
+            (LeadStage.SALES_ACCEPTANCE, and_(c.sales_ready, c.stage.in_(earlier))),
+        ]
+        obj = (
+            func.jsonb_build_object if self.conn.dialect.name == "postgresql" else func.json_object
+        )
+        at = literal(now, t.UTCDateTime())
+        parts = (
+            [None]
+            if lead_ids is None
+            else [
+                sorted(set(lead_ids))[i : i + _CHUNK] for i in range(0, len(set(lead_ids)), _CHUNK)
+            ]
+        )
+        for part in parts:
+            for stage, condition in moves:
+                where = and_(c.state == LeadState.OPEN.value, condition)
+                if part is not None:
+                    where = and_(c.id.in_(part), where)
+                payload = obj(
+                    "stage",
+                    literal(stage.value),
+                    "previousStage",
+                    c.stage,
+                    "statusReason",
+                    c.status_reason,
+                    "salesReady",
+                    c.sales_ready,
+                )
+                events = select(c.id, literal("STAGE_CHANGED"), at, payload).where(where)
+                done = await self.conn.execute(
+                    insert(t.lead_events).from_select(
+                        ["lead_id", "type", "occurred_at", "payload"], events.order_by(c.id)
+                    )
+                )
+                if done.rowcount:
+                    self.conn.info[EVENTS_WRITTEN] = True
+                    await self.conn.execute(
+                        update(t.leads).where(where).values(stage=stage.value, updated_at=now)
+                    )
 
 
 class MatchingStrategyRepository:

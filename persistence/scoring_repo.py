@@ -49,6 +49,7 @@ from domain.scoring import (
 )
 from persistence import tables as t
 from persistence.listing import Criterion, Listing
+from persistence.outbox import EVENTS_WRITTEN
 from persistence.repositories import _CHUNK, upsert_insert
 from persistence.scoring_sql import GROUPED, ScoringCompiler, sales_ready, score_expressions
 from persistence.tables import IdType, JSONType
@@ -696,10 +697,6 @@ class LeadScoreRepository:
 
 
 # ---------------------------------------------------------------- lead events
-
-# Set on a connection's info when a transaction writes events: the unit of work then wakes the
-# relay after commit (persistence/relay.py).
-EVENTS_WRITTEN = "leadflow.events_written"
 
 # Starts with UPDATE (not WITH): Python's sqlite3 reports no rowcount for a WITH statement.
 _POSITION = text(

@@ -185,3 +185,24 @@ async def test_roles(api: Api) -> None:
         r = await api.post(QUALIFY, {"id": lead["id"]}, role=role)
         assert r.json()["errors"][0]["extensions"]["code"] == "FORBIDDEN", role
     assert (await op(api, QUALIFY, role=Role.SELLER, id=lead["id"]))["userErrors"] == []
+
+
+async def test_publishing_a_model_moves_the_process_set_based(api: Api) -> None:
+    from tests.api.test_scoring import VISITS, contact_and_lead, live_model, record_many, switch
+
+    await switch(api)
+    hot_contact, hot = await contact_and_lead(api, "hot@p.io")
+    warm_contact, warm = await contact_and_lead(api, "warm@p.io")
+    _, cold = await contact_and_lead(api, "cold@p.io")
+    visits = [{"contactId": hot_contact, "type": "PAGE_VISITED"}] * 3
+    visits += [{"contactId": warm_contact, "type": "PAGE_VISITED"}]
+    assert (await record_many(api, visits))["userErrors"] == []
+    await live_model(api, [VISITS], salesReadyThreshold=30)  # scores every lead at once
+
+    async def stage(lead: str) -> str:
+        data = await api("query($id: ID!) { lead(id: $id) { stage } }", {"id": lead})
+        return str(data["lead"]["stage"])
+
+    assert await stage(hot) == "SALES_ACCEPTANCE"
+    assert await stage(warm) == "AUTOMATED_MARKETING_QUALIFICATION"
+    assert await stage(cold) == "INQUIRY"  # no points yet
