@@ -136,7 +136,9 @@ class LeadRepository(Protocol):
         self, filter_: LeadFilter, order: LeadOrder, page: PageRequest
     ) -> Page[Lead]: ...
     async def count(self, filter_: LeadFilter) -> int: ...
-    async def follow_process(self, lead_ids: Sequence[int] | None, now: datetime) -> None:
+    async def follow_process(
+        self, lead_ids: Sequence[int] | None, now: datetime, scored_by: int | None = None
+    ) -> None:
         """The automatic stage moves (first points, sales-ready), set-based, with events."""
         ...
 

@@ -76,7 +76,7 @@ async def publish_scoring_model(uow: UnitOfWork, id_: int, now: datetime) -> Sco
     await uow.scoring_models.save(model)
     await uow.scores.rescore_all(model, now)
     # No LIVE qualification model can use a model that was not LIVE: only the process follows.
-    await uow.leads.follow_process(None, now)
+    await uow.leads.follow_process(None, now, scored_by=model.id)
     return model
 
 

@@ -105,8 +105,11 @@ class Relay:
         """Run on every wake-up and at least every `interval` seconds, until cancelled."""
         while True:
             woken = False
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a cancellation
+            # that arrives as the wake-up completes, and the server would never shut down.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.interval)
+                async with asyncio.timeout(self.interval):
+                    await self._wake.wait()
                 woken = True
             self._wake.clear()
             try:

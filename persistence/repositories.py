@@ -21,6 +21,7 @@ from sqlalchemy import (
     literal,
     or_,
     select,
+    true,
     update,
 )
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -618,29 +619,39 @@ class LeadRepository(_Repo):
     async def count(self, filter_: LeadFilter) -> int:
         return await _LEADS.count(self.conn, filter_)
 
-    async def follow_process(self, lead_ids: Sequence[int] | None, now: datetime) -> None:
+    async def follow_process(
+        self, lead_ids: Sequence[int] | None, now: datetime, scored_by: int | None = None
+    ) -> None:
         """The automatic stage moves of domain.sales, set-based, with STAGE_CHANGED events.
 
         For these leads (or all): an OPEN lead in INQUIRY with points from a LIVE scoring model
         moves to automated marketing qualification; then an OPEN sales-ready lead before sales
         acceptance moves there. Forward only, as `first_scored` and `follow_checkboxes` say.
+        `scored_by` (after one model's publish, when only its scores changed) limits both moves
+        to the leads that model scored, which spares a scan of every lead's scores.
         """
         c = t.leads.c
         s = t.lead_scores.c
-        live = select(t.scoring_models.c.id).where(
-            t.scoring_models.c.status == ModelStatus.LIVE.value
-        )
-        scored = exists().where(
-            s.lead_id == c.id, s.score != 0, s.scoring_model_id.in_(live.scalar_subquery())
-        )
+        if scored_by is None:
+            live = select(t.scoring_models.c.id).where(
+                t.scoring_models.c.status == ModelStatus.LIVE.value
+            )
+            points: Any = exists().where(
+                s.lead_id == c.id, s.score != 0, s.scoring_model_id.in_(live.scalar_subquery())
+            )
+            touched: Any = true()
+        else:
+            by_model = select(s.lead_id).where(s.scoring_model_id == scored_by)
+            points = c.id.in_(by_model.where(s.score != 0))
+            touched = c.id.in_(by_model)
         stages = list(LeadStage)
         earlier = [st.value for st in stages[: stages.index(LeadStage.SALES_ACCEPTANCE)]]
         moves = [
             (
                 LeadStage.AUTOMATED_MARKETING_QUALIFICATION,
-                and_(c.stage == LeadStage.INQUIRY.value, scored),
+                and_(c.stage == LeadStage.INQUIRY.value, points),
             ),
-            (LeadStage.SALES_ACCEPTANCE, and_(c.sales_ready, c.stage.in_(earlier))),
+            (LeadStage.SALES_ACCEPTANCE, and_(c.sales_ready, c.stage.in_(earlier), touched)),
         ]
         obj = (
             func.jsonb_build_object if self.conn.dialect.name == "postgresql" else func.json_object

@@ -335,7 +335,9 @@ class FakeLeads(_Records[Lead]):
     async def count(self, filter_: LeadFilter) -> int:
         return len(self._filtered(filter_))
 
-    async def follow_process(self, lead_ids: Sequence[int] | None, now: datetime) -> None:
+    async def follow_process(
+        self, lead_ids: Sequence[int] | None, now: datetime, scored_by: int | None = None
+    ) -> None:
         pass  # the fakes keep no scores; the SQL is tested on real databases
 
 
