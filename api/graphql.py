@@ -26,7 +26,14 @@ from api.events import EventQuery, Subscription
 from api.execution import FastLeafExecutionContext
 from api.qualification import QualificationModelType, QualificationMutation, QualificationQuery
 from api.resolvers import Mutation, Query
-from api.sales import OpportunityType, SalesMutation, SalesQuery
+from api.sales import (
+    OpportunityType,
+    PeopleQuery,
+    SalesMutation,
+    SalesQuery,
+    TeamType,
+    UserType,
+)
 from api.scoring import InteractionType_, ScoringModelType, ScoringMutation, ScoringQuery
 from api.settings import Settings
 from api.webhooks import WebhookMutation, WebhookQuery, WebhookType
@@ -83,7 +90,15 @@ def build_schema(settings: Settings | None = None) -> strawberry.Schema:
     return strawberry.Schema(
         query=merge_types(
             "Query",
-            (Query, ScoringQuery, QualificationQuery, SalesQuery, EventQuery, WebhookQuery),
+            (
+                Query,
+                ScoringQuery,
+                QualificationQuery,
+                SalesQuery,
+                PeopleQuery,
+                EventQuery,
+                WebhookQuery,
+            ),
         ),
         mutation=merge_types(
             "Mutation",
@@ -100,6 +115,8 @@ def build_schema(settings: Settings | None = None) -> strawberry.Schema:
             QualificationModelType,
             WebhookType,
             OpportunityType,
+            UserType,
+            TeamType,
         ],
         extensions=extensions,
         execution_context_class=FastLeafExecutionContext,

@@ -18,6 +18,8 @@ NODE_TYPES = frozenset(
         "QualificationModel",
         "Webhook",
         "Opportunity",
+        "User",
+        "Team",
     }
 )
 

@@ -85,6 +85,7 @@ def lead_filter(
         source=f.source,
         contact_id=_id(f.contact_id, "Contact", ["filter", "contactId"]) or contact_id,
         account_id=_id(f.account_id, "Account", ["filter", "accountId"]) or account_id,
+        owner_id=_id(f.owner_id, "User", ["filter", "ownerId"]),
         search=f.search,
         created_after=f.created_after,
         created_before=f.created_before,
@@ -167,6 +168,10 @@ class Query:
             return await loaders.scoring_model.load(pk)  # type: ignore[return-value]
         if type_name == "QualificationModel":
             return await loaders.qualification_model.load(pk)  # type: ignore[return-value]
+        if type_name in ("User", "Team"):
+            repo = "users" if type_name == "User" else "teams"
+            people = await info.context.read(lambda r: getattr(r, repo).get_many([pk]))
+            return people.get(pk)  # type: ignore[no-any-return]
         if type_name == "Opportunity":
             opportunities = await info.context.read(lambda r: r.opportunities.get_many([pk]))
             return opportunities.get(pk)  # type: ignore[return-value]

@@ -18,10 +18,76 @@ from domain.model import Lead, LeadStage, LeadStatusReason
 from domain.pagination import page_request
 from domain.ports import UnitOfWork
 from domain.roles import Permission
-from domain.sales import Opportunity, OpportunityStage, OpportunityStatus
+from domain.sales import Opportunity, OpportunityStage, OpportunityStatus, Team, User, UserKind
 
 strawberry.enum(OpportunityStage)
 strawberry.enum(OpportunityStatus)
+strawberry.enum(UserKind)
+
+
+@strawberry.type(name="Team")
+class TeamType(gql.Node):
+    name: str
+    created_at: dt.datetime
+
+    @strawberry.field  # type: ignore[misc]
+    @pure
+    def id(self) -> strawberry.ID:  # type: ignore[override]
+        return strawberry.ID(to_global_id("Team", self.id))  # type: ignore[arg-type]
+
+    @classmethod
+    def is_type_of(cls, obj: Any, _info: Any) -> bool:
+        return isinstance(obj, Team)
+
+
+@strawberry.type(name="User")
+class UserType(gql.Node):
+    name: str
+    email: str
+    kind: UserKind
+    created_at: dt.datetime
+
+    @strawberry.field  # type: ignore[misc]
+    @pure
+    def id(self) -> strawberry.ID:  # type: ignore[override]
+        return strawberry.ID(to_global_id("User", self.id))  # type: ignore[arg-type]
+
+    @strawberry.field
+    async def team(self, info: Info) -> TeamType | None:
+        team_id: int | None = self.team_id  # type: ignore[attr-defined]
+        if team_id is None:
+            return None
+        found = await info.context.read(lambda r: r.teams.get_many([team_id]))
+        return found.get(team_id)  # type: ignore[return-value]
+
+    @classmethod
+    def is_type_of(cls, obj: Any, _info: Any) -> bool:
+        return isinstance(obj, User)
+
+
+@strawberry.input
+class TeamInput:
+    name: str
+
+
+@strawberry.input
+class UserInput:
+    name: str
+    email: str
+    kind: UserKind = UserKind.SELLER
+    team_id: strawberry.ID | None = None
+
+
+@strawberry.type
+class TeamPayload:
+    team: TeamType | None
+    user_errors: list[gql.UserError]
+
+
+@strawberry.type
+class UserPayload:
+    user: UserType | None
+    user_errors: list[gql.UserError]
 
 
 @strawberry.type(name="Opportunity")
@@ -141,7 +207,77 @@ class SalesQuery:
 
 
 @strawberry.type
+class PeopleQuery:
+    @strawberry.field
+    async def users(
+        self,
+        info: Info,
+        team_id: strawberry.ID | None = None,
+        first: int | None = None,
+        after: str | None = None,
+    ) -> gql.Connection[UserType]:
+        ctx = info.context
+        ctx.require(Permission.READ)
+
+        async def run() -> gql.Connection[Any]:
+            team = None if team_id is None else decode_id(str(team_id), "Team", ["teamId"])
+            page = page_request(first, after, ctx.services.max_page_size)
+            found = await ctx.read(lambda r: r.users.list(team, page))
+            return gql.connection(found, lambda: ctx.read(lambda r: r.users.count(team)))
+
+        return await as_query_error(run)
+
+    @strawberry.field
+    async def teams(
+        self, info: Info, first: int | None = None, after: str | None = None
+    ) -> gql.Connection[TeamType]:
+        ctx = info.context
+        ctx.require(Permission.READ)
+
+        async def run() -> gql.Connection[Any]:
+            page = page_request(first, after, ctx.services.max_page_size)
+            found = await ctx.read(lambda r: r.teams.list(page))
+            return gql.connection(found, lambda: ctx.read(lambda r: r.teams.count()))
+
+        return await as_query_error(run)
+
+
+@strawberry.type
 class SalesMutation:
+    @strawberry.mutation
+    async def create_team(self, info: Info, input: TeamInput) -> TeamPayload:
+        info.context.require(Permission.ADMINISTER)
+        raw = {"name": input.name}
+        team, errors = await _in_uow(info, lambda uow: services.create_team(uow, raw))
+        return TeamPayload(team=team, user_errors=errors)
+
+    @strawberry.mutation
+    async def create_user(self, info: Info, input: UserInput) -> UserPayload:
+        """A seller, teleprospector or manager (ADMIN)."""
+        info.context.require(Permission.ADMINISTER)
+
+        async def run(uow: UnitOfWork) -> User:
+            team = None
+            if input.team_id is not None:
+                team = decode_id(str(input.team_id), "Team", ["input", "teamId"])
+            raw = {"name": input.name, "email": input.email, "kind": input.kind, "teamId": team}
+            return await services.create_user(uow, raw)
+
+        user, errors = await _in_uow(info, run)
+        return UserPayload(user=user, user_errors=errors)
+
+    @strawberry.mutation
+    async def assign_lead(
+        self, info: Info, id: strawberry.ID, user_id: strawberry.ID | None
+    ) -> gql.LeadPayload:
+        """Make a user the lead's owner (null: nobody); records ASSIGNED."""
+
+        async def run(uow: UnitOfWork) -> Lead:
+            owner = None if user_id is None else decode_id(str(user_id), "User", ["userId"])
+            return await services.assign_lead(uow, _lead_id(id), owner)
+
+        return await _lead_change(info, run)
+
     @strawberry.mutation
     async def set_lead_stage(
         self, info: Info, id: strawberry.ID, stage: LeadStage

@@ -20,6 +20,7 @@ from domain.pagination import Page, encode_cursor
 from domain.roles import Role as _Role
 
 if TYPE_CHECKING:
+    from api.sales import UserType
     from api.scoring import InteractionType_, LeadScore
 
 # ---------------------------------------------------------------- enums (domain enums exposed)
@@ -285,6 +286,15 @@ class LeadType(Node):
         return await info.context.loaders.account.load(account_id)  # type: ignore[return-value]
 
     @strawberry.field
+    async def owner(self, info: Info) -> Annotated[UserType, strawberry.lazy("api.sales")] | None:
+        """The user (seller) working the lead."""
+        owner_id: int | None = self.owner_id  # type: ignore[attr-defined]
+        if owner_id is None:
+            return None
+        found = await info.context.read(lambda r: r.users.get_many([owner_id]))
+        return found.get(owner_id)  # type: ignore[return-value]
+
+    @strawberry.field
     async def scores(
         self, info: Info
     ) -> list[Annotated[LeadScore, strawberry.lazy("api.scoring")]]:
@@ -403,6 +413,7 @@ class LeadFilter:
     created_after: datetime | None = None
     created_before: datetime | None = None
     min_score: ScoreThresholdInput | None = None
+    owner_id: strawberry.ID | None = None
 
 
 @strawberry.input(description="SCORE needs scoringModelId.")

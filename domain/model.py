@@ -126,6 +126,7 @@ class Lead:
     teleprospecting_ready: bool = False
     teleprospect_accepted: bool = False
     sales_accepted: bool = False
+    owner_id: int | None = None  # the user (seller) working the lead
 
     @property
     def full_name(self) -> str:

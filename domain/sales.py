@@ -18,6 +18,7 @@ from datetime import date, datetime
 from typing import Any
 
 from domain.errors import Conflict, Invalid
+from domain.fields import CONTACT_FIELDS, coerce
 from domain.model import Lead, LeadStage, LeadState, LeadStatusReason, utcnow
 
 STAGES = list(LeadStage)
@@ -199,3 +200,61 @@ def build_opportunity(lead: Lead, raw: Mapping[str, Any]) -> Opportunity:
         estimated_value=None if value is None else float(value),
         close_date=close,
     )
+
+
+# ---------------------------------------------------------------- users and teams
+
+
+class UserKind(enum.Enum):
+    SELLER = "SELLER"
+    TELEPROSPECTOR = "TELEPROSPECTOR"
+    MANAGER = "MANAGER"
+
+
+@dataclass(slots=True)
+class Team:
+    name: str
+    id: int = 0
+    created_at: datetime = field(default_factory=utcnow)
+
+
+@dataclass(slots=True)
+class User:
+    """Someone who works leads: a seller, a teleprospector or a manager."""
+
+    name: str
+    email: str
+    kind: UserKind = UserKind.SELLER
+    team_id: int | None = None
+    id: int = 0
+    created_at: datetime = field(default_factory=utcnow)
+
+
+def build_team(raw: Mapping[str, Any]) -> Team:
+    name = str(raw.get("name") or "").strip()
+    if not name or len(name) > 200:
+        raise Invalid("name must be 1 to 200 characters", ["input", "name"])
+    return Team(name=name)
+
+
+def build_user(raw: Mapping[str, Any]) -> User:
+    """A user from a UserInput (API names); the email is normalised (trim, lower-case)."""
+    name = str(raw.get("name") or "").strip()
+    if not name or len(name) > 200:
+        raise Invalid("name must be 1 to 200 characters", ["input", "name"])
+    email = coerce(CONTACT_FIELDS["email"], raw.get("email"), ["input", "email"])
+    if email is None:
+        raise Invalid("email is required", ["input", "email"])
+    kind = raw.get("kind") or UserKind.SELLER
+    return User(name=name, email=email, kind=UserKind(kind), team_id=raw.get("teamId"))
+
+
+def assign(lead: Lead, user: User | None) -> Change | None:
+    """Make `user` the lead's owner (None: nobody); the ASSIGNED event when it changes."""
+    owner = user.id if user is not None else None
+    if owner == lead.owner_id:
+        return None
+    previous = lead.owner_id
+    lead.owner_id = owner
+    lead.updated_at = utcnow()
+    return Change("ASSIGNED", {**_state(lead), "ownerId": owner, "previousOwnerId": previous})

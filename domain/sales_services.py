@@ -129,3 +129,30 @@ async def reactivate_lead(uow: UnitOfWork, id_: int) -> Lead:
     change = sales.reactivate(lead, await uow.opportunities.has_open(lead.id))
     await _record(uow, lead, [change])
     return lead
+
+
+# ---------------------------------------------------------------- users, teams, assignment
+
+
+async def create_team(uow: UnitOfWork, raw: Mapping[str, Any]) -> sales.Team:
+    return await uow.teams.add(sales.build_team(raw))
+
+
+async def create_user(uow: UnitOfWork, raw: Mapping[str, Any]) -> sales.User:
+    """A new seller, teleprospector or manager; the team must exist; emails are unique."""
+    user = sales.build_user(raw)
+    if user.team_id is not None and not await uow.teams.get_many([user.team_id]):
+        raise NotFound("no team with this id", ["input", "teamId"])
+    return await uow.users.add(user)
+
+
+async def assign_lead(uow: UnitOfWork, id_: int, user_id: int | None) -> Lead:
+    """Make a user the lead's owner (None: nobody); ASSIGNED when it changes."""
+    lead = await _lead(uow, id_)
+    user = None
+    if user_id is not None:
+        user = (await uow.users.get_many([user_id])).get(user_id)
+        if user is None:
+            raise NotFound("no user with this id", ["userId"])
+    await _record(uow, lead, [sales.assign(lead, user)])
+    return lead

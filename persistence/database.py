@@ -22,7 +22,7 @@ from persistence.repositories import (
     MatchingStrategyRepository,
     SettingsRepository,
 )
-from persistence.sales_repo import OpportunityRepository
+from persistence.sales_repo import OpportunityRepository, TeamRepository, UserRepository
 from persistence.scoring_repo import (
     InteractionRepository,
     LeadEventRepository,
@@ -49,6 +49,8 @@ class Repositories:
         self.qualification_models = QualificationModelRepository(conn)
         self.webhooks = WebhookRepository(conn)
         self.opportunities = OpportunityRepository(conn)
+        self.users = UserRepository(conn)
+        self.teams = TeamRepository(conn)
 
 
 def _lock_id(key: str) -> int:

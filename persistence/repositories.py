@@ -284,6 +284,10 @@ _LEADS = Listing[LeadFilter, Lead](
             lambda f: _equal("created_before", f.created_before),
             lambda: _lc.created_at < bindparam("created_before"),
         ),
+        "owner": Criterion(
+            lambda f: _equal("owner_id", f.owner_id),
+            lambda: _lc.owner_id == bindparam("owner_id"),
+        ),
         "search": Criterion(lambda f: _search(f.search), _lead_search),
         "min_score": Criterion(
             lambda f: (

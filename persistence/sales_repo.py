@@ -9,10 +9,12 @@ from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from domain.errors import Duplicate
 from domain.pagination import Page, PageRequest
-from domain.sales import Opportunity, OpportunityStage, OpportunityStatus
+from domain.sales import Opportunity, OpportunityStage, OpportunityStatus, Team, User, UserKind
 from persistence import tables as t
 from persistence.listing import Criterion, Listing
+from persistence.repositories import upsert_insert
 
 
 def to_opportunity(r: Row[Any]) -> Opportunity:
@@ -93,3 +95,90 @@ class OpportunityRepository:
 
     async def count(self, status: OpportunityStatus | None, lead_id: int | None) -> int:
         return await _LIST.count(self.conn, (status, lead_id))
+
+
+# ---------------------------------------------------------------- users and teams
+
+
+def to_user(r: Row[Any]) -> User:
+    return User(
+        name=r.name,
+        email=r.email,
+        kind=UserKind(r.kind),
+        team_id=r.team_id,
+        id=r.id,
+        created_at=r.created_at,
+    )
+
+
+def to_team(r: Row[Any]) -> Team:
+    return Team(name=r.name, id=r.id, created_at=r.created_at)
+
+
+_USERS = Listing[int | None, User](
+    t.users,
+    {
+        "team": Criterion(
+            lambda team: None if team is None else {"team_id": team},
+            lambda: t.users.c.team_id == bindparam("team_id"),
+        )
+    },
+    to_user,
+)
+_TEAMS = Listing[None, Team](t.teams, {}, to_team)
+
+
+class UserRepository:
+    def __init__(self, conn: AsyncConnection) -> None:
+        self.conn = conn
+
+    async def add(self, user: User) -> User:
+        """Store a new user; Duplicate when the email belongs to another user."""
+        values = {
+            "name": user.name,
+            "email": user.email,
+            "kind": user.kind.value,
+            "team_id": user.team_id,
+            "created_at": user.created_at,
+        }
+        stmt = (
+            upsert_insert(self.conn)(t.users)
+            .values(values)
+            .on_conflict_do_nothing(index_elements=["email"])
+            .returning(t.users.c.id)
+        )
+        new_id = await self.conn.scalar(stmt)
+        if new_id is None:
+            raise Duplicate(f"a user with the email {user.email} exists", ["input", "email"])
+        user.id = int(new_id)
+        return user
+
+    async def get_many(self, ids: Sequence[int]) -> dict[int, User]:
+        stmt = select(t.users).where(t.users.c.id.in_(list(ids)))
+        return {r.id: to_user(r) for r in (await self.conn.execute(stmt)).all()}
+
+    async def list(self, team_id: int | None, page: PageRequest) -> Page[User]:
+        return await _USERS.page(self.conn, team_id, page)
+
+    async def count(self, team_id: int | None) -> int:
+        return await _USERS.count(self.conn, team_id)
+
+
+class TeamRepository:
+    def __init__(self, conn: AsyncConnection) -> None:
+        self.conn = conn
+
+    async def add(self, team: Team) -> Team:
+        stmt = insert(t.teams).values(name=team.name, created_at=team.created_at)
+        team.id = int(await self.conn.scalar(stmt.returning(t.teams.c.id)))
+        return team
+
+    async def get_many(self, ids: Sequence[int]) -> dict[int, Team]:
+        stmt = select(t.teams).where(t.teams.c.id.in_(list(ids)))
+        return {r.id: to_team(r) for r in (await self.conn.execute(stmt)).all()}
+
+    async def list(self, page: PageRequest) -> Page[Team]:
+        return await _TEAMS.page(self.conn, None, page)
+
+    async def count(self) -> int:
+        return await _TEAMS.count(self.conn, None)

@@ -129,6 +129,7 @@ class LeadRow(SQLModel, table=True):
         Index("ix_leads_account", "account_id"),
         Index("ix_leads_email_context", "email", "marketing_context"),
         Index("ix_leads_context", "marketing_context"),
+        Index("ix_leads_owner", "owner_id"),
     )
     id: int | None = Field(default=None, sa_column=Column(IdType, primary_key=True))
     topic: str = Field(sa_column=Column(String(1000), nullable=False))
@@ -161,6 +162,10 @@ class LeadRow(SQLModel, table=True):
     )
     sales_accepted: bool = Field(
         default=False, sa_column=Column(Boolean, nullable=False, server_default=false())
+    )
+    owner_id: int | None = Field(
+        default=None,
+        sa_column=Column(BigInteger, ForeignKey("users.id", ondelete="SET NULL")),
     )
 
 
@@ -324,6 +329,31 @@ class WebhookDeliveryRow(SQLModel, table=True):
     delivered_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime()))
 
 
+class TeamRow(SQLModel, table=True):
+    __tablename__ = "teams"
+    __table_args__ = (Index("ix_teams_created", "created_at", "id"),)
+    id: int | None = Field(default=None, sa_column=Column(IdType, primary_key=True))
+    name: str = Field(sa_column=Column(String(200), nullable=False))
+    created_at: datetime = _ts()
+
+
+class UserRow(SQLModel, table=True):
+    __tablename__ = "users"
+    __table_args__ = (
+        Index("ix_users_created", "created_at", "id"),
+        Index("ux_users_email", "email", unique=True),
+        Index("ix_users_team", "team_id"),
+    )
+    id: int | None = Field(default=None, sa_column=Column(IdType, primary_key=True))
+    name: str = Field(sa_column=Column(String(200), nullable=False))
+    email: str = Field(sa_column=Column(String(1000), nullable=False))
+    kind: str = Field(sa_column=Column(String(16), nullable=False))
+    team_id: int | None = Field(
+        default=None, sa_column=Column(BigInteger, ForeignKey("teams.id", ondelete="SET NULL"))
+    )
+    created_at: datetime = _ts()
+
+
 class OpportunityRow(SQLModel, table=True):
     __tablename__ = "opportunities"
     __table_args__ = (
@@ -381,4 +411,6 @@ lead_events = LeadEventRow.__table__  # type: ignore[attr-defined]
 qualification_models = QualificationModelRow.__table__  # type: ignore[attr-defined]
 webhooks = WebhookRow.__table__  # type: ignore[attr-defined]
 opportunities = OpportunityRow.__table__  # type: ignore[attr-defined]
+teams = TeamRow.__table__  # type: ignore[attr-defined]
+users = UserRow.__table__  # type: ignore[attr-defined]
 webhook_deliveries = WebhookDeliveryRow.__table__  # type: ignore[attr-defined]

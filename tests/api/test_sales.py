@@ -206,3 +206,54 @@ async def test_publishing_a_model_moves_the_process_set_based(api: Api) -> None:
     assert await stage(hot) == "SALES_ACCEPTANCE"
     assert await stage(warm) == "AUTOMATED_MARKETING_QUALIFICATION"
     assert await stage(cold) == "INQUIRY"  # no points yet
+
+
+async def test_users_teams_and_assignment(api: Api, db: Database) -> None:
+    team = await api(
+        f'mutation {{ createTeam(input: {{name: "Inside sales"}}) {{ team {{ id name }} {ERRORS} }} }}'
+    )
+    team_id = team["createTeam"]["team"]["id"]
+    make_user = f"mutation($i: UserInput!) {{ createUser(input: $i) {{ user {{ id name email kind team {{ name }} }} {ERRORS} }} }}"
+    made = await api(
+        make_user, {"i": {"name": "Sam", "email": " Sam@Sales.io ", "teamId": team_id}}
+    )
+    sam = made["createUser"]["user"]
+    assert (sam["email"], sam["kind"], sam["team"]) == (
+        "sam@sales.io",
+        "SELLER",
+        {"name": "Inside sales"},
+    )
+    dup = await api(make_user, {"i": {"name": "Sam 2", "email": "sam@sales.io"}})
+    assert dup["createUser"]["userErrors"][0]["code"] == "DUPLICATE"
+    bad = await api(make_user, {"i": {"name": "X", "email": "not-an-email"}})
+    assert bad["createUser"]["userErrors"][0]["field"] == ["input", "email"]
+    r = await api.post(make_user, {"i": {"name": "Y", "email": "y@s.io"}}, role=Role.SELLER)
+    assert r.json()["errors"][0]["extensions"]["code"] == "FORBIDDEN"
+
+    lead = await new_lead(api, topic="Assigned")
+    other = await new_lead(api, topic="Not mine")
+    assign = f"mutation($id: ID!, $u: ID) {{ assignLead(id: $id, userId: $u) {{ lead {{ id owner {{ name }} }} {ERRORS} }} }}"
+    done = await api(assign, {"id": lead["id"], "u": sam["id"]}, role=Role.SELLER)
+    assert done["assignLead"]["lead"]["owner"] == {"name": "Sam"}
+    again = await api(assign, {"id": lead["id"], "u": sam["id"]})
+    assert again["assignLead"]["userErrors"] == []  # no change, no event
+    missing = await api(assign, {"id": other["id"], "u": "VXNlcjo5OTk5"})
+    assert missing["assignLead"]["userErrors"][0]["code"] == "NOT_FOUND"
+    assert [(k, p["ownerId"]) for k, p in await events(db, lead["id"])] == [
+        ("ASSIGNED", from_global_id(sam["id"])[1])
+    ]
+    # The sellers' view: my sales-ready leads.
+    await op(api, PROCESS, id=lead["id"], i={"salesReady": True})
+    mine = await api(
+        "query($o: ID!) { leads(filter: {ownerId: $o, salesReady: true}) { totalCount edges { node { topic } } } }",
+        {"o": sam["id"]},
+        role=Role.SELLER,
+    )
+    assert mine["leads"]["totalCount"] == 1
+    assert mine["leads"]["edges"][0]["node"]["topic"] == "Assigned"
+    people = await api(
+        "{ users { totalCount } teams { edges { node { name } } } }", role=Role.VIEWER
+    )
+    assert people["users"]["totalCount"] == 1
+    unassigned = await api(assign, {"id": lead["id"], "u": None})
+    assert unassigned["assignLead"]["lead"]["owner"] is None
