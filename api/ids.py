@@ -20,6 +20,7 @@ NODE_TYPES = frozenset(
         "Opportunity",
         "User",
         "Team",
+        "AssignmentRule",
     }
 )
 

@@ -6,6 +6,7 @@ import datetime as dt
 from typing import Any
 
 import strawberry
+from strawberry.scalars import JSON
 
 from api import types as gql
 from api.context import Info
@@ -18,11 +19,21 @@ from domain.model import Lead, LeadStage, LeadStatusReason
 from domain.pagination import page_request
 from domain.ports import UnitOfWork
 from domain.roles import Permission
-from domain.sales import Opportunity, OpportunityStage, OpportunityStatus, Team, User, UserKind
+from domain.sales import (
+    AssignmentRule,
+    AssignmentStrategy,
+    Opportunity,
+    OpportunityStage,
+    OpportunityStatus,
+    Team,
+    User,
+    UserKind,
+)
 
 strawberry.enum(OpportunityStage)
 strawberry.enum(OpportunityStatus)
 strawberry.enum(UserKind)
+strawberry.enum(AssignmentStrategy)
 
 
 @strawberry.type(name="Team")
@@ -76,6 +87,49 @@ class UserInput:
     email: str
     kind: UserKind = UserKind.SELLER
     team_id: strawberry.ID | None = None
+
+
+@strawberry.type(name="AssignmentRule")
+class AssignmentRuleType:
+    name: str
+    strategy: AssignmentStrategy
+    priority: int
+    active: bool
+    created_at: dt.datetime
+
+    @strawberry.field
+    @pure
+    def id(self) -> strawberry.ID:
+        return strawberry.ID(to_global_id("AssignmentRule", self.id))  # type: ignore[arg-type]
+
+    @strawberry.field
+    def condition(self) -> JSON | None:
+        """In the scoring rule language; null: every lead."""
+        return self.condition_json  # type: ignore[attr-defined,no-any-return]
+
+    @strawberry.field
+    async def team(self, info: Info) -> TeamType | None:
+        team_id: int = self.team_id  # type: ignore[attr-defined]
+        found = await info.context.read(lambda r: r.teams.get_many([team_id]))
+        return found.get(team_id)  # type: ignore[return-value]
+
+
+@strawberry.input
+class AssignmentRuleInput:
+    name: str
+    team_id: strawberry.ID
+    strategy: AssignmentStrategy = AssignmentStrategy.ROUND_ROBIN
+    condition: JSON | None = strawberry.field(
+        default=None, description="A ConditionInput as JSON (scoring rule language); none: all."
+    )
+    priority: int = 0
+    active: bool = True
+
+
+@strawberry.type
+class AssignmentRulePayload:
+    assignment_rule: AssignmentRuleType | None
+    user_errors: list[gql.UserError]
 
 
 @strawberry.type
@@ -228,6 +282,13 @@ class PeopleQuery:
         return await as_query_error(run)
 
     @strawberry.field
+    async def assignment_rules(self, info: Info) -> list[AssignmentRuleType]:
+        """In the order they are tried."""
+        info.context.require(Permission.READ)
+        rules = await info.context.read(lambda r: r.assignment_rules.all())
+        return rules  # type: ignore[return-value]
+
+    @strawberry.field
     async def teams(
         self, info: Info, first: int | None = None, after: str | None = None
     ) -> gql.Connection[TeamType]:
@@ -267,10 +328,31 @@ class SalesMutation:
         return UserPayload(user=user, user_errors=errors)
 
     @strawberry.mutation
+    async def create_assignment_rule(
+        self, info: Info, input: AssignmentRuleInput
+    ) -> AssignmentRulePayload:
+        """Who gets the leads that become sales-ready (ADMIN)."""
+        info.context.require(Permission.ADMINISTER)
+
+        async def run(uow: UnitOfWork) -> AssignmentRule:
+            raw = {
+                "name": input.name,
+                "teamId": decode_id(str(input.team_id), "Team", ["input", "teamId"]),
+                "strategy": input.strategy,
+                "condition": input.condition,
+                "priority": input.priority,
+                "active": input.active,
+            }
+            return await services.create_assignment_rule(uow, raw)
+
+        rule, errors = await _in_uow(info, run)
+        return AssignmentRulePayload(assignment_rule=rule, user_errors=errors)
+
+    @strawberry.mutation
     async def assign_lead(
-        self, info: Info, id: strawberry.ID, user_id: strawberry.ID | None
+        self, info: Info, id: strawberry.ID, user_id: strawberry.ID | None = None
     ) -> gql.LeadPayload:
-        """Make a user the lead's owner (null: nobody); records ASSIGNED."""
+        """Make a user the lead's owner; without userId, the assignment rules choose."""
 
         async def run(uow: UnitOfWork) -> Lead:
             owner = None if user_id is None else decode_id(str(user_id), "User", ["userId"])

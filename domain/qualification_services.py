@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from domain import sales
+from domain.assignment import assign_ready
 from domain.errors import Conflict, NotFound
 from domain.features import require_lead_management
 from domain.lifecycle import ModelStatus
@@ -84,6 +85,7 @@ async def publish_qualification_model(
     now = now or utcnow()
     await uow.qualification_models.apply(model, now)
     await uow.leads.follow_process(None, now)  # sales-ready leads: on to sales acceptance
+    await assign_ready(uow, None, now)  # and to a seller, by the assignment rules
     return model
 
 

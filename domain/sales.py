@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import enum
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
@@ -20,6 +20,7 @@ from typing import Any
 from domain.errors import Conflict, Invalid
 from domain.fields import CONTACT_FIELDS, coerce
 from domain.model import Lead, LeadStage, LeadState, LeadStatusReason, utcnow
+from domain.scoring import Condition, parse_condition
 
 STAGES = list(LeadStage)
 DISQUALIFY_REASONS = frozenset(
@@ -258,3 +259,64 @@ def assign(lead: Lead, user: User | None) -> Change | None:
     lead.owner_id = owner
     lead.updated_at = utcnow()
     return Change("ASSIGNED", {**_state(lead), "ownerId": owner, "previousOwnerId": previous})
+
+
+# ---------------------------------------------------------------- assignment rules
+
+
+class AssignmentStrategy(enum.Enum):
+    ROUND_ROBIN = "ROUND_ROBIN"
+    LEAST_LOADED = "LEAST_LOADED"
+
+
+@dataclass(slots=True)
+class AssignmentRule:
+    """Who gets a lead that becomes sales-ready: a team's member, when the condition holds.
+
+    Rules are tried by `priority` (then age); the first whose condition holds (no condition:
+    every lead) picks a member of its team, in turn (ROUND_ROBIN, after `last_user_id`) or the
+    one with the fewest open leads (LEAST_LOADED, ties to the oldest user).
+    """
+
+    name: str
+    team_id: int
+    strategy: AssignmentStrategy = AssignmentStrategy.ROUND_ROBIN
+    condition: Condition | None = None
+    condition_json: Any = None  # the condition as the API gave it, to store and show
+    priority: int = 0
+    active: bool = True
+    last_user_id: int | None = None
+    id: int = 0
+    created_at: datetime = field(default_factory=utcnow)
+
+    def choose(self, members: Sequence[User], loads: Mapping[int, int]) -> User | None:
+        """The member who gets the next lead (members in id order), None for an empty team."""
+        if not members:
+            return None
+        if self.strategy is AssignmentStrategy.LEAST_LOADED:
+            return min(members, key=lambda u: (loads.get(u.id, 0), u.id))
+        after = [u for u in members if self.last_user_id is None or u.id > self.last_user_id]
+        return after[0] if after else members[0]
+
+
+def build_assignment_rule(raw: Mapping[str, Any]) -> AssignmentRule:
+    """A rule from an AssignmentRuleInput (API names, team id decoded)."""
+    name = str(raw.get("name") or "").strip()
+    if not name or len(name) > 200:
+        raise Invalid("name must be 1 to 200 characters", ["input", "name"])
+    condition_json = raw.get("condition")
+    condition = (
+        None if condition_json is None else parse_condition(condition_json, ["input", "condition"])
+    )
+    priority = raw.get("priority") or 0
+    if isinstance(priority, bool) or not isinstance(priority, int) or abs(priority) > 10**6:
+        raise Invalid("priority must be a whole number within ±1,000,000", ["input", "priority"])
+    return AssignmentRule(
+        name=name,
+        team_id=int(raw["teamId"]),
+        strategy=AssignmentStrategy(raw.get("strategy") or AssignmentStrategy.ROUND_ROBIN),
+        condition=condition,
+        condition_json=condition_json,
+        priority=priority,
+        active=bool(raw.get("active", True)),
+    )

@@ -7,7 +7,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from domain import sales
-from domain.errors import NotFound
+from domain.assignment import assign_by_rules
+from domain.errors import Conflict, NotFound
 from domain.fields import CONTACT_FIELDS
 from domain.matching import lock_keys, match_values, strategies_for
 from domain.model import Account, Contact, Lead, LeadStage, LeadStatusReason, MatchEntity, utcnow
@@ -45,6 +46,7 @@ async def update_lead_process(uow: UnitOfWork, id_: int, flags: Mapping[str, boo
     """Tick or untick the process checkboxes; the stage follows them forward."""
     lead = await _lead(uow, id_)
     await _record(uow, lead, list(sales.update_process(lead, flags)))
+    await assign_by_rules(uow, [lead], utcnow())  # ticked sales-ready: to a seller, by the rules
     return lead
 
 
@@ -147,12 +149,27 @@ async def create_user(uow: UnitOfWork, raw: Mapping[str, Any]) -> sales.User:
 
 
 async def assign_lead(uow: UnitOfWork, id_: int, user_id: int | None) -> Lead:
-    """Make a user the lead's owner (None: nobody); ASSIGNED when it changes."""
+    """Make a user the lead's owner; without one, the assignment rules choose.
+
+    ASSIGNED is recorded when the owner changes.
+    """
     lead = await _lead(uow, id_)
-    user = None
-    if user_id is not None:
-        user = (await uow.users.get_many([user_id])).get(user_id)
-        if user is None:
-            raise NotFound("no user with this id", ["userId"])
+    if user_id is None:
+        if lead.owner_id is None and not await assign_by_rules(
+            uow, [lead], utcnow(), require_ready=False
+        ):
+            raise Conflict("no active assignment rule has someone for this lead", ["id"])
+        return lead
+    user = (await uow.users.get_many([user_id])).get(user_id)
+    if user is None:
+        raise NotFound("no user with this id", ["userId"])
     await _record(uow, lead, [sales.assign(lead, user)])
     return lead
+
+
+async def create_assignment_rule(uow: UnitOfWork, raw: Mapping[str, Any]) -> sales.AssignmentRule:
+    """A rule for the leads that become sales-ready (the team must exist)."""
+    rule = sales.build_assignment_rule(raw)
+    if not await uow.teams.get_many([rule.team_id]):
+        raise NotFound("no team with this id", ["input", "teamId"])
+    return await uow.assignment_rules.add(rule)

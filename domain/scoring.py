@@ -793,6 +793,11 @@ class _Evaluation:
         return min(times) if times else None
 
 
+def holds(condition: Condition, subject: Subject, now: datetime) -> bool:
+    """Whether a condition of the rule language holds for a subject now (e.g. assignment)."""
+    return _Evaluation(subject, now).holds(condition)
+
+
 def cap(total: float, max_points: float | None) -> float:
     """Limit the size of an award to max_points, keeping its sign."""
     if max_points is None:

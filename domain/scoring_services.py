@@ -11,6 +11,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from domain import sales
+from domain.assignment import assign_by_rules, assign_ready
 from domain.errors import Conflict, DomainError, Invalid, NotFound
 from domain.features import require_lead_management
 from domain.fields import normalize_email
@@ -23,10 +24,10 @@ from domain.scoring import (
     InteractionType,
     ScoreResult,
     ScoringModel,
-    Subject,
     build_model,
     evaluate,
 )
+from domain.subjects import subjects_for
 
 MAX_BATCH = 1000
 MAX_PROPERTIES_BYTES = 16 * 1024
@@ -41,6 +42,7 @@ async def _after_set_scoring(uow: UnitOfWork, lead_ids: Sequence[int], now: date
     """What follows set-based scoring in its transaction: qualification, then the process."""
     await qualify_leads(uow, lead_ids, now)
     await uow.leads.follow_process(lead_ids, now)
+    await assign_ready(uow, lead_ids, now)
 
 
 # ---------------------------------------------------------------- scoring models
@@ -77,6 +79,7 @@ async def publish_scoring_model(uow: UnitOfWork, id_: int, now: datetime) -> Sco
     await uow.scores.rescore_all(model, now)
     # No LIVE qualification model can use a model that was not LIVE: only the process follows.
     await uow.leads.follow_process(None, now, scored_by=model.id)
+    await assign_ready(uow, None, now)
     return model
 
 
@@ -477,43 +480,14 @@ async def _score(
     leads = [lead for lead in leads if lead.scorable]
     if not leads:
         return 0
-    contact_ids = sorted({lead.contact_id for lead in leads if lead.contact_id is not None})
-    contacts: dict[int, Contact] = dict(known[0]) if known else {}
-    accounts: dict[int, Account] = dict(known[1]) if known else {}
-    # Read after the leads were locked, with their accounts, unless the caller just did.
-    missing = [i for i in contact_ids if i not in contacts]
-    if missing:
-        more_contacts, more_accounts = await uow.contacts.get_many_with_accounts(missing)
-        contacts.update(more_contacts)
-        accounts.update(more_accounts)
-
-    def account_of(lead: Lead) -> int | None:
-        contact = contacts.get(lead.contact_id) if lead.contact_id is not None else None
-        return lead.account_id or (contact.account_id if contact else None)
-
-    account_ids = {a for lead in leads if (a := account_of(lead)) is not None}
-    if account_ids - accounts.keys():  # leads with an account of their own
-        accounts.update(await uow.accounts.get_many(sorted(account_ids - accounts.keys())))
-    # A lead with a contact counts that contact's interactions; one with only an account, the
-    # interactions of all the account's contacts.
-    pooled = sorted(
-        {lead.account_id for lead in leads if lead.contact_id is None and lead.account_id}
-    )
-    by_contact, by_account = await uow.interactions.for_subjects(contact_ids, pooled)
+    subjects = await subjects_for(uow, leads, known)
     previous = await uow.scores.current([lead.id for lead in leads], [m.id for m in models])
     scores: list[tuple[int, ScoringModel, ScoreResult]] = []
     lead_scores: dict[int, dict[int, float]] = {}
     events: list[tuple[int, str, dict[str, Any]]] = []
     ready: list[Lead] = []
     for lead in leads:
-        contact = contacts.get(lead.contact_id) if lead.contact_id is not None else None
-        account_id = account_of(lead)
-        account = accounts.get(account_id) if account_id is not None else None
-        if lead.contact_id is not None:
-            interactions = by_contact.get(lead.contact_id, [])
-        else:
-            interactions = by_account.get(lead.account_id or 0, [])
-        subject = Subject(lead, contact, account, interactions)
+        subject = subjects[lead.id]
         lead_scores[lead.id] = {}
         for model in models:
             result = evaluate(model, subject, now)
@@ -556,6 +530,7 @@ async def _score(
     if qualifying:
         for lead in leads:
             await qualify_lead(uow, lead, lead_scores[lead.id], qualifying, now)
+    await assign_by_rules(uow, leads, now)  # sales-ready now: to a seller, by the rules
     return len(leads)
 
 

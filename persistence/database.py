@@ -22,7 +22,12 @@ from persistence.repositories import (
     MatchingStrategyRepository,
     SettingsRepository,
 )
-from persistence.sales_repo import OpportunityRepository, TeamRepository, UserRepository
+from persistence.sales_repo import (
+    AssignmentRuleRepository,
+    OpportunityRepository,
+    TeamRepository,
+    UserRepository,
+)
 from persistence.scoring_repo import (
     InteractionRepository,
     LeadEventRepository,
@@ -51,6 +56,7 @@ class Repositories:
         self.opportunities = OpportunityRepository(conn)
         self.users = UserRepository(conn)
         self.teams = TeamRepository(conn)
+        self.assignment_rules = AssignmentRuleRepository(conn)
 
 
 def _lock_id(key: str) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import fields
 from datetime import datetime
@@ -622,6 +623,20 @@ class LeadRepository(_Repo):
 
     async def count(self, filter_: LeadFilter) -> int:
         return await _LEADS.count(self.conn, filter_)
+
+    async def ready_to_assign(self, lead_ids: Sequence[int] | None) -> Sequence[Lead]:
+        """OPEN, sales-ready leads without an owner, among `lead_ids` (or all), in id order."""
+        c = t.leads.c
+        waiting = and_(c.sales_ready, c.owner_id.is_(None), c.state == LeadState.OPEN.value)
+        if lead_ids is None:
+            stmt = select(t.leads).where(waiting).order_by(c.id)
+            return [to_lead(r) for r in (await self.conn.execute(stmt)).all()]
+        unique = sorted(set(lead_ids))
+        found: builtins.list[Lead] = []
+        for i in range(0, len(unique), _CHUNK):
+            stmt = select(t.leads).where(waiting, c.id.in_(unique[i : i + _CHUNK]))
+            found += [to_lead(r) for r in (await self.conn.execute(stmt.order_by(c.id))).all()]
+        return found
 
     async def follow_process(
         self, lead_ids: Sequence[int] | None, now: datetime, scored_by: int | None = None

@@ -5,13 +5,23 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from domain.errors import Duplicate
 from domain.pagination import Page, PageRequest
-from domain.sales import Opportunity, OpportunityStage, OpportunityStatus, Team, User, UserKind
+from domain.sales import (
+    AssignmentRule,
+    AssignmentStrategy,
+    Opportunity,
+    OpportunityStage,
+    OpportunityStatus,
+    Team,
+    User,
+    UserKind,
+)
+from domain.scoring import parse_condition
 from persistence import tables as t
 from persistence.listing import Criterion, Listing
 from persistence.repositories import upsert_insert
@@ -157,6 +167,24 @@ class UserRepository:
         stmt = select(t.users).where(t.users.c.id.in_(list(ids)))
         return {r.id: to_user(r) for r in (await self.conn.execute(stmt)).all()}
 
+    async def in_teams(self, team_ids: Sequence[int]) -> dict[int, list[User]]:
+        """The members of these teams, each team's in id order."""
+        stmt = select(t.users).where(t.users.c.team_id.in_(list(team_ids))).order_by(t.users.c.id)
+        out: dict[int, list[User]] = {team: [] for team in team_ids}
+        for r in (await self.conn.execute(stmt)).all():
+            out[r.team_id].append(to_user(r))
+        return out
+
+    async def open_leads(self, user_ids: Sequence[int]) -> dict[int, int]:
+        """How many OPEN leads each user owns."""
+        c = t.leads.c
+        stmt = (
+            select(c.owner_id, func.count())
+            .where(c.owner_id.in_(list(user_ids)), c.state == "OPEN")
+            .group_by(c.owner_id)
+        )
+        return {int(r[0]): int(r[1]) for r in (await self.conn.execute(stmt)).all()}
+
     async def list(self, team_id: int | None, page: PageRequest) -> Page[User]:
         return await _USERS.page(self.conn, team_id, page)
 
@@ -182,3 +210,54 @@ class TeamRepository:
 
     async def count(self) -> int:
         return await _TEAMS.count(self.conn, None)
+
+
+def to_rule(r: Row[Any]) -> AssignmentRule:
+    return AssignmentRule(
+        name=r.name,
+        team_id=r.team_id,
+        strategy=AssignmentStrategy(r.strategy),
+        condition=None if r.condition is None else parse_condition(r.condition, ["condition"]),
+        condition_json=r.condition,
+        priority=r.priority,
+        active=r.active,
+        last_user_id=r.last_user_id,
+        id=r.id,
+        created_at=r.created_at,
+    )
+
+
+class AssignmentRuleRepository:
+    def __init__(self, conn: AsyncConnection) -> None:
+        self.conn = conn
+        self.table = t.assignment_rules
+
+    async def add(self, rule: AssignmentRule) -> AssignmentRule:
+        values = {
+            "name": rule.name,
+            "team_id": rule.team_id,
+            "strategy": rule.strategy.value,
+            "condition": rule.condition_json,
+            "priority": rule.priority,
+            "active": rule.active,
+            "last_user_id": rule.last_user_id,
+            "created_at": rule.created_at,
+        }
+        stmt = insert(self.table).values(values).returning(self.table.c.id)
+        rule.id = int(await self.conn.scalar(stmt))
+        return rule
+
+    async def all(self, active_only: bool = False) -> list[AssignmentRule]:
+        """Rules in the order they are tried: priority, then age."""
+        c = self.table.c
+        stmt = select(self.table).order_by(c.priority, c.id)
+        if active_only:
+            stmt = stmt.where(c.active)
+        return [to_rule(r) for r in (await self.conn.execute(stmt)).all()]
+
+    async def save_cursor(self, rule: AssignmentRule) -> None:
+        await self.conn.execute(
+            update(self.table)
+            .where(self.table.c.id == rule.id)
+            .values(last_user_id=rule.last_user_id)
+        )

@@ -354,6 +354,22 @@ class UserRow(SQLModel, table=True):
     created_at: datetime = _ts()
 
 
+class AssignmentRuleRow(SQLModel, table=True):
+    __tablename__ = "assignment_rules"
+    __table_args__ = (Index("ix_assignment_rules_created", "created_at", "id"),)
+    id: int | None = Field(default=None, sa_column=Column(IdType, primary_key=True))
+    name: str = Field(sa_column=Column(String(200), nullable=False))
+    team_id: int = Field(
+        sa_column=Column(BigInteger, ForeignKey("teams.id", ondelete="CASCADE"), nullable=False)
+    )
+    strategy: str = Field(sa_column=Column(String(16), nullable=False))
+    condition: Any = Field(default=None, sa_column=Column(JSONType))
+    priority: int = Field(sa_column=Column(Integer, nullable=False))
+    active: bool = Field(sa_column=Column(Boolean, nullable=False))
+    last_user_id: int | None = Field(default=None, sa_column=Column(BigInteger))
+    created_at: datetime = _ts()
+
+
 class OpportunityRow(SQLModel, table=True):
     __tablename__ = "opportunities"
     __table_args__ = (
@@ -413,4 +429,5 @@ webhooks = WebhookRow.__table__  # type: ignore[attr-defined]
 opportunities = OpportunityRow.__table__  # type: ignore[attr-defined]
 teams = TeamRow.__table__  # type: ignore[attr-defined]
 users = UserRow.__table__  # type: ignore[attr-defined]
+assignment_rules = AssignmentRuleRow.__table__  # type: ignore[attr-defined]
 webhook_deliveries = WebhookDeliveryRow.__table__  # type: ignore[attr-defined]

@@ -255,5 +255,53 @@ async def test_users_teams_and_assignment(api: Api, db: Database) -> None:
         "{ users { totalCount } teams { edges { node { name } } } }", role=Role.VIEWER
     )
     assert people["users"]["totalCount"] == 1
-    unassigned = await api(assign, {"id": lead["id"], "u": None})
-    assert unassigned["assignLead"]["lead"]["owner"] is None
+    # Without a user, the assignment rules choose; none exist yet.
+    no_rule = await api(assign, {"id": other["id"], "u": None})
+    assert no_rule["assignLead"]["userErrors"][0]["code"] == "CONFLICT"
+
+
+RULE = f"mutation($i: AssignmentRuleInput!) {{ createAssignmentRule(input: $i) {{ assignmentRule {{ id name strategy priority condition team {{ name }} }} {ERRORS} }} }}"
+
+
+async def _team_of(api: Api, name: str, people: list[str]) -> tuple[str, list[str]]:
+    team = await api(
+        "mutation($n: String!) { createTeam(input: {name: $n}) { team { id } } }", {"n": name}
+    )
+    team_id = team["createTeam"]["team"]["id"]
+    ids = []
+    for person in people:
+        made = await api(
+            "mutation($i: UserInput!) { createUser(input: $i) { user { id } } }",
+            {"i": {"name": person, "email": f"{person}@{name}.io", "teamId": team_id}},
+        )
+        ids.append(made["createUser"]["user"]["id"])
+    return team_id, ids
+
+
+async def test_rules_assign_leads_that_become_sales_ready(api: Api) -> None:
+    enterprise, (ann,) = await _team_of(api, "enterprise", ["ann"])
+    smb, (bob, cy) = await _team_of(api, "smb", ["bob", "cy"])
+    cto = {"attribute": {"entity": "LEAD", "field": "jobTitle", "operator": "EQ", "value": "CTO"}}
+    first = await api(RULE, {"i": {"name": "CTOs", "teamId": enterprise, "condition": cto}})
+    assert first["createAssignmentRule"]["userErrors"] == []
+    rest = await api(RULE, {"i": {"name": "Everyone else", "teamId": smb, "priority": 10}})
+    assert rest["createAssignmentRule"]["assignmentRule"]["condition"] is None
+    bad = await api(RULE, {"i": {"name": "Bad", "teamId": smb, "condition": {"nope": 1}}})
+    assert bad["createAssignmentRule"]["userErrors"][0]["code"] == "INVALID"
+    owners = []
+    for title in ("CTO", "Buyer", "Buyer", "Buyer"):
+        lead = await new_lead(api, jobTitle=title)
+        ready = await op(api, PROCESS, id=lead["id"], i={"salesReady": True})
+        owners.append(ready["lead"]["id"])
+    query = "query($id: ID!) { lead(id: $id) { owner { id } } }"
+    got = [(await api(query, {"id": lead}))["lead"]["owner"]["id"] for lead in owners]
+    assert got == [ann, bob, cy, bob]  # CTO → enterprise; the others in turn
+    listed = await api("{ assignmentRules { name } }", role=Role.VIEWER)
+    assert [r["name"] for r in listed["assignmentRules"]] == ["CTOs", "Everyone else"]
+    # assignLead without a user asks the rules, also for a lead not sales-ready yet.
+    waiting = await new_lead(api, jobTitle="CTO")
+    asked = await api(
+        "mutation($id: ID!) { assignLead(id: $id) { lead { owner { id } } userErrors { code } } }",
+        {"id": waiting["id"]},
+    )
+    assert asked["assignLead"]["lead"]["owner"]["id"] == ann

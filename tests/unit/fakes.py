@@ -335,6 +335,9 @@ class FakeLeads(_Records[Lead]):
     async def count(self, filter_: LeadFilter) -> int:
         return len(self._filtered(filter_))
 
+    async def ready_to_assign(self, lead_ids: Sequence[int] | None) -> Sequence[Lead]:
+        return []  # the fakes have no assignment rules
+
     async def follow_process(
         self, lead_ids: Sequence[int] | None, now: datetime, scored_by: int | None = None
     ) -> None:
