@@ -22,9 +22,11 @@ from domain.roles import Permission
 from domain.sales import (
     AssignmentRule,
     AssignmentStrategy,
+    Competitor,
     Opportunity,
     OpportunityStage,
     OpportunityStatus,
+    Stakeholder,
     Team,
     User,
     UserKind,
@@ -129,6 +131,52 @@ class AssignmentRuleInput:
 @strawberry.type
 class AssignmentRulePayload:
     assignment_rule: AssignmentRuleType | None
+    user_errors: list[gql.UserError]
+
+
+@strawberry.type(name="Stakeholder")
+class StakeholderType:
+    role: str
+    created_at: dt.datetime
+
+    @strawberry.field
+    async def contact(self, info: Info) -> gql.ContactType | None:
+        return await info.context.loaders.contact.load(self.contact_id)  # type: ignore[attr-defined,return-value]
+
+
+@strawberry.type(name="Competitor")
+class CompetitorType:
+    name: str
+    notes: str | None
+    created_at: dt.datetime
+
+    @strawberry.field
+    @pure
+    def id(self) -> strawberry.ID:
+        return strawberry.ID(str(self.id))
+
+
+@strawberry.input
+class StakeholderInput:
+    contact_id: strawberry.ID
+    role: str = strawberry.field(description="e.g. decision maker, influencer, user")
+
+
+@strawberry.input
+class CompetitorInput:
+    name: str
+    notes: str | None = None
+
+
+@strawberry.type
+class StakeholderPayload:
+    stakeholder: StakeholderType | None
+    user_errors: list[gql.UserError]
+
+
+@strawberry.type
+class CompetitorPayload:
+    competitor: CompetitorType | None
     user_errors: list[gql.UserError]
 
 
@@ -326,6 +374,63 @@ class SalesMutation:
 
         user, errors = await _in_uow(info, run)
         return UserPayload(user=user, user_errors=errors)
+
+    @strawberry.mutation
+    async def add_stakeholder(
+        self, info: Info, lead_id: strawberry.ID, input: StakeholderInput
+    ) -> StakeholderPayload:
+        """Put a contact on the lead's buying committee (again: its role changes)."""
+        info.context.require(Permission.SALES_PROCESS)
+
+        async def run(uow: UnitOfWork) -> Stakeholder:
+            contact = decode_id(str(input.contact_id), "Contact", ["input", "contactId"])
+            return await services.add_stakeholder(uow, _lead_id(lead_id), contact, input.role)
+
+        found, errors = await _in_uow(info, run)
+        return StakeholderPayload(stakeholder=found, user_errors=errors)
+
+    @strawberry.mutation
+    async def remove_stakeholder(
+        self, info: Info, lead_id: strawberry.ID, contact_id: strawberry.ID
+    ) -> gql.DeletePayload:
+        info.context.require(Permission.SALES_PROCESS)
+
+        async def run(uow: UnitOfWork) -> int:
+            contact = decode_id(str(contact_id), "Contact", ["contactId"])
+            return await services.remove_stakeholder(uow, _lead_id(lead_id), contact)
+
+        gone, errors = await _in_uow(info, run)
+        gid = None if gone is None else strawberry.ID(to_global_id("Contact", gone))
+        return gql.DeletePayload(deleted_id=gid, user_errors=errors)
+
+    @strawberry.mutation
+    async def add_competitor(
+        self, info: Info, lead_id: strawberry.ID, input: CompetitorInput
+    ) -> CompetitorPayload:
+        info.context.require(Permission.SALES_PROCESS)
+
+        async def run(uow: UnitOfWork) -> Competitor:
+            return await services.add_competitor(uow, _lead_id(lead_id), input.name, input.notes)
+
+        found, errors = await _in_uow(info, run)
+        return CompetitorPayload(competitor=found, user_errors=errors)
+
+    @strawberry.mutation
+    async def remove_competitor(
+        self, info: Info, lead_id: strawberry.ID, competitor_id: strawberry.ID
+    ) -> gql.DeletePayload:
+        info.context.require(Permission.SALES_PROCESS)
+
+        async def run(uow: UnitOfWork) -> int:
+            try:
+                pk = int(str(competitor_id))
+            except ValueError:
+                raise Invalid("not a competitor id", ["competitorId"]) from None
+            return await services.remove_competitor(uow, _lead_id(lead_id), pk)
+
+        gone, errors = await _in_uow(info, run)
+        gid = None if gone is None else strawberry.ID(str(gone))
+        return gql.DeletePayload(deleted_id=gid, user_errors=errors)
 
     @strawberry.mutation
     async def create_assignment_rule(

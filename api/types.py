@@ -20,7 +20,7 @@ from domain.pagination import Page, encode_cursor
 from domain.roles import Role as _Role
 
 if TYPE_CHECKING:
-    from api.sales import UserType
+    from api.sales import CompetitorType, StakeholderType, UserType
     from api.scoring import InteractionType_, LeadScore
 
 # ---------------------------------------------------------------- enums (domain enums exposed)
@@ -284,6 +284,23 @@ class LeadType(Node):
         if account_id is None:
             return None
         return await info.context.loaders.account.load(account_id)  # type: ignore[return-value]
+
+    @strawberry.field
+    async def stakeholders(
+        self, info: Info
+    ) -> list[Annotated[StakeholderType, strawberry.lazy("api.sales")]]:
+        """Contacts with a role in the buying decision."""
+        lead_id: int = self.id  # type: ignore[assignment]
+        found: Any = await info.context.read(lambda r: r.stakeholders.stakeholders(lead_id))
+        return found  # type: ignore[no-any-return]
+
+    @strawberry.field
+    async def competitors(
+        self, info: Info
+    ) -> list[Annotated[CompetitorType, strawberry.lazy("api.sales")]]:
+        lead_id: int = self.id  # type: ignore[assignment]
+        found: Any = await info.context.read(lambda r: r.stakeholders.competitors(lead_id))
+        return found  # type: ignore[no-any-return]
 
     @strawberry.field
     async def owner(self, info: Info) -> Annotated[UserType, strawberry.lazy("api.sales")] | None:

@@ -26,7 +26,15 @@ from domain.model import (
 )
 from domain.pagination import Page, PageRequest
 from domain.qualification import QualificationModel
-from domain.sales import AssignmentRule, Opportunity, OpportunityStatus, Team, User
+from domain.sales import (
+    AssignmentRule,
+    Competitor,
+    Opportunity,
+    OpportunityStatus,
+    Stakeholder,
+    Team,
+    User,
+)
 from domain.scoring import Interaction, ScoreResult, ScoringModel, StoredScore
 from domain.webhooks import Delivery, DeliveryStatus, Webhook
 
@@ -206,6 +214,8 @@ class Repositories(Protocol):
     def teams(self) -> TeamRepository: ...
     @property
     def assignment_rules(self) -> AssignmentRuleRepository: ...
+    @property
+    def stakeholders(self) -> StakeholderRepository: ...
     @property
     def accounts(self) -> AccountRepository: ...
     @property
@@ -490,3 +500,17 @@ class AssignmentRuleRepository(Protocol):
         ...
 
     async def save_cursor(self, rule: AssignmentRule) -> None: ...
+
+
+class StakeholderRepository(Protocol):
+    """A lead's stakeholders and competitors."""
+
+    async def add_stakeholder(self, s: Stakeholder) -> Stakeholder:
+        """Store, or change the role of the contact already on the lead."""
+        ...
+
+    async def remove_stakeholder(self, lead_id: int, contact_id: int) -> bool: ...
+    async def stakeholders(self, lead_id: int) -> list[Stakeholder]: ...
+    async def add_competitor(self, c: Competitor) -> Competitor: ...
+    async def remove_competitor(self, lead_id: int, competitor_id: int) -> bool: ...
+    async def competitors(self, lead_id: int) -> list[Competitor]: ...

@@ -320,3 +320,51 @@ def build_assignment_rule(raw: Mapping[str, Any]) -> AssignmentRule:
         priority=priority,
         active=bool(raw.get("active", True)),
     )
+
+
+# ---------------------------------------------------------------- stakeholders and competitors
+
+MAX_ROLE = 200
+
+
+@dataclass(slots=True)
+class Stakeholder:
+    """A contact with a role in the lead's buying decision (decision maker, influencer, …)."""
+
+    lead_id: int
+    contact_id: int
+    role: str
+    id: int = 0
+    created_at: datetime = field(default_factory=utcnow)
+
+
+@dataclass(slots=True)
+class Competitor:
+    """A competitor in the running for the lead's business."""
+
+    lead_id: int
+    name: str
+    notes: str | None = None
+    id: int = 0
+    created_at: datetime = field(default_factory=utcnow)
+
+
+def _text(value: Any, name: str, limit: int, required: bool = True) -> str | None:
+    text = str(value or "").strip()
+    if not text:
+        if required:
+            raise Invalid(f"{name} must not be empty", ["input", name])
+        return None
+    if len(text) > limit:
+        raise Invalid(f"{name} is longer than {limit} characters", ["input", name])
+    return text
+
+
+def build_stakeholder(lead_id: int, contact_id: int, role: Any) -> Stakeholder:
+    return Stakeholder(lead_id, contact_id, _text(role, "role", MAX_ROLE) or "")
+
+
+def build_competitor(lead_id: int, name: Any, notes: Any) -> Competitor:
+    return Competitor(
+        lead_id, _text(name, "name", 200) or "", _text(notes, "notes", 5000, required=False)
+    )

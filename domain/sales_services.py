@@ -173,3 +173,37 @@ async def create_assignment_rule(uow: UnitOfWork, raw: Mapping[str, Any]) -> sal
     if not await uow.teams.get_many([rule.team_id]):
         raise NotFound("no team with this id", ["input", "teamId"])
     return await uow.assignment_rules.add(rule)
+
+
+# ---------------------------------------------------------------- stakeholders and competitors
+
+
+async def add_stakeholder(
+    uow: UnitOfWork, lead_id: int, contact_id: int, role: str
+) -> sales.Stakeholder:
+    """Put a contact on the lead's buying committee (again: its role changes)."""
+    await _lead(uow, lead_id)
+    if await uow.contacts.get(contact_id) is None:
+        raise NotFound("no contact with this id", ["input", "contactId"])
+    return await uow.stakeholders.add_stakeholder(
+        sales.build_stakeholder(lead_id, contact_id, role)
+    )
+
+
+async def remove_stakeholder(uow: UnitOfWork, lead_id: int, contact_id: int) -> int:
+    if not await uow.stakeholders.remove_stakeholder(lead_id, contact_id):
+        raise NotFound("this contact is not a stakeholder of the lead", ["contactId"])
+    return contact_id
+
+
+async def add_competitor(
+    uow: UnitOfWork, lead_id: int, name: str, notes: str | None
+) -> sales.Competitor:
+    await _lead(uow, lead_id)
+    return await uow.stakeholders.add_competitor(sales.build_competitor(lead_id, name, notes))
+
+
+async def remove_competitor(uow: UnitOfWork, lead_id: int, competitor_id: int) -> int:
+    if not await uow.stakeholders.remove_competitor(lead_id, competitor_id):
+        raise NotFound("no such competitor on the lead", ["competitorId"])
+    return competitor_id

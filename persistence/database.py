@@ -25,6 +25,7 @@ from persistence.repositories import (
 from persistence.sales_repo import (
     AssignmentRuleRepository,
     OpportunityRepository,
+    StakeholderRepository,
     TeamRepository,
     UserRepository,
 )
@@ -57,6 +58,7 @@ class Repositories:
         self.users = UserRepository(conn)
         self.teams = TeamRepository(conn)
         self.assignment_rules = AssignmentRuleRepository(conn)
+        self.stakeholders = StakeholderRepository(conn)
 
 
 def _lock_id(key: str) -> int:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import bindparam, func, insert, select, update
+from sqlalchemy import bindparam, delete, func, insert, select, update
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -14,9 +14,11 @@ from domain.pagination import Page, PageRequest
 from domain.sales import (
     AssignmentRule,
     AssignmentStrategy,
+    Competitor,
     Opportunity,
     OpportunityStage,
     OpportunityStatus,
+    Stakeholder,
     Team,
     User,
     UserKind,
@@ -261,3 +263,61 @@ class AssignmentRuleRepository:
             .where(self.table.c.id == rule.id)
             .values(last_user_id=rule.last_user_id)
         )
+
+
+class StakeholderRepository:
+    """A lead's stakeholders and competitors."""
+
+    def __init__(self, conn: AsyncConnection) -> None:
+        self.conn = conn
+
+    async def add_stakeholder(self, s: Stakeholder) -> Stakeholder:
+        """Store, or change the role of the contact already on the lead."""
+        table = t.lead_stakeholders
+        stmt = upsert_insert(self.conn)(table).values(
+            lead_id=s.lead_id, contact_id=s.contact_id, role=s.role, created_at=s.created_at
+        )
+        stmt = stmt.on_conflict_do_update(
+            index_elements=["lead_id", "contact_id"], set_={"role": s.role}
+        ).returning(table.c.id, table.c.created_at)
+        row = (await self.conn.execute(stmt)).one()
+        s.id, s.created_at = int(row.id), row.created_at
+        return s
+
+    async def remove_stakeholder(self, lead_id: int, contact_id: int) -> bool:
+        table = t.lead_stakeholders
+        done = await self.conn.execute(
+            delete(table).where(table.c.lead_id == lead_id, table.c.contact_id == contact_id)
+        )
+        return bool(done.rowcount)
+
+    async def stakeholders(self, lead_id: int) -> list[Stakeholder]:
+        table = t.lead_stakeholders
+        stmt = select(table).where(table.c.lead_id == lead_id).order_by(table.c.id)
+        return [
+            Stakeholder(r.lead_id, r.contact_id, r.role, r.id, r.created_at)
+            for r in (await self.conn.execute(stmt)).all()
+        ]
+
+    async def add_competitor(self, c: Competitor) -> Competitor:
+        table = t.lead_competitors
+        stmt = insert(table).values(
+            lead_id=c.lead_id, name=c.name, notes=c.notes, created_at=c.created_at
+        )
+        c.id = int(await self.conn.scalar(stmt.returning(table.c.id)))
+        return c
+
+    async def remove_competitor(self, lead_id: int, competitor_id: int) -> bool:
+        table = t.lead_competitors
+        done = await self.conn.execute(
+            delete(table).where(table.c.lead_id == lead_id, table.c.id == competitor_id)
+        )
+        return bool(done.rowcount)
+
+    async def competitors(self, lead_id: int) -> list[Competitor]:
+        table = t.lead_competitors
+        stmt = select(table).where(table.c.lead_id == lead_id).order_by(table.c.id)
+        return [
+            Competitor(r.lead_id, r.name, r.notes, r.id, r.created_at)
+            for r in (await self.conn.execute(stmt)).all()
+        ]

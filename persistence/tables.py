@@ -370,6 +370,32 @@ class AssignmentRuleRow(SQLModel, table=True):
     created_at: datetime = _ts()
 
 
+class StakeholderRow(SQLModel, table=True):
+    __tablename__ = "lead_stakeholders"
+    __table_args__ = (Index("ux_lead_stakeholders", "lead_id", "contact_id", unique=True),)
+    id: int | None = Field(default=None, sa_column=Column(IdType, primary_key=True))
+    lead_id: int = Field(
+        sa_column=Column(BigInteger, ForeignKey("leads.id", ondelete="CASCADE"), nullable=False)
+    )
+    contact_id: int = Field(
+        sa_column=Column(BigInteger, ForeignKey("contacts.id", ondelete="CASCADE"), nullable=False)
+    )
+    role: str = Field(sa_column=Column(String(200), nullable=False))
+    created_at: datetime = _ts()
+
+
+class CompetitorRow(SQLModel, table=True):
+    __tablename__ = "lead_competitors"
+    __table_args__ = (Index("ix_lead_competitors_lead", "lead_id", "id"),)
+    id: int | None = Field(default=None, sa_column=Column(IdType, primary_key=True))
+    lead_id: int = Field(
+        sa_column=Column(BigInteger, ForeignKey("leads.id", ondelete="CASCADE"), nullable=False)
+    )
+    name: str = Field(sa_column=Column(String(200), nullable=False))
+    notes: str | None = _text(5000)
+    created_at: datetime = _ts()
+
+
 class OpportunityRow(SQLModel, table=True):
     __tablename__ = "opportunities"
     __table_args__ = (
@@ -430,4 +456,6 @@ opportunities = OpportunityRow.__table__  # type: ignore[attr-defined]
 teams = TeamRow.__table__  # type: ignore[attr-defined]
 users = UserRow.__table__  # type: ignore[attr-defined]
 assignment_rules = AssignmentRuleRow.__table__  # type: ignore[attr-defined]
+lead_stakeholders = StakeholderRow.__table__  # type: ignore[attr-defined]
+lead_competitors = CompetitorRow.__table__  # type: ignore[attr-defined]
 webhook_deliveries = WebhookDeliveryRow.__table__  # type: ignore[attr-defined]

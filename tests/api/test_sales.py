@@ -305,3 +305,58 @@ async def test_rules_assign_leads_that_become_sales_ready(api: Api) -> None:
         {"id": waiting["id"]},
     )
     assert asked["assignLead"]["lead"]["owner"]["id"] == ann
+
+
+async def test_stakeholders_and_competitors(api: Api) -> None:
+    lead = await new_lead(api, topic="Committee")
+    contact = await api(
+        'mutation { createContact(input: {email: "cfo@x.io", firstName: "Cleo"}) { contact { id } } }'
+    )
+    contact_id = contact["createContact"]["contact"]["id"]
+    add = f"mutation($l: ID!, $i: StakeholderInput!) {{ addStakeholder(leadId: $l, input: $i) {{ stakeholder {{ role contact {{ id }} }} {ERRORS} }} }}"
+    first = await api(
+        add,
+        {"l": lead["id"], "i": {"contactId": contact_id, "role": "influencer"}},
+        role=Role.SELLER,
+    )
+    assert first["addStakeholder"]["stakeholder"] == {
+        "role": "influencer",
+        "contact": {"id": contact_id},
+    }
+    await api(add, {"l": lead["id"], "i": {"contactId": contact_id, "role": "decision maker"}})
+    empty = await api(add, {"l": lead["id"], "i": {"contactId": contact_id, "role": " "}})
+    assert empty["addStakeholder"]["userErrors"][0]["field"] == ["input", "role"]
+    missing = await api(add, {"l": lead["id"], "i": {"contactId": "Q29udGFjdDo5OTk5", "role": "x"}})
+    assert missing["addStakeholder"]["userErrors"][0]["code"] == "NOT_FOUND"
+    comp = await api(
+        f'mutation($l: ID!) {{ addCompetitor(leadId: $l, input: {{name: "Globex", notes: "cheaper"}}) {{ competitor {{ id name notes }} {ERRORS} }} }}',
+        {"l": lead["id"]},
+    )
+    competitor = comp["addCompetitor"]["competitor"]
+    assert (competitor["name"], competitor["notes"]) == ("Globex", "cheaper")
+    view = "query($id: ID!) { lead(id: $id) { stakeholders { role contact { id } } competitors { name } } }"
+    got = await api(view, {"id": lead["id"]}, role=Role.VIEWER)
+    assert got["lead"] == {
+        "stakeholders": [{"role": "decision maker", "contact": {"id": contact_id}}],
+        "competitors": [{"name": "Globex"}],
+    }
+    removed = await api(
+        f"mutation($l: ID!, $c: ID!) {{ removeStakeholder(leadId: $l, contactId: $c) {{ deletedId {ERRORS} }} }}",
+        {"l": lead["id"], "c": contact_id},
+    )
+    assert removed["removeStakeholder"]["deletedId"] == contact_id
+    gone = await api(
+        f"mutation($l: ID!, $c: ID!) {{ removeCompetitor(leadId: $l, competitorId: $c) {{ deletedId {ERRORS} }} }}",
+        {"l": lead["id"], "c": competitor["id"]},
+    )
+    assert gone["removeCompetitor"]["deletedId"] == competitor["id"]
+    again = await api(
+        f"mutation($l: ID!, $c: ID!) {{ removeCompetitor(leadId: $l, competitorId: $c) {{ deletedId {ERRORS} }} }}",
+        {"l": lead["id"], "c": competitor["id"]},
+    )
+    assert again["removeCompetitor"]["userErrors"][0]["code"] == "NOT_FOUND"
+    assert (await api(view, {"id": lead["id"]}))["lead"] == {"stakeholders": [], "competitors": []}
+    r = await api.post(
+        add, {"l": lead["id"], "i": {"contactId": contact_id, "role": "x"}}, role=Role.VIEWER
+    )
+    assert r.json()["errors"][0]["extensions"]["code"] == "FORBIDDEN"
