@@ -21,6 +21,7 @@ NODE_TYPES = frozenset(
         "User",
         "Team",
         "AssignmentRule",
+        "Activity",
     }
 )
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import strawberry
 from strawberry.scalars import JSON
@@ -20,9 +20,12 @@ from domain.pagination import page_request
 from domain.ports import UnitOfWork
 from domain.roles import Permission
 from domain.sales import (
+    Activity,
+    ActivityKind,
     AssignmentRule,
     AssignmentStrategy,
     Competitor,
+    Direction,
     Opportunity,
     OpportunityStage,
     OpportunityStatus,
@@ -30,12 +33,120 @@ from domain.sales import (
     Team,
     User,
     UserKind,
+    decode_timeline_cursor,
+    encode_timeline_cursor,
 )
+
+if TYPE_CHECKING:
+    from api.events import LeadEventType_
 
 strawberry.enum(OpportunityStage)
 strawberry.enum(OpportunityStatus)
 strawberry.enum(UserKind)
 strawberry.enum(AssignmentStrategy)
+strawberry.enum(ActivityKind)
+strawberry.enum(Direction)
+
+
+@strawberry.type(name="Activity")
+class ActivityType(gql.Node):
+    kind: ActivityKind
+    subject: str
+    body: str | None
+    direction: Direction | None
+    completed: bool
+    occurred_at: dt.datetime = strawberry.field(description="When it happened, or is due.")
+    created_at: dt.datetime
+
+    @strawberry.field  # type: ignore[misc]
+    @pure
+    def id(self) -> strawberry.ID:  # type: ignore[override]
+        return strawberry.ID(to_global_id("Activity", self.id))  # type: ignore[arg-type]
+
+    @strawberry.field
+    async def lead(self, info: Info) -> gql.LeadType | None:
+        lead_id: int | None = self.lead_id  # type: ignore[attr-defined]
+        if lead_id is None:
+            return None
+        return await info.context.loaders.lead.load(lead_id)  # type: ignore[return-value]
+
+    @strawberry.field
+    async def contact(self, info: Info) -> gql.ContactType | None:
+        contact_id: int | None = self.contact_id  # type: ignore[attr-defined]
+        if contact_id is None:
+            return None
+        return await info.context.loaders.contact.load(contact_id)  # type: ignore[return-value]
+
+    @classmethod
+    def is_type_of(cls, obj: Any, _info: Any) -> bool:
+        return isinstance(obj, Activity)
+
+
+@strawberry.type
+class TimelineItem:
+    """An activity or a lead event: exactly one of the two is set."""
+
+    at: dt.datetime
+    activity: ActivityType | None
+    event: Annotated[LeadEventType_, strawberry.lazy("api.events")] | None
+
+
+@strawberry.type
+class TimelineEdge:
+    cursor: str
+    node: TimelineItem
+
+
+@strawberry.type
+class TimelineConnection:
+    edges: list[TimelineEdge]
+    page_info: gql.PageInfo
+
+
+async def lead_timeline(
+    info: Info, lead_id: int, first: int | None, after: str | None
+) -> TimelineConnection:
+    """A lead's activities and events, newest first, in keyset pages."""
+    ctx = info.context
+    size = 50 if first is None else first
+    if not 0 <= size <= ctx.services.max_page_size:
+        raise bad_input(f"first must be between 0 and {ctx.services.max_page_size}")
+    try:
+        cursor = None if after is None else decode_timeline_cursor(after)
+    except Invalid as e:
+        raise bad_input(e.message) from None
+    entries, more = await ctx.read(lambda r: r.activities.timeline(lead_id, size, cursor))
+    edges = [
+        TimelineEdge(
+            cursor=encode_timeline_cursor(e),
+            node=TimelineItem(at=e.at, activity=e.activity, event=e.event),  # type: ignore[arg-type]
+        )
+        for e in entries
+    ]
+    end = edges[-1].cursor if edges else None
+    return TimelineConnection(
+        edges=edges, page_info=gql.PageInfo(has_next_page=more, end_cursor=end)
+    )
+
+
+@strawberry.input
+class ActivityInput:
+    kind: ActivityKind
+    subject: str
+    body: str | None = None
+    lead_id: strawberry.ID | None = None
+    contact_id: strawberry.ID | None = None
+    opportunity_id: strawberry.ID | None = None
+    owner_id: strawberry.ID | None = None
+    occurred_at: dt.datetime | None = None
+    direction: Direction | None = None
+    completed: bool = False
+
+
+@strawberry.type
+class ActivityPayload:
+    activity: ActivityType | None
+    user_errors: list[gql.UserError]
 
 
 @strawberry.type(name="Team")
@@ -431,6 +542,42 @@ class SalesMutation:
         gone, errors = await _in_uow(info, run)
         gid = None if gone is None else strawberry.ID(str(gone))
         return gql.DeletePayload(deleted_id=gid, user_errors=errors)
+
+    @strawberry.mutation
+    async def log_activity(self, info: Info, input: ActivityInput) -> ActivityPayload:
+        """A call, email, appointment, task, note or post on a lead, contact or opportunity."""
+        info.context.require(Permission.SALES_PROCESS)
+
+        async def run(uow: UnitOfWork) -> Activity:
+            def pk(gid: strawberry.ID | None, kind: str, name: str) -> int | None:
+                return None if gid is None else decode_id(str(gid), kind, ["input", name])
+
+            raw = {
+                "kind": input.kind,
+                "subject": input.subject,
+                "body": input.body,
+                "leadId": pk(input.lead_id, "Lead", "leadId"),
+                "contactId": pk(input.contact_id, "Contact", "contactId"),
+                "opportunityId": pk(input.opportunity_id, "Opportunity", "opportunityId"),
+                "ownerId": pk(input.owner_id, "User", "ownerId"),
+                "occurredAt": input.occurred_at,
+                "direction": input.direction,
+                "completed": input.completed,
+            }
+            return await services.log_activity(uow, raw)
+
+        activity, errors = await _in_uow(info, run)
+        return ActivityPayload(activity=activity, user_errors=errors)
+
+    @strawberry.mutation
+    async def convert_activity_to_lead(self, info: Info, id: strawberry.ID) -> gql.LeadPayload:
+        """Turn a received email into a lead (source ACTIVITY) about its contact."""
+
+        async def run(uow: UnitOfWork) -> Lead:
+            activity = decode_id(str(id), "Activity", ["id"])
+            return await services.convert_activity_to_lead(uow, activity)
+
+        return await _lead_change(info, run)
 
     @strawberry.mutation
     async def create_assignment_rule(

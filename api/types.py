@@ -20,7 +20,7 @@ from domain.pagination import Page, encode_cursor
 from domain.roles import Role as _Role
 
 if TYPE_CHECKING:
-    from api.sales import CompetitorType, StakeholderType, UserType
+    from api.sales import CompetitorType, StakeholderType, TimelineConnection, UserType
     from api.scoring import InteractionType_, LeadScore
 
 # ---------------------------------------------------------------- enums (domain enums exposed)
@@ -284,6 +284,15 @@ class LeadType(Node):
         if account_id is None:
             return None
         return await info.context.loaders.account.load(account_id)  # type: ignore[return-value]
+
+    @strawberry.field
+    async def timeline(
+        self, info: Info, first: int | None = 50, after: str | None = None
+    ) -> Annotated[TimelineConnection, strawberry.lazy("api.sales")]:
+        """Activities and lead events, newest first (keyset pages)."""
+        from api.sales import lead_timeline
+
+        return await lead_timeline(info, self.id, first, after)  # type: ignore[arg-type]
 
     @strawberry.field
     async def stakeholders(

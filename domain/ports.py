@@ -27,12 +27,14 @@ from domain.model import (
 from domain.pagination import Page, PageRequest
 from domain.qualification import QualificationModel
 from domain.sales import (
+    Activity,
     AssignmentRule,
     Competitor,
     Opportunity,
     OpportunityStatus,
     Stakeholder,
     Team,
+    TimelineEntry,
     User,
 )
 from domain.scoring import Interaction, ScoreResult, ScoringModel, StoredScore
@@ -216,6 +218,8 @@ class Repositories(Protocol):
     def assignment_rules(self) -> AssignmentRuleRepository: ...
     @property
     def stakeholders(self) -> StakeholderRepository: ...
+    @property
+    def activities(self) -> ActivityRepository: ...
     @property
     def accounts(self) -> AccountRepository: ...
     @property
@@ -514,3 +518,14 @@ class StakeholderRepository(Protocol):
     async def add_competitor(self, c: Competitor) -> Competitor: ...
     async def remove_competitor(self, lead_id: int, competitor_id: int) -> bool: ...
     async def competitors(self, lead_id: int) -> list[Competitor]: ...
+
+
+class ActivityRepository(Protocol):
+    async def add(self, activity: Activity) -> Activity: ...
+    async def save(self, activity: Activity) -> None: ...
+    async def get_many(self, ids: Sequence[int]) -> dict[int, Activity]: ...
+    async def timeline(
+        self, lead_id: int, first: int, after: tuple[datetime, str, int] | None
+    ) -> tuple[list[TimelineEntry], bool]:
+        """The lead's activities and events, newest first; whether more follow."""
+        ...

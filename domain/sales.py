@@ -10,7 +10,10 @@ stage by hand.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import enum
+import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -368,3 +371,90 @@ def build_competitor(lead_id: int, name: Any, notes: Any) -> Competitor:
     return Competitor(
         lead_id, _text(name, "name", 200) or "", _text(notes, "notes", 5000, required=False)
     )
+
+
+# ---------------------------------------------------------------- activities (the timeline)
+
+
+class ActivityKind(enum.Enum):
+    PHONE_CALL = "PHONE_CALL"
+    EMAIL = "EMAIL"
+    APPOINTMENT = "APPOINTMENT"
+    TASK = "TASK"
+    NOTE = "NOTE"
+    POST = "POST"
+
+
+class Direction(enum.Enum):
+    INCOMING = "INCOMING"
+    OUTGOING = "OUTGOING"
+
+
+@dataclass(slots=True)
+class Activity:
+    """Something a seller did or will do about a lead, contact or opportunity."""
+
+    kind: ActivityKind
+    subject: str
+    occurred_at: datetime  # when it happened, or is due (tasks, appointments)
+    body: str | None = None
+    lead_id: int | None = None
+    contact_id: int | None = None
+    opportunity_id: int | None = None
+    owner_id: int | None = None
+    direction: Direction | None = None
+    completed: bool = False
+    id: int = 0
+    created_at: datetime = field(default_factory=utcnow)
+
+
+def build_activity(raw: Mapping[str, Any]) -> Activity:
+    """An activity from an ActivityInput (API names, ids decoded)."""
+    subject = _text(raw.get("subject"), "subject", 1000) or ""
+    body = _text(raw.get("body"), "body", 20000, required=False)
+    if not any(raw.get(k) is not None for k in ("leadId", "contactId", "opportunityId")):
+        raise Invalid("an activity is about a lead, a contact or an opportunity", ["input"])
+    when = raw.get("occurredAt") or utcnow()
+    if when.tzinfo is None:
+        raise Invalid("occurredAt needs a time zone", ["input", "occurredAt"])
+    return Activity(
+        kind=ActivityKind(raw["kind"]),
+        subject=subject,
+        occurred_at=when,
+        body=body,
+        lead_id=raw.get("leadId"),
+        contact_id=raw.get("contactId"),
+        opportunity_id=raw.get("opportunityId"),
+        owner_id=raw.get("ownerId"),
+        direction=Direction(raw["direction"]) if raw.get("direction") else None,
+        completed=bool(raw.get("completed", False)),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class TimelineEntry:
+    """One line of a lead's timeline: an activity or a lead event, at its time."""
+
+    at: datetime
+    source: str  # "a" activity, "e" event: part of the cursor
+    id: int
+    activity: Activity | None
+    event: Any  # domain.events.LeadEvent (kept loose: events import nothing of sales)
+
+
+def encode_timeline_cursor(entry: TimelineEntry) -> str:
+    raw = json.dumps([entry.at.isoformat(), entry.source, entry.id], separators=(",", ":"))
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def decode_timeline_cursor(cursor: str) -> tuple[datetime, str, int]:
+    """The (time, source, id) a timeline cursor stands for; Invalid when it is not one."""
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        at, source, id_ = json.loads(base64.urlsafe_b64decode(padded.encode()))
+        when = datetime.fromisoformat(at)
+        if source not in ("a", "e") or not isinstance(id_, int) or when.tzinfo is None:
+            raise ValueError
+        return when, source, id_
+    except (ValueError, TypeError, binascii.Error, UnicodeDecodeError):
+        raise Invalid(f"'{cursor[:64]}' is not a valid cursor", ["after"]) from None

@@ -11,10 +11,19 @@ from domain.assignment import assign_by_rules
 from domain.errors import Conflict, NotFound
 from domain.fields import CONTACT_FIELDS
 from domain.matching import lock_keys, match_values, strategies_for
-from domain.model import Account, Contact, Lead, LeadStage, LeadStatusReason, MatchEntity, utcnow
+from domain.model import (
+    Account,
+    Contact,
+    Lead,
+    LeadSource,
+    LeadStage,
+    LeadStatusReason,
+    MatchEntity,
+    utcnow,
+)
 from domain.ports import UnitOfWork
 from domain.sales import Change, Opportunity
-from domain.services import find_or_create_account
+from domain.services import create_lead, find_or_create_account
 
 
 async def _lead(uow: UnitOfWork, id_: int) -> Lead:
@@ -207,3 +216,50 @@ async def remove_competitor(uow: UnitOfWork, lead_id: int, competitor_id: int) -
     if not await uow.stakeholders.remove_competitor(lead_id, competitor_id):
         raise NotFound("no such competitor on the lead", ["competitorId"])
     return competitor_id
+
+
+# ---------------------------------------------------------------- activities and the timeline
+
+
+async def log_activity(uow: UnitOfWork, raw: Mapping[str, Any]) -> sales.Activity:
+    """Record a call, email, appointment, task, note or post on a lead, contact or opportunity."""
+    activity = sales.build_activity(raw)
+    if activity.lead_id is not None and await uow.leads.get(activity.lead_id) is None:
+        raise NotFound("no lead with this id", ["input", "leadId"])
+    if activity.contact_id is not None and await uow.contacts.get(activity.contact_id) is None:
+        raise NotFound("no contact with this id", ["input", "contactId"])
+    if activity.opportunity_id is not None and not await uow.opportunities.get_many(
+        [activity.opportunity_id]
+    ):
+        raise NotFound("no opportunity with this id", ["input", "opportunityId"])
+    if activity.owner_id is not None and not await uow.users.get_many([activity.owner_id]):
+        raise NotFound("no user with this id", ["input", "ownerId"])
+    return await uow.activities.add(activity)
+
+
+async def convert_activity_to_lead(uow: UnitOfWork, activity_id: int) -> Lead:
+    """Turn a received email into a lead (source ACTIVITY) about its contact; the email joins
+    the new lead's timeline."""
+    activity = (await uow.activities.get_many([activity_id])).get(activity_id)
+    if activity is None:
+        raise NotFound("no activity with this id", ["id"])
+    if activity.kind is not sales.ActivityKind.EMAIL or activity.direction is not (
+        sales.Direction.INCOMING
+    ):
+        raise Conflict("only a received email (EMAIL, INCOMING) becomes a lead", ["id"])
+    if activity.lead_id is not None:
+        raise Conflict("this email already belongs to a lead", ["id"])
+    values: dict[str, Any] = {"topic": activity.subject, "source": LeadSource.ACTIVITY}
+    if activity.contact_id is not None:
+        contact = await uow.contacts.get(activity.contact_id)
+        if contact is not None:
+            values.update(
+                contactId=contact.id,
+                email=contact.email,
+                firstName=contact.first_name,
+                lastName=contact.last_name,
+            )
+    lead = await create_lead(uow, {k: v for k, v in values.items() if v is not None})
+    activity.lead_id = lead.id
+    await uow.activities.save(activity)
+    return lead

@@ -23,6 +23,7 @@ from persistence.repositories import (
     SettingsRepository,
 )
 from persistence.sales_repo import (
+    ActivityRepository,
     AssignmentRuleRepository,
     OpportunityRepository,
     StakeholderRepository,
@@ -59,6 +60,7 @@ class Repositories:
         self.teams = TeamRepository(conn)
         self.assignment_rules = AssignmentRuleRepository(conn)
         self.stakeholders = StakeholderRepository(conn)
+        self.activities = ActivityRepository(conn)
 
 
 def _lock_id(key: str) -> int:

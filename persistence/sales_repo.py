@@ -3,23 +3,40 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, delete, func, insert, select, update
+from sqlalchemy import (
+    and_,
+    bindparam,
+    delete,
+    func,
+    insert,
+    literal,
+    or_,
+    select,
+    union_all,
+    update,
+)
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from domain.errors import Duplicate
+from domain.events import LeadEvent
 from domain.pagination import Page, PageRequest
 from domain.sales import (
+    Activity,
+    ActivityKind,
     AssignmentRule,
     AssignmentStrategy,
     Competitor,
+    Direction,
     Opportunity,
     OpportunityStage,
     OpportunityStatus,
     Stakeholder,
     Team,
+    TimelineEntry,
     User,
     UserKind,
 )
@@ -27,6 +44,7 @@ from domain.scoring import parse_condition
 from persistence import tables as t
 from persistence.listing import Criterion, Listing
 from persistence.repositories import upsert_insert
+from persistence.scoring_repo import to_lead_event
 
 
 def to_opportunity(r: Row[Any]) -> Opportunity:
@@ -321,3 +339,109 @@ class StakeholderRepository:
             Competitor(r.lead_id, r.name, r.notes, r.id, r.created_at)
             for r in (await self.conn.execute(stmt)).all()
         ]
+
+
+# ---------------------------------------------------------------- activities and the timeline
+
+
+def to_activity(r: Row[Any]) -> Activity:
+    return Activity(
+        kind=ActivityKind(r.kind),
+        subject=r.subject,
+        occurred_at=r.occurred_at,
+        body=r.body,
+        lead_id=r.lead_id,
+        contact_id=r.contact_id,
+        opportunity_id=r.opportunity_id,
+        owner_id=r.owner_id,
+        direction=Direction(r.direction) if r.direction else None,
+        completed=r.completed,
+        id=r.id,
+        created_at=r.created_at,
+    )
+
+
+class ActivityRepository:
+    def __init__(self, conn: AsyncConnection) -> None:
+        self.conn = conn
+        self.table = t.activities
+
+    def _row(self, a: Activity) -> dict[str, Any]:
+        return {
+            "kind": a.kind.value,
+            "subject": a.subject,
+            "body": a.body,
+            "lead_id": a.lead_id,
+            "contact_id": a.contact_id,
+            "opportunity_id": a.opportunity_id,
+            "owner_id": a.owner_id,
+            "direction": a.direction.value if a.direction else None,
+            "completed": a.completed,
+            "occurred_at": a.occurred_at,
+            "created_at": a.created_at,
+        }
+
+    async def add(self, activity: Activity) -> Activity:
+        stmt = insert(self.table).values(self._row(activity)).returning(self.table.c.id)
+        activity.id = int(await self.conn.scalar(stmt))
+        return activity
+
+    async def save(self, activity: Activity) -> None:
+        await self.conn.execute(
+            update(self.table).where(self.table.c.id == activity.id).values(self._row(activity))
+        )
+
+    async def get_many(self, ids: Sequence[int]) -> dict[int, Activity]:
+        stmt = select(self.table).where(self.table.c.id.in_(list(ids)))
+        return {r.id: to_activity(r) for r in (await self.conn.execute(stmt)).all()}
+
+    async def timeline(
+        self, lead_id: int, first: int, after: tuple[datetime, str, int] | None
+    ) -> tuple[list[TimelineEntry], bool]:
+        """The lead's activities and (positioned) events, newest first, after a cursor.
+
+        One keyset over both tables: (time, source, id) with source "a" (activity) or "e"
+        (event), so equal times still page in a stable order.
+        """
+        a, e = self.table.c, t.lead_events.c
+        union = union_all(
+            select(literal("a").label("src"), a.id, a.occurred_at.label("at")).where(
+                a.lead_id == lead_id
+            ),
+            select(literal("e").label("src"), e.id, e.occurred_at.label("at")).where(
+                e.lead_id == lead_id, e.position.is_not(None)
+            ),
+        ).subquery()
+        u = union.c
+        stmt = select(u.src, u.id, u.at)
+        if after is not None:
+            at = literal(after[0], t.UTCDateTime())
+            stmt = stmt.where(
+                or_(
+                    u.at < at,
+                    and_(
+                        u.at == at, or_(u.src < after[1], and_(u.src == after[1], u.id < after[2]))
+                    ),
+                )
+            )
+        stmt = stmt.order_by(u.at.desc(), u.src.desc(), u.id.desc()).limit(first + 1)
+        rows = (await self.conn.execute(stmt)).all()
+        more = len(rows) > first
+        rows = rows[:first]
+        activities = await self.get_many([r.id for r in rows if r.src == "a"])
+        event_ids = [r.id for r in rows if r.src == "e"]
+        events: dict[int, LeadEvent] = {}
+        if event_ids:
+            found = select(t.lead_events).where(e.id.in_(event_ids))
+            events = {r.id: to_lead_event(r) for r in (await self.conn.execute(found)).all()}
+        entries = [
+            TimelineEntry(
+                r.at,
+                r.src,
+                r.id,
+                activities.get(r.id) if r.src == "a" else None,
+                events.get(r.id) if r.src == "e" else None,
+            )
+            for r in rows
+        ]
+        return entries, more

@@ -713,7 +713,7 @@ _POSITION = text(
 )
 
 
-def _event(r: Row[Any]) -> LeadEvent:
+def to_lead_event(r: Row[Any]) -> LeadEvent:
     return LeadEvent(r.position, r.id, r.lead_id, r.type, r.occurred_at, r.payload)
 
 
@@ -768,7 +768,7 @@ class LeadEventRepository:
         if until is not None:
             where.append(c.position <= until)
         stmt = select(self.table).where(*where).order_by(c.position).limit(limit)
-        return [_event(r) for r in (await self.conn.execute(stmt)).all()]
+        return [to_lead_event(r) for r in (await self.conn.execute(stmt)).all()]
 
     async def max_position(self) -> int:
         return int(await self.conn.scalar(select(func.max(self.table.c.position))) or 0)

@@ -396,6 +396,36 @@ class CompetitorRow(SQLModel, table=True):
     created_at: datetime = _ts()
 
 
+class ActivityRow(SQLModel, table=True):
+    __tablename__ = "activities"
+    __table_args__ = (
+        Index("ix_activities_lead", "lead_id", "occurred_at", "id"),
+        Index("ix_activities_contact", "contact_id", "occurred_at", "id"),
+        Index("ix_activities_opportunity", "opportunity_id", "occurred_at", "id"),
+    )
+    id: int | None = Field(default=None, sa_column=Column(IdType, primary_key=True))
+    kind: str = Field(sa_column=Column(String(16), nullable=False))
+    subject: str = Field(sa_column=Column(String(1000), nullable=False))
+    body: str | None = _text(20000)
+    lead_id: int | None = Field(
+        default=None, sa_column=Column(BigInteger, ForeignKey("leads.id", ondelete="CASCADE"))
+    )
+    contact_id: int | None = Field(
+        default=None, sa_column=Column(BigInteger, ForeignKey("contacts.id", ondelete="CASCADE"))
+    )
+    opportunity_id: int | None = Field(
+        default=None,
+        sa_column=Column(BigInteger, ForeignKey("opportunities.id", ondelete="CASCADE")),
+    )
+    owner_id: int | None = Field(
+        default=None, sa_column=Column(BigInteger, ForeignKey("users.id", ondelete="SET NULL"))
+    )
+    direction: str | None = _text(16)
+    completed: bool = Field(sa_column=Column(Boolean, nullable=False))
+    occurred_at: datetime = _ts()
+    created_at: datetime = _ts()
+
+
 class OpportunityRow(SQLModel, table=True):
     __tablename__ = "opportunities"
     __table_args__ = (
@@ -458,4 +488,5 @@ users = UserRow.__table__  # type: ignore[attr-defined]
 assignment_rules = AssignmentRuleRow.__table__  # type: ignore[attr-defined]
 lead_stakeholders = StakeholderRow.__table__  # type: ignore[attr-defined]
 lead_competitors = CompetitorRow.__table__  # type: ignore[attr-defined]
+activities = ActivityRow.__table__  # type: ignore[attr-defined]
 webhook_deliveries = WebhookDeliveryRow.__table__  # type: ignore[attr-defined]

@@ -360,3 +360,95 @@ async def test_stakeholders_and_competitors(api: Api) -> None:
         add, {"l": lead["id"], "i": {"contactId": contact_id, "role": "x"}}, role=Role.VIEWER
     )
     assert r.json()["errors"][0]["extensions"]["code"] == "FORBIDDEN"
+
+
+LOG = f"mutation($i: ActivityInput!) {{ logActivity(input: $i) {{ activity {{ id kind subject occurredAt lead {{ id }} }} {ERRORS} }} }}"
+TIMELINE = "query($id: ID!, $after: String) { lead(id: $id) { timeline(first: 3, after: $after) { edges { cursor node { at activity { subject kind } event { type } } } pageInfo { hasNextPage endCursor } } } }"
+
+
+async def test_timeline_mixes_activities_and_events_newest_first(api: Api) -> None:
+    import asyncio
+
+    lead = await new_lead(api, topic="Timeline")
+    times = ["2026-01-01T10:00:00Z", "2026-01-03T10:00:00Z", "2026-01-02T10:00:00Z"]
+    for i, at in enumerate(times):
+        logged = await api(
+            LOG,
+            {
+                "i": {
+                    "kind": ["PHONE_CALL", "NOTE", "TASK"][i],
+                    "subject": f"a{i}",
+                    "leadId": lead["id"],
+                    "occurredAt": at,
+                }
+            },
+            role=Role.SELLER,
+        )
+        assert logged["logActivity"]["userErrors"] == []
+    await op(api, STAGE, id=lead["id"], s="SALES_ACCEPTANCE")  # an event, now
+    seen: list[str] = []
+    after = None
+    for _ in range(250):  # events show once the relay has positioned them
+        page = await api(TIMELINE, {"id": lead["id"], "after": None})
+        if (
+            len(page["lead"]["timeline"]["edges"]) == 3
+            and page["lead"]["timeline"]["edges"][0]["node"]["event"]
+        ):
+            break
+        await asyncio.sleep(0.02)
+    while True:
+        page = await api(TIMELINE, {"id": lead["id"], "after": after}, role=Role.VIEWER)
+        conn = page["lead"]["timeline"]
+        for edge in conn["edges"]:
+            node = edge["node"]
+            seen.append(node["event"]["type"] if node["event"] else node["activity"]["subject"])
+        if not conn["pageInfo"]["hasNextPage"]:
+            break
+        after = conn["pageInfo"]["endCursor"]
+    # Newest first: the stage change (now), the lead's creation (now, earlier), then the
+    # activities by their own times.
+    assert seen == ["STAGE_CHANGED", "CREATED", "a1", "a2", "a0"]
+    bad = await api.post(TIMELINE, {"id": lead["id"], "after": "nope"})
+    assert bad.json()["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT"
+    orphan = await api(LOG, {"i": {"kind": "NOTE", "subject": "about nothing"}})
+    assert orphan["logActivity"]["userErrors"][0]["code"] == "INVALID"
+
+
+async def test_a_received_email_becomes_a_lead(api: Api) -> None:
+    contact = await api(
+        'mutation { createContact(input: {email: "in@x.io", firstName: "Ines"}) { contact { id } } }'
+    )
+    contact_id = contact["createContact"]["contact"]["id"]
+    email = await api(
+        LOG,
+        {
+            "i": {
+                "kind": "EMAIL",
+                "direction": "INCOMING",
+                "subject": "Quote for 40 robots?",
+                "contactId": contact_id,
+            }
+        },
+    )
+    activity = email["logActivity"]["activity"]
+    convert = f"mutation($id: ID!) {{ convertActivityToLead(id: $id) {{ lead {{ id topic email contact {{ id }} }} {ERRORS} }} }}"
+    made = await api(convert, {"id": activity["id"]}, role=Role.SELLER)
+    lead = made["convertActivityToLead"]["lead"]
+    assert (lead["topic"], lead["email"], lead["contact"]["id"]) == (
+        "Quote for 40 robots?",
+        "in@x.io",
+        contact_id,
+    )
+    source = await api(
+        "query($id: ID!) { lead(id: $id) { source timeline { edges { node { activity { subject } } } } } }",
+        {"id": lead["id"]},
+    )
+    assert source["lead"]["source"] == "ACTIVITY"
+    assert {"activity": {"subject": "Quote for 40 robots?"}} in [
+        e["node"] for e in source["lead"]["timeline"]["edges"]
+    ]
+    again = await api(convert, {"id": activity["id"]})
+    assert again["convertActivityToLead"]["userErrors"][0]["code"] == "CONFLICT"
+    note = await api(LOG, {"i": {"kind": "NOTE", "subject": "n", "contactId": contact_id}})
+    refused = await api(convert, {"id": note["logActivity"]["activity"]["id"]})
+    assert refused["convertActivityToLead"]["userErrors"][0]["code"] == "CONFLICT"
