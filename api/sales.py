@@ -15,7 +15,7 @@ from api.execution import pure
 from api.ids import decode_id, to_global_id
 from domain import sales_services as services
 from domain.errors import Invalid
-from domain.model import Lead, LeadStage, LeadStatusReason
+from domain.model import Lead, LeadStage, LeadStatusReason, utcnow
 from domain.pagination import page_request
 from domain.ports import UnitOfWork
 from domain.roles import Permission
@@ -439,6 +439,24 @@ class PeopleQuery:
             return gql.connection(found, lambda: ctx.read(lambda r: r.users.count(team)))
 
         return await as_query_error(run)
+
+    @strawberry.field
+    async def reminders(
+        self, info: Info, owner_id: strawberry.ID, within_hours: int = 24
+    ) -> list[ActivityType]:
+        """The assistant: the owner's open appointments and tasks due in the next hours."""
+        ctx = info.context
+        ctx.require(Permission.READ)
+        if not 0 < within_hours <= 24 * 90:
+            raise bad_input("withinHours must be between 1 and 2160")
+        try:
+            owner = decode_id(str(owner_id), "User", ["ownerId"])
+        except Invalid as e:
+            raise bad_input(e.message) from None
+        now = utcnow()
+        end = now + dt.timedelta(hours=within_hours)
+        found = await ctx.read(lambda r: r.activities.upcoming(owner, now, end))
+        return found  # type: ignore[return-value]
 
     @strawberry.field
     async def assignment_rules(self, info: Info) -> list[AssignmentRuleType]:

@@ -395,6 +395,22 @@ class ActivityRepository:
         stmt = select(self.table).where(self.table.c.id.in_(list(ids)))
         return {r.id: to_activity(r) for r in (await self.conn.execute(stmt)).all()}
 
+    async def upcoming(self, owner_id: int, start: datetime, end: datetime) -> list[Activity]:
+        """The owner's open appointments and tasks due from `start` to `end`, soonest first."""
+        a = self.table.c
+        stmt = (
+            select(self.table)
+            .where(
+                a.owner_id == owner_id,
+                ~a.completed,
+                a.kind.in_([ActivityKind.APPOINTMENT.value, ActivityKind.TASK.value]),
+                a.occurred_at >= start,
+                a.occurred_at <= end,
+            )
+            .order_by(a.occurred_at, a.id)
+        )
+        return [to_activity(r) for r in (await self.conn.execute(stmt)).all()]
+
     async def timeline(
         self, lead_id: int, first: int, after: tuple[datetime, str, int] | None
     ) -> tuple[list[TimelineEntry], bool]:

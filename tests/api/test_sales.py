@@ -452,3 +452,37 @@ async def test_a_received_email_becomes_a_lead(api: Api) -> None:
     note = await api(LOG, {"i": {"kind": "NOTE", "subject": "n", "contactId": contact_id}})
     refused = await api(convert, {"id": note["logActivity"]["activity"]["id"]})
     assert refused["convertActivityToLead"]["userErrors"][0]["code"] == "CONFLICT"
+
+
+async def test_reminders_list_upcoming_appointments_and_tasks(api: Api) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    _, (sam,) = await _team_of(api, "reminders", ["sam"])
+    lead = await new_lead(api, topic="Busy week")
+    now = datetime.now(UTC)
+
+    async def log(kind: str, subject: str, hours: float, **extra: Any) -> None:
+        at = (now + timedelta(hours=hours)).isoformat()
+        body = {
+            "kind": kind,
+            "subject": subject,
+            "leadId": lead["id"],
+            "ownerId": sam,
+            "occurredAt": at,
+            **extra,
+        }
+        assert (await api(LOG, {"i": body}))["logActivity"]["userErrors"] == []
+
+    await log("APPOINTMENT", "demo", 2)
+    await log("TASK", "send quote", 5)
+    await log("TASK", "done already", 1, completed=True)
+    await log("NOTE", "not a reminder", 1)
+    await log("TASK", "next week", 24 * 7)
+    await log("APPOINTMENT", "yesterday", -24)
+    query = "query($o: ID!, $h: Int!) { reminders(ownerId: $o, withinHours: $h) { subject kind } }"
+    soon = await api(query, {"o": sam, "h": 24}, role=Role.SELLER)
+    assert [r["subject"] for r in soon["reminders"]] == ["demo", "send quote"]
+    week = await api(query, {"o": sam, "h": 24 * 8})
+    assert [r["subject"] for r in week["reminders"]] == ["demo", "send quote", "next week"]
+    bad = await api.post(query, {"o": sam, "h": 0})
+    assert bad.json()["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT"
