@@ -65,17 +65,11 @@ class ActivityType(gql.Node):
 
     @strawberry.field
     async def lead(self, info: Info) -> gql.LeadType | None:
-        lead_id: int | None = self.lead_id  # type: ignore[attr-defined]
-        if lead_id is None:
-            return None
-        return await info.context.loaders.lead.load(lead_id)  # type: ignore[return-value]
+        return await gql.load_linked(info.context.loaders.lead, self.lead_id)  # type: ignore[attr-defined,no-any-return]
 
     @strawberry.field
     async def contact(self, info: Info) -> gql.ContactType | None:
-        contact_id: int | None = self.contact_id  # type: ignore[attr-defined]
-        if contact_id is None:
-            return None
-        return await info.context.loaders.contact.load(contact_id)  # type: ignore[return-value]
+        return await gql.load_linked(info.context.loaders.contact, self.contact_id)  # type: ignore[attr-defined,no-any-return]
 
     @classmethod
     def is_type_of(cls, obj: Any, _info: Any) -> bool:
@@ -325,17 +319,11 @@ class OpportunityType(gql.Node):
 
     @strawberry.field
     async def contact(self, info: Info) -> gql.ContactType | None:
-        contact_id: int | None = self.contact_id  # type: ignore[attr-defined]
-        if contact_id is None:
-            return None
-        return await info.context.loaders.contact.load(contact_id)  # type: ignore[return-value]
+        return await gql.load_linked(info.context.loaders.contact, self.contact_id)  # type: ignore[attr-defined,no-any-return]
 
     @strawberry.field
     async def account(self, info: Info) -> gql.AccountType | None:
-        account_id: int | None = self.account_id  # type: ignore[attr-defined]
-        if account_id is None:
-            return None
-        return await info.context.loaders.account.load(account_id)  # type: ignore[return-value]
+        return await gql.load_linked(info.context.loaders.account, self.account_id)  # type: ignore[attr-defined,no-any-return]
 
     @classmethod
     def is_type_of(cls, obj: Any, _info: Any) -> bool:

@@ -138,6 +138,11 @@ def connection(page: Page[Any], count: Callable[[], Awaitable[int]]) -> Connecti
     )
 
 
+async def load_linked(loader: Any, key: int | None) -> Any:
+    """The record a nullable link points to, through the request's batch loader (None: none)."""
+    return None if key is None else await loader.load(key)
+
+
 # ---------------------------------------------------------------- records
 
 
@@ -200,10 +205,7 @@ class ContactType(Node):
 
     @strawberry.field
     async def account(self, info: Info) -> AccountType | None:
-        account_id: int | None = self.account_id  # type: ignore[attr-defined]
-        if account_id is None:
-            return None
-        return await info.context.loaders.account.load(account_id)  # type: ignore[return-value]
+        return await load_linked(info.context.loaders.account, self.account_id)  # type: ignore[attr-defined,no-any-return]
 
     @strawberry.field
     async def leads(
@@ -273,17 +275,11 @@ class LeadType(Node):
 
     @strawberry.field
     async def contact(self, info: Info) -> ContactType | None:
-        contact_id: int | None = self.contact_id  # type: ignore[attr-defined]
-        if contact_id is None:
-            return None
-        return await info.context.loaders.contact.load(contact_id)  # type: ignore[return-value]
+        return await load_linked(info.context.loaders.contact, self.contact_id)  # type: ignore[attr-defined,no-any-return]
 
     @strawberry.field
     async def account(self, info: Info) -> AccountType | None:
-        account_id: int | None = self.account_id  # type: ignore[attr-defined]
-        if account_id is None:
-            return None
-        return await info.context.loaders.account.load(account_id)  # type: ignore[return-value]
+        return await load_linked(info.context.loaders.account, self.account_id)  # type: ignore[attr-defined,no-any-return]
 
     @strawberry.field
     async def timeline(
