@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 
+from api.errors import bad_input
 from domain.errors import Invalid
 
 NODE_TYPES = frozenset(
@@ -51,3 +52,11 @@ def decode_id(gid: str, expected: str, field: list[str] | None = None) -> int:
     if type_name != expected:
         raise Invalid(f"expected an ID of a {expected}, got one of a {type_name}", field)
     return pk
+
+
+def decode_arg(gid: object, expected: str, field: list[str] | None = None) -> int:
+    """decode_id for a query argument: a bad ID is a BAD_USER_INPUT GraphQL error."""
+    try:
+        return decode_id(str(gid), expected, field)
+    except Invalid as e:
+        raise bad_input(e.message) from None

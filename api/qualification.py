@@ -9,15 +9,14 @@ import strawberry
 
 from api import types as gql
 from api.context import Info
-from api.errors import as_query_error, bad_input, user_errors
+from api.errors import bad_input, user_errors
 from api.execution import pure
-from api.ids import decode_id, to_global_id
+from api.ids import decode_arg, decode_id, to_global_id
 from api.scoring import ScoringModelType
 from domain import qualification_services as services
-from domain.errors import DomainError, Invalid
+from domain.errors import DomainError
 from domain.lifecycle import ModelStatus
 from domain.model import utcnow
-from domain.pagination import page_request
 from domain.ports import UnitOfWork
 from domain.qualification import MatchMode, QualificationModel
 from domain.roles import Permission
@@ -189,10 +188,7 @@ class QualificationQuery:
         self, info: Info, id: strawberry.ID
     ) -> QualificationModelType | None:
         info.context.require(Permission.READ)
-        try:
-            pk = decode_id(str(id), "QualificationModel")
-        except Invalid as e:
-            raise bad_input(e.message) from None
+        pk = decode_arg(id, "QualificationModel")
         return await info.context.loaders.qualification_model.load(pk)  # type: ignore[return-value]
 
     @strawberry.field
@@ -203,17 +199,14 @@ class QualificationQuery:
         first: int | None = None,
         after: str | None = None,
     ) -> gql.Connection[QualificationModelType]:
-        ctx = info.context
-        ctx.require(Permission.READ)
-
-        async def run() -> gql.Connection[Any]:
-            page = page_request(first, after, ctx.services.max_page_size)
-            result = await ctx.read(lambda r: r.qualification_models.list(status, page))
-            return gql.connection(
-                result, lambda: ctx.read(lambda r: r.qualification_models.count(status))
-            )
-
-        return await as_query_error(run)
+        info.context.require(Permission.READ)
+        return await gql.paged(
+            info.context,
+            first,
+            after,
+            lambda r, page: r.qualification_models.list(status, page),
+            lambda r: r.qualification_models.count(status),
+        )
 
 
 @strawberry.type

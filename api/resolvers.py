@@ -10,12 +10,11 @@ from graphql import ObjectValueNode, VariableNode
 
 from api import types as gql
 from api.context import Info
-from api.errors import as_query_error, bad_input, user_errors
-from api.ids import decode_id, from_global_id, to_global_id
+from api.errors import bad_input, user_errors
+from api.ids import decode_arg, decode_id, from_global_id, to_global_id
 from domain import importing, services
 from domain.errors import DomainError, Invalid, NotFound
 from domain.model import Account, Contact, Lead, LeadSource, MatchingStrategy
-from domain.pagination import page_request
 from domain.ports import LeadFilter, LeadOrder, ScoreThreshold, UnitOfWork
 from domain.roles import Permission
 
@@ -112,37 +111,25 @@ async def list_leads(
     first: int | None,
     after: str | None,
 ) -> gql.Connection[Any]:
-    ctx = info.context
-
-    async def run() -> gql.Connection[Any]:
-        page = page_request(first, after, ctx.services.max_page_size)
-        sort = lead_order(order)
-        result = await ctx.read(lambda r: r.leads.list(filter_, sort, page))
-        return gql.connection(result, lambda: ctx.read(lambda r: r.leads.count(filter_)))
-
-    return await as_query_error(run)
+    return await gql.paged(
+        info.context,
+        first,
+        after,
+        lambda r, page: r.leads.list(filter_, lead_order(order), page),
+        lambda r: r.leads.count(filter_),
+    )
 
 
 async def list_contacts(
     info: Info, search: str | None, account_id: int | None, first: int | None, after: str | None
 ) -> gql.Connection[Any]:
-    ctx = info.context
-
-    async def run() -> gql.Connection[Any]:
-        page = page_request(first, after, ctx.services.max_page_size)
-        result = await ctx.read(lambda r: r.contacts.list(search, account_id, page))
-        return gql.connection(
-            result, lambda: ctx.read(lambda r: r.contacts.count(search, account_id))
-        )
-
-    return await as_query_error(run)
-
-
-def _decode_arg(gid: str, expected: str) -> int:
-    try:
-        return decode_id(gid, expected)
-    except Invalid as e:
-        raise bad_input(e.message) from None
+    return await gql.paged(
+        info.context,
+        first,
+        after,
+        lambda r, page: r.contacts.list(search, account_id, page),
+        lambda r: r.contacts.count(search, account_id),
+    )
 
 
 # ---------------------------------------------------------------- queries
@@ -198,7 +185,7 @@ class Query:
     @strawberry.field
     async def account(self, info: Info, id: strawberry.ID) -> gql.AccountType | None:
         info.context.require(Permission.READ)
-        return await info.context.loaders.account.load(_decode_arg(id, "Account"))  # type: ignore[return-value]
+        return await info.context.loaders.account.load(decode_arg(id, "Account"))  # type: ignore[return-value]
 
     @strawberry.field
     async def accounts(
@@ -208,20 +195,19 @@ class Query:
         first: int | None = None,
         after: str | None = None,
     ) -> gql.Connection[gql.AccountType]:
-        ctx = info.context
-        ctx.require(Permission.READ)
-
-        async def run() -> gql.Connection[Any]:
-            page = page_request(first, after, ctx.services.max_page_size)
-            result = await ctx.read(lambda r: r.accounts.list(search, page))
-            return gql.connection(result, lambda: ctx.read(lambda r: r.accounts.count(search)))
-
-        return await as_query_error(run)
+        info.context.require(Permission.READ)
+        return await gql.paged(
+            info.context,
+            first,
+            after,
+            lambda r, page: r.accounts.list(search, page),
+            lambda r: r.accounts.count(search),
+        )
 
     @strawberry.field
     async def contact(self, info: Info, id: strawberry.ID) -> gql.ContactType | None:
         info.context.require(Permission.READ)
-        return await info.context.loaders.contact.load(_decode_arg(id, "Contact"))  # type: ignore[return-value]
+        return await info.context.loaders.contact.load(decode_arg(id, "Contact"))  # type: ignore[return-value]
 
     @strawberry.field
     async def contacts(
@@ -233,13 +219,13 @@ class Query:
         after: str | None = None,
     ) -> gql.Connection[gql.ContactType]:
         info.context.require(Permission.READ)
-        account = None if account_id is None else _decode_arg(account_id, "Account")
+        account = None if account_id is None else decode_arg(account_id, "Account")
         return await list_contacts(info, search, account, first, after)
 
     @strawberry.field
     async def lead(self, info: Info, id: strawberry.ID) -> gql.LeadType | None:
         info.context.require(Permission.READ)
-        return await info.context.loaders.lead.load(_decode_arg(id, "Lead"))  # type: ignore[return-value]
+        return await info.context.loaders.lead.load(decode_arg(id, "Lead"))  # type: ignore[return-value]
 
     @strawberry.field
     async def leads(

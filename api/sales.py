@@ -10,13 +10,12 @@ from strawberry.scalars import JSON
 
 from api import types as gql
 from api.context import Info
-from api.errors import as_query_error, bad_input
+from api.errors import bad_input
 from api.execution import pure
-from api.ids import decode_id, to_global_id
+from api.ids import decode_arg, decode_id, to_global_id
 from domain import sales_services as services
 from domain.errors import Invalid
 from domain.model import Lead, LeadStage, LeadStatusReason, utcnow
-from domain.pagination import page_request
 from domain.ports import UnitOfWork
 from domain.roles import Permission
 from domain.sales import (
@@ -377,10 +376,7 @@ class SalesQuery:
     @strawberry.field
     async def opportunity(self, info: Info, id: strawberry.ID) -> OpportunityType | None:
         info.context.require(Permission.READ)
-        try:
-            pk = decode_id(str(id), "Opportunity")
-        except Invalid as e:
-            raise bad_input(e.message) from None
+        pk = decode_arg(id, "Opportunity")
         found = await info.context.read(lambda r: r.opportunities.get_many([pk]))
         return found.get(pk)  # type: ignore[return-value]
 
@@ -393,18 +389,15 @@ class SalesQuery:
         first: int | None = None,
         after: str | None = None,
     ) -> gql.Connection[OpportunityType]:
-        ctx = info.context
-        ctx.require(Permission.READ)
-
-        async def run() -> gql.Connection[Any]:
-            lead = None if lead_id is None else decode_id(str(lead_id), "Lead", ["leadId"])
-            page = page_request(first, after, ctx.services.max_page_size)
-            found = await ctx.read(lambda r: r.opportunities.list(status, lead, page))
-            return gql.connection(
-                found, lambda: ctx.read(lambda r: r.opportunities.count(status, lead))
-            )
-
-        return await as_query_error(run)
+        info.context.require(Permission.READ)
+        lead = None if lead_id is None else decode_arg(lead_id, "Lead", ["leadId"])
+        return await gql.paged(
+            info.context,
+            first,
+            after,
+            lambda r, page: r.opportunities.list(status, lead, page),
+            lambda r: r.opportunities.count(status, lead),
+        )
 
 
 @strawberry.type
@@ -417,16 +410,15 @@ class PeopleQuery:
         first: int | None = None,
         after: str | None = None,
     ) -> gql.Connection[UserType]:
-        ctx = info.context
-        ctx.require(Permission.READ)
-
-        async def run() -> gql.Connection[Any]:
-            team = None if team_id is None else decode_id(str(team_id), "Team", ["teamId"])
-            page = page_request(first, after, ctx.services.max_page_size)
-            found = await ctx.read(lambda r: r.users.list(team, page))
-            return gql.connection(found, lambda: ctx.read(lambda r: r.users.count(team)))
-
-        return await as_query_error(run)
+        info.context.require(Permission.READ)
+        team = None if team_id is None else decode_arg(team_id, "Team", ["teamId"])
+        return await gql.paged(
+            info.context,
+            first,
+            after,
+            lambda r, page: r.users.list(team, page),
+            lambda r: r.users.count(team),
+        )
 
     @strawberry.field
     async def reminders(
@@ -437,10 +429,7 @@ class PeopleQuery:
         ctx.require(Permission.READ)
         if not 0 < within_hours <= 24 * 90:
             raise bad_input("withinHours must be between 1 and 2160")
-        try:
-            owner = decode_id(str(owner_id), "User", ["ownerId"])
-        except Invalid as e:
-            raise bad_input(e.message) from None
+        owner = decode_arg(owner_id, "User", ["ownerId"])
         now = utcnow()
         end = now + dt.timedelta(hours=within_hours)
         found = await ctx.read(lambda r: r.activities.upcoming(owner, now, end))
@@ -457,15 +446,14 @@ class PeopleQuery:
     async def teams(
         self, info: Info, first: int | None = None, after: str | None = None
     ) -> gql.Connection[TeamType]:
-        ctx = info.context
-        ctx.require(Permission.READ)
-
-        async def run() -> gql.Connection[Any]:
-            page = page_request(first, after, ctx.services.max_page_size)
-            found = await ctx.read(lambda r: r.teams.list(page))
-            return gql.connection(found, lambda: ctx.read(lambda r: r.teams.count()))
-
-        return await as_query_error(run)
+        info.context.require(Permission.READ)
+        return await gql.paged(
+            info.context,
+            first,
+            after,
+            lambda r, page: r.teams.list(page),
+            lambda r: r.teams.count(),
+        )
 
 
 @strawberry.type

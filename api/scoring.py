@@ -13,14 +13,13 @@ from strawberry.scalars import JSON
 
 from api import types as gql
 from api.context import Info
-from api.errors import as_query_error, bad_input, user_errors
+from api.errors import user_errors
 from api.execution import pure
-from api.ids import decode_id, to_global_id
+from api.ids import decode_arg, decode_id, to_global_id
 from domain import scoring, scoring_services
 from domain.errors import DomainError, Invalid
 from domain.lifecycle import ModelStatus
 from domain.model import utcnow
-from domain.pagination import page_request
 from domain.ports import UnitOfWork
 from domain.roles import Permission
 from domain.scoring import (
@@ -360,10 +359,7 @@ class ScoringQuery:
     @strawberry.field
     async def scoring_model(self, info: Info, id: strawberry.ID) -> ScoringModelType | None:
         info.context.require(Permission.READ)
-        try:
-            pk = decode_id(str(id), "ScoringModel")
-        except Invalid as e:
-            raise bad_input(e.message) from None
+        pk = decode_arg(id, "ScoringModel")
         return await info.context.loaders.scoring_model.load(pk)  # type: ignore[return-value]
 
     @strawberry.field
@@ -374,17 +370,14 @@ class ScoringQuery:
         first: int | None = None,
         after: str | None = None,
     ) -> gql.Connection[ScoringModelType]:
-        ctx = info.context
-        ctx.require(Permission.READ)
-
-        async def run() -> gql.Connection[Any]:
-            page = page_request(first, after, ctx.services.max_page_size)
-            result = await ctx.read(lambda r: r.scoring_models.list(status, page))
-            return gql.connection(
-                result, lambda: ctx.read(lambda r: r.scoring_models.count(status))
-            )
-
-        return await as_query_error(run)
+        info.context.require(Permission.READ)
+        return await gql.paged(
+            info.context,
+            first,
+            after,
+            lambda r, page: r.scoring_models.list(status, page),
+            lambda r: r.scoring_models.count(status),
+        )
 
 
 @strawberry.type

@@ -12,11 +12,12 @@ import strawberry
 from strawberry.scalars import JSON
 
 from api.context import Info
+from api.errors import as_query_error
 from api.execution import pure
 from api.ids import to_global_id
 from domain import model
 from domain.importing import ImportEntity as _ImportEntity
-from domain.pagination import Page, encode_cursor
+from domain.pagination import Page, PageRequest, encode_cursor, page_request
 from domain.roles import Role as _Role
 
 if TYPE_CHECKING:
@@ -138,6 +139,24 @@ def connection(page: Page[Any], count: Callable[[], Awaitable[int]]) -> Connecti
     )
 
 
+async def paged(
+    ctx: Any,
+    first: int | None,
+    after: str | None,
+    fetch: Callable[[Any, PageRequest], Awaitable[Page[Any]]],
+    count: Callable[[Any], Awaitable[int]],
+) -> Connection[Any]:
+    """One page of a list as a connection, read on the request's connection; a bad page size,
+    cursor or filter is a BAD_USER_INPUT error. `count` runs only if totalCount is asked for."""
+
+    async def run() -> Connection[Any]:
+        page = page_request(first, after, ctx.services.max_page_size)
+        result = await ctx.read(lambda r: fetch(r, page))
+        return connection(result, lambda: ctx.read(count))
+
+    return await as_query_error(run)
+
+
 async def load_linked(loader: Any, key: int | None) -> Any:
     """The record a nullable link points to, through the request's batch loader (None: none)."""
     return None if key is None else await loader.load(key)
@@ -220,20 +239,14 @@ class ContactType(Node):
     async def interactions(
         self, info: Info, first: int | None = None, after: str | None = None
     ) -> Connection[Annotated[InteractionType_, strawberry.lazy("api.scoring")]]:
-        from api.errors import as_query_error
-        from domain.pagination import page_request
-
-        ctx = info.context
         contact_id: int = self.id  # type: ignore[assignment]
-
-        async def run() -> Connection[Any]:
-            page = page_request(first, after, ctx.services.max_page_size)
-            result = await ctx.read(lambda r: r.interactions.list_for_contact(contact_id, page))
-            return connection(
-                result, lambda: ctx.read(lambda r: r.interactions.count_for_contact(contact_id))
-            )
-
-        return await as_query_error(run)
+        return await paged(
+            info.context,
+            first,
+            after,
+            lambda r, page: r.interactions.list_for_contact(contact_id, page),
+            lambda r: r.interactions.count_for_contact(contact_id),
+        )
 
     @classmethod
     def is_type_of(cls, obj: Any, _info: Any) -> bool:
@@ -328,15 +341,10 @@ class LeadType(Node):
     async def score(
         self, info: Info, scoring_model_id: strawberry.ID
     ) -> Annotated[LeadScore, strawberry.lazy("api.scoring")] | None:
-        from api.errors import bad_input
-        from api.ids import decode_id
+        from api.ids import decode_arg
         from api.scoring import lead_scores
-        from domain.errors import Invalid
 
-        try:
-            wanted = decode_id(str(scoring_model_id), "ScoringModel")
-        except Invalid as e:
-            raise bad_input(e.message) from None
+        wanted = decode_arg(scoring_model_id, "ScoringModel")
         scores = await lead_scores(info, self.id)  # type: ignore[arg-type]
         return next((s for s in scores if s.model.id == wanted), None)
 

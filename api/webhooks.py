@@ -13,12 +13,9 @@ import strawberry
 
 from api import types as gql
 from api.context import Info
-from api.errors import as_query_error, bad_input
 from api.execution import pure
-from api.ids import decode_id, to_global_id
+from api.ids import decode_arg, decode_id, to_global_id
 from domain import webhook_services as services
-from domain.errors import Invalid
-from domain.pagination import page_request
 from domain.ports import UnitOfWork
 from domain.roles import Permission
 from domain.webhooks import Delivery, DeliveryStatus, Webhook
@@ -75,17 +72,14 @@ class WebhookType(gql.Node):
         after: str | None = None,
     ) -> gql.Connection[WebhookDeliveryType]:
         """The delivery log, newest first."""
-        ctx = info.context
         webhook_id: int = self.id  # type: ignore[assignment]
-
-        async def run() -> gql.Connection[Any]:
-            page = page_request(first, after, ctx.services.max_page_size)
-            found = await ctx.read(lambda r: r.webhooks.deliveries(webhook_id, status, page))
-            return gql.connection(
-                found, lambda: ctx.read(lambda r: r.webhooks.count_deliveries(webhook_id, status))
-            )
-
-        return await as_query_error(run)
+        return await gql.paged(
+            info.context,
+            first,
+            after,
+            lambda r, page: r.webhooks.deliveries(webhook_id, status, page),
+            lambda r: r.webhooks.count_deliveries(webhook_id, status),
+        )
 
     @classmethod
     def is_type_of(cls, obj: Any, _info: Any) -> bool:
@@ -140,23 +134,19 @@ class WebhookQuery:
     async def webhooks(
         self, info: Info, first: int | None = None, after: str | None = None
     ) -> gql.Connection[WebhookType]:
-        ctx = info.context
-        ctx.require(Permission.MANAGE_WEBHOOKS)
-
-        async def run() -> gql.Connection[Any]:
-            page = page_request(first, after, ctx.services.max_page_size)
-            found = await ctx.read(lambda r: r.webhooks.page(page))
-            return gql.connection(found, lambda: ctx.read(lambda r: r.webhooks.count()))
-
-        return await as_query_error(run)
+        info.context.require(Permission.MANAGE_WEBHOOKS)
+        return await gql.paged(
+            info.context,
+            first,
+            after,
+            lambda r, page: r.webhooks.page(page),
+            lambda r: r.webhooks.count(),
+        )
 
     @strawberry.field
     async def webhook(self, info: Info, id: strawberry.ID) -> WebhookType | None:
         info.context.require(Permission.MANAGE_WEBHOOKS)
-        try:
-            pk = decode_id(str(id), "Webhook")
-        except Invalid as e:
-            raise bad_input(e.message) from None
+        pk = decode_arg(id, "Webhook")
         found: Any = await info.context.read(lambda r: r.webhooks.get(pk))
         return found  # type: ignore[no-any-return]
 
