@@ -2,11 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
+import re
 from collections.abc import Callable, Iterator
 from functools import partial
 from typing import Any, ClassVar
 
 import strawberry
+from graphql import (
+    DocumentNode,
+    FragmentDefinitionNode,
+    FragmentSpreadNode,
+    GraphQLError,
+    OperationDefinitionNode,
+    ValidationContext,
+    ValidationRule,
+    validate,
+)
 from strawberry.extensions import (
     AddValidationRules,
     MaskErrors,
@@ -17,8 +29,10 @@ from strawberry.extensions import (
     SchemaExtension,
 )
 from strawberry.extensions.disable_introspection import DisableIntrospection
+from strawberry.schema.config import StrawberryConfig
 from strawberry.schema.schema import validate_document
 from strawberry.tools import merge_types
+from strawberry.types import ExecutionResult
 
 from api import types as gql
 from api.errors import should_mask
@@ -51,6 +65,10 @@ class DocumentValidationCache(SchemaExtension):
     _entries: ClassVar[dict[tuple[int, int, tuple[Any, ...]], tuple[Any, Any]]] = {}
     maxsize: ClassVar[int] = 512
 
+    def __init__(self, *, hide_suggestions: bool = False, execution_context: Any = None) -> None:
+        super().__init__(execution_context=execution_context)
+        self.hide_suggestions = hide_suggestions
+
     def on_validate(self) -> Iterator[None]:
         ctx = self.execution_context
         document, rules = ctx.graphql_document, tuple(ctx.validation_rules)
@@ -60,12 +78,121 @@ class DocumentValidationCache(SchemaExtension):
         key = (id(ctx.schema._schema), id(document), rules)
         entry = self._entries.get(key)
         if entry is None or entry[0] is not document:
-            errors = validate_document(ctx.schema._schema, document, rules)
+            if self.hide_suggestions:  # production: no "Did you mean ...?" hints
+                errors = validate(ctx.schema._schema, document, rules, hide_suggestions=True)
+            else:
+                errors = validate_document(ctx.schema._schema, document, rules)
             if len(self._entries) >= self.maxsize:
                 del self._entries[next(iter(self._entries))]  # the oldest
             entry = self._entries[key] = (document, errors)
         ctx.pre_execution_errors = entry[1]
         yield
+
+
+def _directives(node: Any) -> tuple[int, list[str]]:
+    """Directives written in `node` and its selections, and the fragments it spreads."""
+    count, spreads, stack = 0, [], [node]
+    while stack:
+        current = stack.pop()
+        count += len(current.directives or ())
+        if isinstance(current, FragmentSpreadNode):
+            spreads.append(current.name.value)
+            continue
+        selection_set = getattr(current, "selection_set", None)
+        if selection_set is not None:
+            stack.extend(selection_set.selections)
+    return count, spreads
+
+
+def directive_counts(document: DocumentNode) -> dict[str, int]:
+    """Directives each operation uses, fragments expanded as often as they are spread."""
+    own: dict[str, tuple[int, list[str]]] = {}
+    for definition in document.definitions:
+        if isinstance(definition, FragmentDefinitionNode):
+            own[definition.name.value] = _directives(definition)
+    total: dict[str, int] = {}
+
+    def expanded(name: str) -> int:
+        # Iterative post-order over the spread graph (no recursion limit to hit); a fragment
+        # spread inside itself is invalid anyway and counts once.
+        stack, on_path = [(name, False)], set()
+        while stack:
+            current, children_done = stack.pop()
+            if current in total:
+                continue
+            if current not in own:
+                total[current] = 0
+                continue
+            count, spreads = own[current]
+            if children_done:
+                on_path.discard(current)
+                total[current] = count + sum(total.get(f, 0) for f in spreads)
+                continue
+            if current in on_path:
+                continue
+            on_path.add(current)
+            stack.append((current, True))
+            stack.extend((f, False) for f in spreads if f not in total)
+        return total[name]
+
+    counts: dict[str, int] = {}
+    for i, definition in enumerate(document.definitions):
+        if isinstance(definition, OperationDefinitionNode):
+            count, spreads = _directives(definition)
+            name = f" {definition.name.value}" if definition.name else f" #{i + 1}"
+            counts[name] = count + sum(expanded(f) for f in spreads)
+    return counts
+
+
+def max_directives_rule(limit: int) -> type[ValidationRule]:
+    """A validation rule refusing operations that use more than `limit` directives."""
+
+    class MaxDirectivesRule(ValidationRule):
+        def __init__(self, context: ValidationContext) -> None:
+            super().__init__(context)
+            for name, count in directive_counts(context.document).items():
+                if count > limit:
+                    context.report_error(
+                        GraphQLError(
+                            f"the operation{name} uses {count} directives;"
+                            f" at most {limit} are allowed"
+                        )
+                    )
+
+    return MaxDirectivesRule
+
+
+_SUGGESTION = re.compile(r"\s*Did you mean [^?]*\?")
+
+
+class LimitedSchema(strawberry.Schema):
+    """The schema with a wall-clock limit per query or mutation.
+
+    A query or mutation running longer than `timeout` seconds is cancelled: the unit of work it
+    had open rolls back, so nothing it wrote is kept, and the caller gets one TIMEOUT error.
+    """
+
+    def __init__(self, *args: Any, timeout: float, hide_suggestions: bool, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.timeout = timeout
+        self.hide_suggestions = hide_suggestions
+
+    async def execute(self, *args: Any, **kwargs: Any) -> ExecutionResult:
+        try:
+            async with asyncio.timeout(self.timeout or None):
+                result = await super().execute(*args, **kwargs)
+        except TimeoutError:
+            message = (
+                f"the operation took longer than {self.timeout:g} s and was stopped;"
+                " nothing it changed was kept"
+            )
+            return ExecutionResult(
+                data=None, errors=[GraphQLError(message, extensions={"code": "TIMEOUT"})]
+            )
+        if self.hide_suggestions and result.errors:
+            for error in result.errors:  # e.g. an unknown enum value in the variables
+                error.message = _SUGGESTION.sub("", error.message)
+        return result
 
 
 def build_schema(settings: Settings | None = None) -> strawberry.Schema:
@@ -78,16 +205,23 @@ def build_schema(settings: Settings | None = None) -> strawberry.Schema:
         MaxAliasesLimiter(max_alias_count=settings.max_aliases),
     ]
     rules = [rule for limiter in limiters for rule in limiter.validation_rules]
+    rules.append(max_directives_rule(settings.max_directives))
     extensions: list[type[SchemaExtension] | Callable[[], SchemaExtension]] = [
         partial(MaxTokensLimiter, max_token_count=settings.max_tokens),
         partial(ParserCache, maxsize=512),
         partial(AddValidationRules, rules),
-        DocumentValidationCache,
+        partial(DocumentValidationCache, hide_suggestions=settings.production),
         partial(MaskErrors, should_mask_error=should_mask),
     ]
     if settings.production:
         extensions.append(DisableIntrospection)
-    return strawberry.Schema(
+    batching = settings.max_batch_operations
+    return LimitedSchema(
+        timeout=settings.execution_timeout_seconds,
+        hide_suggestions=settings.production,
+        config=StrawberryConfig(
+            batching_config={"max_operations": batching} if batching else None
+        ),
         query=merge_types(
             "Query",
             (

@@ -533,3 +533,16 @@ class ActivityRepository(Protocol):
     ) -> tuple[list[TimelineEntry], bool]:
         """The lead's activities and events, newest first; whether more follow."""
         ...
+
+
+# ---------------------------------------------------------------- rate limiting
+
+
+class RateLimiter(Protocol):
+    """Token buckets by name (one per API key), in this process or shared through Redis."""
+
+    async def take(self, key: str, per_second: float, burst: int) -> float:
+        """Take one token: 0.0 when the request may go ahead, else the seconds until it may."""
+        ...
+
+    async def close(self) -> None: ...
