@@ -21,11 +21,12 @@ from api.http import GraphQLEndpoint
 from api.jobs import expiry_loop, webhook_loop
 from api.settings import Settings, get_settings
 from api.webhooks import HttpSender, render
-from domain.ports import EventBroker
+from domain.ports import EventBroker, RateLimiter
 from persistence.apikeys import ApiKeyStore
 from persistence.brokers import MemoryBroker, RedisBroker
 from persistence.database import Database
 from persistence.migrate import pending, upgrade
+from persistence.ratelimit import MemoryRateLimiter, RedisRateLimiter
 from persistence.relay import Relay
 
 log = logging.getLogger("leadflow")
@@ -47,10 +48,16 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Sta
     relay = Relay(db, broker, fanout.notify, interval=settings.event_relay_interval_seconds)
     db.events_committed.append(relay.wake)
     services = Services(uow=db.uow, reads=db, max_page_size=settings.max_page_size, events=fanout)
+    # Per API key: shared by every process through Redis when there is one.
+    limiter: RateLimiter = (
+        RedisRateLimiter(settings.redis_url) if settings.redis_url else MemoryRateLimiter()
+    )
     graphql = GraphQLEndpoint(
         build_schema(settings),
         services,
         keys,
+        limits=settings,
+        rate_limiter=limiter,
         graphql_ide=None if settings.production else "graphiql",
         allow_queries_via_get=False,
     )
@@ -97,6 +104,7 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Sta
         await sender.close()
         await fanout.stop()
         await broker.close()
+        await limiter.close()
         await db.dispose()
 
     app = Starlette(
@@ -113,6 +121,7 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Sta
     app.state.relay = relay
     app.state.fanout = fanout
     app.state.settings = settings
+    app.state.rate_limiter = limiter
     return app
 
 

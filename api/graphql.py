@@ -219,9 +219,7 @@ def build_schema(settings: Settings | None = None) -> strawberry.Schema:
     return LimitedSchema(
         timeout=settings.execution_timeout_seconds,
         hide_suggestions=settings.production,
-        config=StrawberryConfig(
-            batching_config={"max_operations": batching} if batching else None
-        ),
+        config=StrawberryConfig(batching_config={"max_operations": batching} if batching else None),
         query=merge_types(
             "Query",
             (

@@ -8,7 +8,6 @@ from typing import Literal
 from pydantic import BaseModel, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-
 MiB = 1024 * 1024
 ROLE_NAMES = ("ADMIN", "MARKETER", "SELLER", "INTEGRATION", "VIEWER")
 

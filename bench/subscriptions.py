@@ -37,7 +37,16 @@ import time
 import httpx
 import redis.asyncio as aioredis
 import websockets
-from _support import SQLITE, command_line, console, describe, fresh_database, percentile, verdict
+from _support import (
+    SQLITE,
+    UNTHROTTLED,
+    command_line,
+    console,
+    describe,
+    fresh_database,
+    percentile,
+    verdict,
+)
 from leads_list import free_port, running
 from sqlalchemy import insert, select
 
@@ -339,7 +348,10 @@ def main(argv: list[str] | None = None) -> int:
         key, pairs = asyncio.run(seed(url, changes))
         env = {k: v for k, v in os.environ.items() if not k.startswith("LEADFLOW_")}
         env.update(
-            LEADFLOW_DATABASE_URL=url, LEADFLOW_ENV="production", LEADFLOW_REDIS_URL=args.redis_url
+            LEADFLOW_DATABASE_URL=url,
+            LEADFLOW_ENV="production",
+            LEADFLOW_REDIS_URL=args.redis_url,
+            **UNTHROTTLED,
         )
         port = free_port()
         command = [
