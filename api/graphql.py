@@ -9,23 +9,12 @@ from functools import partial
 from typing import Any, ClassVar
 
 import strawberry
-from graphql import (
-    DocumentNode,
-    FragmentDefinitionNode,
-    FragmentSpreadNode,
-    GraphQLError,
-    OperationDefinitionNode,
-    ValidationContext,
-    ValidationRule,
-    validate,
-)
+from graphql import ASTValidationRule, GraphQLError, validate
 from strawberry.extensions import (
     AddValidationRules,
     MaskErrors,
-    MaxAliasesLimiter,
     MaxTokensLimiter,
     ParserCache,
-    QueryDepthLimiter,
     SchemaExtension,
 )
 from strawberry.extensions.disable_introspection import DisableIntrospection
@@ -38,6 +27,7 @@ from api import types as gql
 from api.errors import should_mask
 from api.events import EventQuery, Subscription
 from api.execution import FastLeafExecutionContext
+from api.limits import operation_limits_rule
 from api.qualification import QualificationModelType, QualificationMutation, QualificationQuery
 from api.resolvers import Mutation, Query
 from api.sales import (
@@ -89,79 +79,6 @@ class DocumentValidationCache(SchemaExtension):
         yield
 
 
-def _directives(node: Any) -> tuple[int, list[str]]:
-    """Directives written in `node` and its selections, and the fragments it spreads."""
-    count, spreads, stack = 0, [], [node]
-    while stack:
-        current = stack.pop()
-        count += len(current.directives or ())
-        if isinstance(current, FragmentSpreadNode):
-            spreads.append(current.name.value)
-            continue
-        selection_set = getattr(current, "selection_set", None)
-        if selection_set is not None:
-            stack.extend(selection_set.selections)
-    return count, spreads
-
-
-def directive_counts(document: DocumentNode) -> dict[str, int]:
-    """Directives each operation uses, fragments expanded as often as they are spread."""
-    own: dict[str, tuple[int, list[str]]] = {}
-    for definition in document.definitions:
-        if isinstance(definition, FragmentDefinitionNode):
-            own[definition.name.value] = _directives(definition)
-    total: dict[str, int] = {}
-
-    def expanded(name: str) -> int:
-        # Iterative post-order over the spread graph (no recursion limit to hit); a fragment
-        # spread inside itself is invalid anyway and counts once.
-        stack, on_path = [(name, False)], set()
-        while stack:
-            current, children_done = stack.pop()
-            if current in total:
-                continue
-            if current not in own:
-                total[current] = 0
-                continue
-            count, spreads = own[current]
-            if children_done:
-                on_path.discard(current)
-                total[current] = count + sum(total.get(f, 0) for f in spreads)
-                continue
-            if current in on_path:
-                continue
-            on_path.add(current)
-            stack.append((current, True))
-            stack.extend((f, False) for f in spreads if f not in total)
-        return total[name]
-
-    counts: dict[str, int] = {}
-    for i, definition in enumerate(document.definitions):
-        if isinstance(definition, OperationDefinitionNode):
-            count, spreads = _directives(definition)
-            name = f" {definition.name.value}" if definition.name else f" #{i + 1}"
-            counts[name] = count + sum(expanded(f) for f in spreads)
-    return counts
-
-
-def max_directives_rule(limit: int) -> type[ValidationRule]:
-    """A validation rule refusing operations that use more than `limit` directives."""
-
-    class MaxDirectivesRule(ValidationRule):
-        def __init__(self, context: ValidationContext) -> None:
-            super().__init__(context)
-            for name, count in directive_counts(context.document).items():
-                if count > limit:
-                    context.report_error(
-                        GraphQLError(
-                            f"the operation{name} uses {count} directives;"
-                            f" at most {limit} are allowed"
-                        )
-                    )
-
-    return MaxDirectivesRule
-
-
 _SUGGESTION = re.compile(r"\s*Did you mean [^?]*\?")
 
 
@@ -198,14 +115,15 @@ class LimitedSchema(strawberry.Schema):
 def build_schema(settings: Settings | None = None) -> strawberry.Schema:
     """The schema; limits come from settings (defaults when none are given)."""
     settings = settings or Settings()
-    # The limiters' rule classes are made once, so every request passes the same rules and
-    # the validation cache (keyed by schema, document and rules) hits for repeated queries.
-    limiters = [
-        QueryDepthLimiter(max_depth=settings.max_query_depth),
-        MaxAliasesLimiter(max_alias_count=settings.max_aliases),
+    # The rule class is made once, so every request passes the same rules and the validation
+    # cache (keyed by schema, document and rules) hits for repeated queries.
+    rules: list[type[ASTValidationRule]] = [
+        operation_limits_rule(
+            max_depth=settings.max_query_depth,
+            max_aliases=settings.max_aliases,
+            max_directives=settings.max_directives,
+        )
     ]
-    rules = [rule for limiter in limiters for rule in limiter.validation_rules]
-    rules.append(max_directives_rule(settings.max_directives))
     extensions: list[type[SchemaExtension] | Callable[[], SchemaExtension]] = [
         partial(MaxTokensLimiter, max_token_count=settings.max_tokens),
         partial(ParserCache, maxsize=512),

@@ -231,7 +231,7 @@ async def test_directives_inside_fragments_count_each_time_they_are_spread(api: 
     fragment = "fragment F on Viewer { name @skip(if: false) role @skip(if: false) }"
     spreads = " ".join(f"a{i}: viewer {{ ...F }}" for i in range(11))  # 11 spreads, 2 each
     errors = await api.errors("query Q { " + spreads + " } " + fragment)
-    assert "operation Q uses 22 directives" in errors[0]["message"]
+    assert "'Q' uses 22 directives" in errors[0]["message"]
 
 
 # ---------------------------------------------------------------- execution timeout
