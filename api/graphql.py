@@ -86,7 +86,9 @@ class LimitedSchema(strawberry.Schema):
     """The schema with a wall-clock limit per query or mutation.
 
     A query or mutation running longer than `timeout` seconds is cancelled: the unit of work it
-    had open rolls back, so nothing it wrote is kept, and the caller gets one TIMEOUT error.
+    had open rolls back, so nothing it wrote there is kept, and the caller gets one TIMEOUT
+    error. (Interactions already handed to the recorder's shared group commit are stored whole
+    or not at all; a retry with the same idempotencyKey is safe.)
     """
 
     def __init__(self, *args: Any, timeout: float, hide_suggestions: bool, **kwargs: Any) -> None:
@@ -101,7 +103,7 @@ class LimitedSchema(strawberry.Schema):
         except TimeoutError:
             message = (
                 f"the operation took longer than {self.timeout:g} s and was stopped;"
-                " nothing it changed was kept"
+                " its open transaction was rolled back"
             )
             return ExecutionResult(
                 data=None, errors=[GraphQLError(message, extensions={"code": "TIMEOUT"})]

@@ -257,7 +257,7 @@ async def test_a_mutation_past_the_timeout_keeps_nothing(
         assert written.is_set()
         body = r.json()
         assert body["errors"][0]["extensions"]["code"] == "TIMEOUT"
-        assert "nothing it changed was kept" in body["errors"][0]["message"]
+        assert "its open transaction was rolled back" in body["errors"][0]["message"]
         monkeypatch.setattr(AccountRepository, "add", original)
         data = await api('{ accounts(search: "Half") { totalCount } }')
         assert data["accounts"]["totalCount"] == 0
