@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import hashlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -49,8 +50,12 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Sta
     db.events_committed.append(relay.wake)
     services = Services(uow=db.uow, reads=db, max_page_size=settings.max_page_size, events=fanout)
     # Per API key: shared by every process through Redis when there is one.
+    # Buckets are named per database URL, so deployments sharing one Redis keep apart.
+    database = hashlib.sha256(settings.database_url.encode()).hexdigest()[:16]
     limiter: RateLimiter = (
-        RedisRateLimiter(settings.redis_url) if settings.redis_url else MemoryRateLimiter()
+        RedisRateLimiter(settings.redis_url, f"leadflow:rate:{database}:")
+        if settings.redis_url
+        else MemoryRateLimiter()
     )
     graphql = GraphQLEndpoint(
         build_schema(settings),

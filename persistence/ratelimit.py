@@ -57,22 +57,36 @@ return tostring(wait)
 class RedisRateLimiter:
     """Buckets in Redis, shared by every server process (one Lua script call per request).
 
-    When Redis cannot be reached the request goes ahead (logged): the limiter protects the
-    service, and an outage of Redis must not turn into an outage of the API.
+    When Redis cannot be reached, each process counts on its own (in memory) and tries Redis
+    again after `retry_seconds`: the limiter protects the service, and an outage of Redis must
+    neither stop the API nor slow every request down by a connection timeout.
     """
 
-    def __init__(self, url: str, prefix: str = "leadflow:rate:") -> None:
+    def __init__(
+        self, url: str, prefix: str = "leadflow:rate:", retry_seconds: float = 5.0
+    ) -> None:
         self._redis = aioredis.Redis.from_url(url, socket_timeout=1.0, socket_connect_timeout=1.0)
         self._script = self._redis.register_script(_TAKE)
         self._prefix = prefix
+        self._fallback = MemoryRateLimiter()
+        self._retry_seconds = retry_seconds
+        self._down_until = 0.0
 
     async def take(self, key: str, per_second: float, burst: int) -> float:
+        if self._down_until and time.monotonic() < self._down_until:
+            return await self._fallback.take(key, per_second, burst)
         try:
             wait = await self._script(keys=[self._prefix + key], args=[per_second, burst])
         except (RedisError, OSError) as e:
-            log.warning("rate limiter: Redis unavailable, request allowed: %s", e)
-            return 0.0
+            if not self._down_until:
+                log.warning("rate limiter: Redis unavailable, counting in this process: %s", e)
+            self._down_until = time.monotonic() + self._retry_seconds
+            return await self._fallback.take(key, per_second, burst)
+        if self._down_until:
+            log.info("rate limiter: Redis is back")
+            self._down_until = 0.0
         return float(wait)
 
     async def close(self) -> None:
         await self._redis.aclose()
+        await self._fallback.close()

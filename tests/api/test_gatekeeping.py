@@ -107,12 +107,47 @@ async def test_redis_bucket_is_shared_between_processes() -> None:
         await second.close()
 
 
-async def test_redis_outage_lets_requests_through() -> None:
+async def test_redis_outage_falls_back_to_counting_in_the_process() -> None:
     limiter = RedisRateLimiter("redis://127.0.0.1:1/0")  # nothing listens on port 1
     try:
-        assert await limiter.take("key:1", 0.001, 1) == 0.0
+        # The API keeps answering, still limited, per process.
+        assert [await limiter.take("key:1", 0.001, 2) for _ in range(2)] == [0.0, 0.0]
+        assert await limiter.take("key:1", 0.001, 2) > 100
     finally:
         await limiter.close()
+
+
+async def test_server_processes_share_a_key_bucket_through_redis(database_url: str) -> None:
+    """Two apps (as two server processes) on one database and one Redis: one bucket per key."""
+    if not REDIS_URL:
+        _missing("Redis", "LEADFLOW_TEST_REDIS_URL")
+    limits = {**UNLIMITED, "VIEWER": RateLimit(per_second=0.001, burst=3)}
+    async with server(database_url, redis_url=REDIS_URL, rate_limits=limits) as first:
+        settings = Settings(
+            database_url=database_url,
+            env="test",
+            redis_url=REDIS_URL,
+            rate_limits=limits,
+            api_key_cache_seconds=0,
+            webhook_interval_seconds=0,
+            score_expiry_interval_seconds=0,
+        )
+        second_app = create_app(settings, migrate=False)
+        async with second_app.router.lifespan_context(second_app):
+            transport = httpx.ASGITransport(app=second_app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://t") as second:
+                key = first.keys[Role.VIEWER]
+                assert (await first.post(VIEWER_QUERY, role=Role.VIEWER)).status_code == 200
+                answers = [
+                    await second.post(
+                        "/graphql",
+                        json={"query": VIEWER_QUERY},
+                        headers={"Authorization": f"Bearer {key}"},
+                    )
+                    for _ in range(2)
+                ]
+                assert [a.status_code for a in answers] == [200, 200]
+                assert (await first.post(VIEWER_QUERY, role=Role.VIEWER)).status_code == 429
 
 
 # ---------------------------------------------------------------- body size
