@@ -22,6 +22,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from api.app import create_app
+from api.cli import server_options
 from api.settings import RateLimit, Settings
 from domain.roles import GRANTS, Permission, Role
 from persistence import tables as t
@@ -51,7 +52,8 @@ async def running(database_url: str, **overrides: Any) -> AsyncIterator[Server]:
         rate_limits=UNLIMITED,
     )
     values.update(overrides)
-    app = create_app(Settings(**values), migrate=False)
+    settings = Settings(**values)
+    app = create_app(settings, migrate=False)
     keys, key_ids = {}, {}
     for role in Role:
         key, secret = await app.state.keys.create(f"ws {role.value}", role)
@@ -59,7 +61,14 @@ async def running(database_url: str, **overrides: Any) -> AsyncIterator[Server]:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
+    config = uvicorn.Config(
+        app,
+        host="127.0.0.1",
+        port=port,
+        log_level="warning",
+        lifespan="on",
+        **server_options(settings),  # as `leadflow serve` runs it
+    )
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
     while not server.started:
@@ -196,6 +205,14 @@ async def test_second_connection_init_closes_4429(server: Server) -> None:
 
 
 # ---------------------------------------------------------------- limits
+
+
+async def test_messages_larger_than_the_body_cap_close_1009(database_url: str) -> None:
+    async with running(database_url, max_body_bytes=2048) as server, speak(server) as ws:
+        await init(ws, server.keys[Role.VIEWER])
+        query = "subscription { leadEvents { cursor } } " + "#" * 4096
+        await subscribe(ws, "1", query)
+        assert (await closed_with(ws))[0] == 1009  # message too big
 
 
 async def test_subscriptions_per_connection_are_capped(database_url: str) -> None:
