@@ -21,6 +21,7 @@ from strawberry.schema.schema import validate_document
 from strawberry.tools import merge_types
 
 from api import types as gql
+from api.audit import AuditQuery
 from api.errors import should_mask
 from api.events import EventQuery, Subscription
 from api.execution import FastLeafExecutionContext
@@ -98,6 +99,7 @@ def build_schema(settings: Settings | None = None) -> strawberry.Schema:
                 PeopleQuery,
                 EventQuery,
                 WebhookQuery,
+                AuditQuery,
             ),
         ),
         mutation=merge_types(
