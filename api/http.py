@@ -24,6 +24,7 @@ from strawberry.types import ExecutionResult
 from strawberry.types.graphql import OperationType
 
 from api.context import Context, Services
+from api.idempotency import Idempotency, has_mutation
 from domain.auth import Principal
 from domain.ports import Authenticator
 from domain.roles import Role
@@ -143,11 +144,19 @@ class GraphQLEndpoint(GraphQL[Context, None]):
 
     graphql_transport_ws_handler_class = AuthenticatingTransportWS
 
-    def __init__(self, schema: Any, services: Services, keys: Authenticator, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        schema: Any,
+        services: Services,
+        keys: Authenticator,
+        idempotency: Idempotency | None = None,
+        **kwargs: Any,
+    ) -> None:
         kwargs.setdefault("subscription_protocols", (GRAPHQL_TRANSPORT_WS_PROTOCOL,))
         super().__init__(schema, **kwargs)
         self.services = services
         self.keys = keys
+        self.idempotency = idempotency
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
@@ -172,17 +181,43 @@ class GraphQLEndpoint(GraphQL[Context, None]):
                 await unauthenticated("the API key is unknown or revoked")(scope, receive, send)
                 return
             scope.setdefault("state", {})["principal"] = principal
-            if request.method == "POST" and _plain_json(request.headers):
-                body = await _read_body(receive)
-                if body is None:
-                    return  # the client went away
-                operation = _operation(body)
-                if operation is not None:
-                    response = await self._execute(principal, operation)
-                    await response(scope, receive, send)
+            if request.method == "POST" and self.idempotency is not None:
+                key = request.headers.get("idempotency-key")
+                if key is not None:
+                    await self._idempotent(key, principal, scope, receive, send)
                     return
-                receive = _replay(body, receive)
+            await self._serve(scope, receive, send)
+            return
         await super().__call__(scope, receive, send)
+
+    async def _serve(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Answer an authenticated HTTP request: plain JSON POSTs directly, the rest by the view."""
+        request = Request(scope, receive)
+        if request.method == "POST" and _plain_json(request.headers):
+            body = await _read_body(receive)
+            if body is None:
+                return  # the client went away
+            operation = _operation(body)
+            if operation is not None:
+                response = await self._execute(scope["state"]["principal"], operation)
+                await response(scope, receive, send)
+                return
+            receive = _replay(body, receive)
+        await super().__call__(scope, receive, send)
+
+    async def _idempotent(
+        self, key: str, principal: Principal, scope: Scope, receive: Receive, send: Send
+    ) -> None:
+        """A POST with an Idempotency-Key: mutations run at most once per key (api.idempotency)."""
+        assert self.idempotency is not None
+        body = await _read_body(receive)
+        if body is None:
+            return  # the client went away
+        replayed = _replay(body, receive)
+        if not has_mutation(body):
+            await self._serve(scope, replayed, send)  # queries ignore the header
+            return
+        await self.idempotency.handle(key, principal, body, scope, replayed, send, self._serve)
 
     async def _execute(self, principal: Principal, operation: _Operation) -> Response:
         """Run one plain JSON POST operation; the response the view would give.
