@@ -78,7 +78,9 @@ conditions = st.recursive(
         st.lists(inner, max_size=4).map(lambda xs: {"all": xs}),
         st.lists(inner, max_size=4).map(lambda xs: {"any": xs}),
         inner.map(lambda x: {"not": x}),
-        st.dictionaries(st.sampled_from(["all", "any", "not", "attribute", "x"]), inner, max_size=3),
+        st.dictionaries(
+            st.sampled_from(["all", "any", "not", "attribute", "x"]), inner, max_size=3
+        ),
     ),
     max_leaves=30,
 )
@@ -116,12 +118,20 @@ def test_hostile_conditions_give_clear_errors(raw: Any) -> None:
             "name": text | json_values,
             "rules": st.lists(
                 st.fixed_dictionaries(
-                    {"name": text | json_values, "points": nasty_numbers | json_values,
-                     "condition": conditions},
-                    optional={"perOccurrence": json_values, "maxPoints": nasty_numbers | json_values},
-                ) | json_values,
+                    {
+                        "name": text | json_values,
+                        "points": nasty_numbers | json_values,
+                        "condition": conditions,
+                    },
+                    optional={
+                        "perOccurrence": json_values,
+                        "maxPoints": nasty_numbers | json_values,
+                    },
+                )
+                | json_values,
                 max_size=3,
-            ) | json_values,
+            )
+            | json_values,
         },
         optional={
             "description": json_values,
@@ -130,7 +140,8 @@ def test_hostile_conditions_give_clear_errors(raw: Any) -> None:
                 st.fixed_dictionaries({"name": text | json_values, "minScore": nasty_numbers})
                 | json_values,
                 max_size=3,
-            ) | json_values,
+            )
+            | json_values,
         },
     )  # fmt: skip
 )
