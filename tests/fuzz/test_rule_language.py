@@ -143,7 +143,7 @@ def test_hostile_conditions_give_clear_errors(raw: Any) -> None:
             )
             | json_values,
         },
-    )  # fmt: skip
+    )
 )
 def test_hostile_models_give_clear_errors(raw: dict[str, Any]) -> None:
     check(raw)

@@ -13,7 +13,6 @@ import re
 from contextlib import AsyncExitStack
 from datetime import UTC
 from pathlib import Path
-from typing import Any
 
 import graphql
 import httpx
