@@ -184,15 +184,17 @@ class GraphQLEndpoint(GraphQL[Context, None]):
             if request.method == "POST" and self.idempotency is not None:
                 key = request.headers.get("idempotency-key")
                 if key is not None:
-                    await self._idempotent(key, principal, scope, receive, send)
+                    await self._idempotent(request, key, principal, scope, receive, send)
                     return
-            await self._serve(scope, receive, send)
+            await self._serve(request, scope, receive, send)
             return
         await super().__call__(scope, receive, send)
 
-    async def _serve(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """Answer an authenticated HTTP request: plain JSON POSTs directly, the rest by the view."""
-        request = Request(scope, receive)
+    async def _serve(self, request: Request, scope: Scope, receive: Receive, send: Send) -> None:
+        """Answer an authenticated HTTP request: plain JSON POSTs directly, the rest by the view.
+
+        `request` gives only the method and headers: the body is read from `receive`.
+        """
         if request.method == "POST" and _plain_json(request.headers):
             body = await _read_body(receive)
             if body is None:
@@ -206,7 +208,13 @@ class GraphQLEndpoint(GraphQL[Context, None]):
         await super().__call__(scope, receive, send)
 
     async def _idempotent(
-        self, key: str, principal: Principal, scope: Scope, receive: Receive, send: Send
+        self,
+        request: Request,
+        key: str,
+        principal: Principal,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
     ) -> None:
         """A POST with an Idempotency-Key: mutations run at most once per key (api.idempotency)."""
         assert self.idempotency is not None
@@ -215,9 +223,13 @@ class GraphQLEndpoint(GraphQL[Context, None]):
             return  # the client went away
         replayed = _replay(body, receive)
         if not has_mutation(body):
-            await self._serve(scope, replayed, send)  # queries ignore the header
+            await self._serve(request, scope, replayed, send)  # queries ignore the header
             return
-        await self.idempotency.handle(key, principal, body, scope, replayed, send, self._serve)
+
+        async def serve(scope: Scope, receive: Receive, send: Send) -> None:
+            await self._serve(request, scope, receive, send)
+
+        await self.idempotency.handle(key, principal, body, scope, replayed, send, serve)
 
     async def _execute(self, principal: Principal, operation: _Operation) -> Response:
         """Run one plain JSON POST operation; the response the view would give.
