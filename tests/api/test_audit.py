@@ -219,15 +219,26 @@ async def test_webhooks_strategies_features_and_qualification_models_are_audited
         {"i": q},
     )
     qid = created["createQualificationModel"]["qualificationModel"]["id"]
+    await api(
+        f"mutation($id: ID!, $i: QualificationModelInput!) {{ updateQualificationModel(id: $id, input: $i) {{ {QM} }} }}",
+        {"id": qid, "i": {**q, "name": "mql 2"}},
+    )
+    await api(f"mutation($id: ID!) {{ stopScoringModel(id: $id) {{ {SM} }} }}", {"id": mid})
+    refused = await api(
+        f"mutation($id: ID!) {{ publishQualificationModel(id: $id) {{ {QM} }} }}", {"id": qid}
+    )
+    assert refused["publishQualificationModel"]["userErrors"][0]["code"] == "CONFLICT"
+    await api(f"mutation($id: ID!) {{ publishScoringModel(id: $id) {{ {SM} }} }}", {"id": mid})
     for op in ("publish", "stop", "delete"):
         name = f"{op}QualificationModel"
         fields = "deletedId" if op == "delete" else QM
         data = await api(f"mutation($id: ID!) {{ {name}(id: $id) {{ {fields} }} }}", {"id": qid})
         assert not data[name].get("userErrors")
     entries = await log(api, entityType="QUALIFICATION_MODEL")
-    assert [e["action"] for e in entries] == ["delete", "stop", "publish", "create"]
+    assert [e["action"] for e in entries] == ["delete", "stop", "publish", "update", "create"]
     assert entries[2]["before"]["status"] == "DRAFT" and entries[2]["after"]["status"] == "LIVE"
-    assert entries[3]["after"]["criteria"][0]["minScore"] == 5
+    assert (entries[3]["before"]["name"], entries[3]["after"]["name"]) == ("mql", "mql 2")
+    assert entries[4]["after"]["criteria"][0]["minScore"] == 5
 
 
 async def test_api_keys_are_audited_without_their_hash(api: Api, database_url: str) -> None:

@@ -9,6 +9,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from domain.errors import DomainError, ValidationErrors
+from domain.qualification import build_qualification_model
+from domain.sales import build_assignment_rule
 from domain.scoring import MAX_DEPTH, MAX_NODES, build_model, parse_condition
 
 FUZZ = settings(
@@ -214,3 +216,45 @@ def test_nan_inf_and_huge_numbers_are_refused_everywhere() -> None:
                 raise AssertionError(f"accepted {bad!r}")
             except DomainError as e:
                 assert_clear(e)
+
+
+@FUZZ
+@given(
+    st.fixed_dictionaries(
+        {"name": text | json_values},
+        optional={
+            "match": st.sampled_from(["ALL", "ANY", "all"]) | json_values,
+            "criteria": st.lists(
+                st.fixed_dictionaries(
+                    {"scoringModelId": st.integers() | json_values, "minScore": nasty_numbers}
+                )
+                | json_values,
+                max_size=3,
+            )
+            | json_values,
+            "actions": st.fixed_dictionaries(
+                {"markMarketingQualified": json_values, "markSalesReady": json_values}
+            )
+            | json_values,
+        },
+    )
+)
+def test_hostile_qualification_models_give_clear_errors(raw: dict[str, Any]) -> None:
+    try:
+        build_qualification_model(raw)
+    except DomainError as e:
+        assert_clear(e)
+
+
+@FUZZ
+@given(
+    st.fixed_dictionaries(
+        {"name": text | json_values, "teamId": st.integers(1, 10)},
+        optional={"condition": conditions, "strategy": json_values, "priority": nasty_numbers},
+    )
+)
+def test_hostile_assignment_rule_conditions_give_clear_errors(raw: dict[str, Any]) -> None:
+    try:
+        build_assignment_rule(raw)
+    except DomainError as e:
+        assert_clear(e)

@@ -19,7 +19,7 @@ import httpx
 import orjson
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from hypothesis_graphql import mutations, nodes, queries
+from hypothesis_graphql import Mode, mutations, nodes, queries
 from sqlalchemy import text
 
 from api.app import create_app
@@ -30,6 +30,7 @@ from persistence.database import Database
 SCHEMA = (Path(__file__).resolve().parents[2] / "schema.graphql").read_text()
 QUERY_EXAMPLES = 100
 MUTATION_EXAMPLES = 100
+INVALID_EXAMPLES = 50  # documents with one schema violation each
 
 
 def _budget(n: int) -> settings:
@@ -227,9 +228,18 @@ def test_generated_queries_and_mutations(database_url: str) -> None:
         def fuzz_mutations(document: str) -> None:
             run(document)
 
+        @_budget(INVALID_EXAMPLES)
+        @given(
+            queries(SCHEMA, custom_scalars=SCALARS, mode=Mode.NEGATIVE)
+            | mutations(SCHEMA, custom_scalars=SCALARS, mode=Mode.NEGATIVE)
+        )
+        def fuzz_invalid(document: str) -> None:
+            run(document)
+
         fuzz_queries()
         fuzz_mutations()
-        assert len(sent) >= QUERY_EXAMPLES // 2 + MUTATION_EXAMPLES // 2
+        fuzz_invalid()
+        assert len(sent) >= (QUERY_EXAMPLES + MUTATION_EXAMPLES + INVALID_EXAMPLES) // 2
         loop.run_until_complete(check_database(app.state.db))
 
         async def corrupt() -> None:
