@@ -11,6 +11,7 @@ IDEMPOTENCY_KEY_IN_PROGRESS, Retry-After: 1). Requests without a mutation ignore
 from __future__ import annotations
 
 import hashlib
+import logging
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from functools import lru_cache
@@ -27,6 +28,7 @@ from domain.ports import IdempotencyStore, StoredResponse
 
 MAX_KEY_LENGTH = 200
 REPLAYED_HEADER = "idempotent-replayed"
+log = logging.getLogger("leadflow.idempotency")
 
 Serve = Callable[[Scope, Receive, Send], Awaitable[None]]
 
@@ -122,9 +124,14 @@ class Idempotency:
             content = b"".join(
                 m.get("body", b"") for m in messages if m["type"] == "http.response.body"
             )
-            await self.store.complete(
-                principal.key_id, key, StoredResponse(status, content_type, content)
-            )
+            try:
+                await self.store.complete(
+                    principal.key_id, key, StoredResponse(status, content_type, content)
+                )
+            except Exception:
+                # The mutation committed: answer it anyway. The key stays claimed until it
+                # counts as abandoned, so a retry meanwhile gets 409, not a second run.
+                log.exception("could not store the answer for an Idempotency-Key")
         else:  # not a completed execution: nothing to replay, the key may be used again
             await self.store.release(principal.key_id, key)
         for message in messages:

@@ -252,3 +252,38 @@ async def _principal(client: Client, role: Role) -> Principal:
     found = await ApiKeyStore(client.db).authenticate(client.keys[role])
     assert found is not None
     return found
+
+
+async def test_an_answer_that_cannot_be_stored_is_still_sent(client: Client) -> None:
+    class Failing(IdempotencyKeyStore):
+        async def complete(self, key_id: int, key: str, response: Any) -> None:
+            raise ConnectionError("database gone")
+
+    idem = Idempotency(Failing(client.db), 60)
+    principal = await _principal(client, Role.ADMIN)
+    sent: list[Any] = []
+
+    async def receive() -> Any:
+        return {"type": "http.disconnect"}
+
+    async def send(message: Any) -> None:
+        sent.append(message)
+
+    async def ok(scope: Any, receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b'{"data":{}}'})
+
+    await idem.handle("k", principal, b"{}", {"type": "http"}, receive, send, ok)
+    assert [m.get("status") for m in sent][:1] == [200] and sent[1]["body"] == b'{"data":{}}'
+    # The key stays claimed: a retry is told to wait rather than run the mutation again.
+    now = utcnow()
+    claim = await IdempotencyKeyStore(client.db).claim(
+        principal.key_id, "k", _sha(b"{}"), now, now + timedelta(hours=1)
+    )
+    assert not claim.owned and claim.same_request and claim.response is None
+
+
+def _sha(body: bytes) -> str:
+    import hashlib
+
+    return hashlib.sha256(body).hexdigest()
