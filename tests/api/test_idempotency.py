@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
@@ -19,6 +20,7 @@ from domain.auth import Principal
 from domain.model import utcnow
 from domain.roles import Role
 from persistence import tables as t
+from persistence.apikeys import ApiKeyStore
 from persistence.database import Database
 from persistence.idempotency import IdempotencyKeyStore
 
@@ -156,10 +158,7 @@ async def test_a_key_in_use_answers_409_and_concurrent_retries_run_once(client: 
     store = IdempotencyKeyStore(client.db)
     principal = await _principal(client, Role.ADMIN)
     now = utcnow()
-    import hashlib
-
-    digest = hashlib.sha256(body).hexdigest()
-    claim = await store.claim(principal.key_id, "busy", digest, now, now + timedelta(hours=1))
+    claim = await store.claim(principal.key_id, "busy", _sha(body), now, now + timedelta(hours=1))
     assert claim.owned
     busy = await client.post(body, "busy")
     assert busy.status_code == 409
@@ -247,8 +246,6 @@ async def test_the_cleanup_job_deletes_expired_keys(database_url: str) -> None:
 
 
 async def _principal(client: Client, role: Role) -> Principal:
-    from persistence.apikeys import ApiKeyStore
-
     found = await ApiKeyStore(client.db).authenticate(client.keys[role])
     assert found is not None
     return found
@@ -284,6 +281,4 @@ async def test_an_answer_that_cannot_be_stored_is_still_sent(client: Client) -> 
 
 
 def _sha(body: bytes) -> str:
-    import hashlib
-
     return hashlib.sha256(body).hexdigest()
