@@ -19,13 +19,15 @@ from api.context import Services
 from api.fanout import FanOut
 from api.graphql import build_schema
 from api.http import GraphQLEndpoint
-from api.jobs import expiry_loop, webhook_loop
+from api.idempotency import Idempotency
+from api.jobs import expiry_loop, idempotency_cleanup_loop, webhook_loop
 from api.settings import Settings, get_settings
 from api.webhooks import HttpSender, render
 from domain.ports import EventBroker, RateLimiter
 from persistence.apikeys import ApiKeyStore
 from persistence.brokers import MemoryBroker, RedisBroker
 from persistence.database import Database
+from persistence.idempotency import IdempotencyKeyStore
 from persistence.migrate import pending, upgrade
 from persistence.ratelimit import MemoryRateLimiter, RedisRateLimiter
 from persistence.relay import Relay
@@ -57,12 +59,14 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Sta
         if settings.redis_url
         else MemoryRateLimiter()
     )
+    idempotency_keys = IdempotencyKeyStore(db)
     graphql = GraphQLEndpoint(
         build_schema(settings),
         services,
         keys,
         limits=settings,
         rate_limiter=limiter,
+        idempotency=Idempotency(idempotency_keys, settings.idempotency_key_ttl_seconds),
         graphql_ide=None if settings.production else "graphiql",
         allow_queries_via_get=False,
     )
@@ -96,6 +100,9 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Sta
         if settings.score_expiry_interval_seconds > 0:
             interval = settings.score_expiry_interval_seconds
             jobs.append(asyncio.create_task(expiry_loop(db, db.uow, interval)))
+        if settings.idempotency_cleanup_interval_seconds > 0:
+            interval = settings.idempotency_cleanup_interval_seconds
+            jobs.append(asyncio.create_task(idempotency_cleanup_loop(idempotency_keys, interval)))
         sender = HttpSender()
         if settings.webhook_interval_seconds > 0:
             interval = settings.webhook_interval_seconds
@@ -123,6 +130,7 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Sta
     )
     app.state.db = db
     app.state.keys = keys
+    app.state.idempotency_keys = idempotency_keys
     app.state.relay = relay
     app.state.fanout = fanout
     app.state.settings = settings

@@ -24,6 +24,7 @@ from strawberry.tools import merge_types
 from strawberry.types import ExecutionResult
 
 from api import types as gql
+from api.audit import AuditQuery
 from api.errors import should_mask
 from api.events import EventQuery, Subscription
 from api.execution import FastLeafExecutionContext
@@ -150,6 +151,7 @@ def build_schema(settings: Settings | None = None) -> strawberry.Schema:
                 PeopleQuery,
                 EventQuery,
                 WebhookQuery,
+                AuditQuery,
             ),
         ),
         mutation=merge_types(

@@ -33,6 +33,7 @@ from strawberry.types import ExecutionResult
 from strawberry.types.graphql import OperationType
 
 from api.context import Context, Services
+from api.idempotency import Idempotency, has_mutation
 from api.settings import Settings
 from domain.auth import Principal
 from domain.ports import Authenticator, RateLimiter
@@ -252,6 +253,7 @@ class GraphQLEndpoint(GraphQL[Context, None]):
         *,
         limits: Settings | None = None,
         rate_limiter: RateLimiter | None = None,
+        idempotency: Idempotency | None = None,
         **kwargs: Any,
     ) -> None:
         limits = limits or Settings()
@@ -268,6 +270,7 @@ class GraphQLEndpoint(GraphQL[Context, None]):
         self.keys = keys
         self.limits = limits
         self.rate_limiter = rate_limiter if limits.rate_limit_enabled else None
+        self.idempotency = idempotency
 
     async def throttle(self, principal: Principal) -> float:
         """0.0 when this caller may go ahead, else the seconds until it may."""
@@ -348,6 +351,31 @@ class GraphQLEndpoint(GraphQL[Context, None]):
             return None
         if body is None:
             return None  # the client went away
+        key = request.headers.get("idempotency-key") if self.idempotency is not None else None
+        if key is not None and has_mutation(body):
+            # Mutations run at most once per key (api.idempotency); queries ignore the header.
+            assert self.idempotency is not None
+
+            async def serve(scope: Scope, receive: Receive, send: Send) -> None:
+                forward = await self._serve(request, body, principal, scope, receive, send)
+                if forward is not None:
+                    await super(GraphQLEndpoint, self).__call__(scope, forward, send)
+
+            replayed = _replay(body, receive)
+            await self.idempotency.handle(key, principal, body, scope, replayed, send, serve)
+            return None
+        return await self._serve(request, body, principal, scope, receive, send)
+
+    async def _serve(
+        self,
+        request: Request,
+        body: bytes,
+        principal: Principal,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+    ) -> Receive | None:
+        """Answer a plain JSON POST here (returns None), or hand its body on to the view."""
         if _plain_json(request.headers):
             operation = _operation(body)
             if operation is not None:

@@ -67,6 +67,10 @@ class Settings(BaseSettings):
     webhook_interval_seconds: float = Field(2.0, ge=0)
     # How often each process positions leftover events and polls the event table's head.
     event_relay_interval_seconds: float = Field(1.0, gt=0)
+    # How long a mutation's answer is kept for its Idempotency-Key, and how often expired
+    # keys are deleted (0: never).
+    idempotency_key_ttl_seconds: float = Field(86400.0, gt=0)
+    idempotency_cleanup_interval_seconds: float = Field(600.0, ge=0)
 
     @field_validator("rate_limits")
     @classmethod

@@ -24,6 +24,7 @@ import dataclasses
 import enum
 import math
 import re
+import reprlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -42,6 +43,9 @@ MAX_LIST = 100  # values in an IN list
 MAX_WITHIN_DAYS = 3650
 MAX_MIN_COUNT = 10_000
 MAX_POINTS = 1_000_000.0
+# What a rule keeps as the condition the client wrote: bounded however it is padded.
+MAX_RAW_DEPTH = 40
+MAX_RAW_VALUES = 25_000
 DAY_US = 86_400 * 1_000_000  # a day in microseconds
 
 
@@ -216,6 +220,34 @@ def interaction_conditions(condition: Condition) -> list[InteractionCondition]:
 # ---------------------------------------------------------------- parsing (from API JSON)
 
 
+_SHORT = reprlib.Repr()
+_SHORT.maxstring = _SHORT.maxother = 60
+_SHORT.maxlevel = 3
+
+
+def _show(value: Any) -> str:
+    """A value for an error message: short however big or deep the client made it."""
+    return _SHORT.repr(value)
+
+
+def _too_big(raw: Any) -> str | None:
+    """Why a raw JSON value is too big to keep (deep or many values), or None; no recursion."""
+    stack: list[tuple[Any, int]] = [(raw, 1)]
+    values = 0
+    while stack:
+        value, depth = stack.pop()
+        values += 1
+        if values > MAX_RAW_VALUES:
+            return f"a condition holds at most {MAX_RAW_VALUES} values"
+        if depth > MAX_RAW_DEPTH:
+            return f"a condition's JSON nests at most {MAX_RAW_DEPTH} deep"
+        if isinstance(value, Mapping):
+            stack.extend((v, depth + 1) for v in value.values())
+        elif isinstance(value, list | tuple):
+            stack.extend((v, depth + 1) for v in value)
+    return None
+
+
 class _Parser:
     def __init__(self) -> None:
         self.nodes = 0
@@ -228,7 +260,11 @@ class _Parser:
         if isinstance(value, bool) or not isinstance(value, int | float):
             self.fail("expected a number", path)
             return None
-        number = float(value)
+        try:
+            number = float(value)
+        except OverflowError:  # an integer too big for a float
+            self.fail("expected a finite number", path)
+            return None
         if not math.isfinite(number) or abs(number) > 1e15:
             self.fail("expected a finite number", path)
             return None
@@ -247,7 +283,7 @@ class _Parser:
         try:
             op = Operator(raw.get("operator"))
         except ValueError:
-            self.fail(f"unknown operator {raw.get('operator')!r}", [*path, "operator"])
+            self.fail(f"unknown operator {_show(raw.get('operator'))}", [*path, "operator"])
             return None
         value = raw.get("value")
         vpath = [*path, "value"]
@@ -348,7 +384,7 @@ class _Parser:
         try:
             entity = ConditionEntity(body.get("entity"))
         except ValueError:
-            self.fail(f"unknown entity {body.get('entity')!r}", [*path, "entity"])
+            self.fail(f"unknown entity {_show(body.get('entity'))}", [*path, "entity"])
             return None
         name = body.get("field")
         if not isinstance(name, str):
@@ -373,7 +409,7 @@ class _Parser:
         try:
             itype = InteractionType(body.get("type"))
         except ValueError:
-            self.fail(f"unknown interaction type {body.get('type')!r}", [*path, "type"])
+            self.fail(f"unknown interaction type {_show(body.get('type'))}", [*path, "type"])
             return None
         name = body.get("name")
         if name is not None and (not isinstance(name, str) or not name.strip() or len(name) > 200):
@@ -420,6 +456,9 @@ class _Parser:
 
 def parse_condition(raw: Any, path: list[str]) -> Condition:
     """A checked condition tree from its API JSON; Invalid (or ValidationErrors) otherwise."""
+    too_big = _too_big(raw)
+    if too_big is not None:
+        raise Invalid(too_big, path)
     parser = _Parser()
     condition = parser.condition(raw, path, 1)
     if parser.errors:
@@ -490,13 +529,20 @@ class ScoringModel:
 def build_model(raw: Mapping[str, Any]) -> ScoringModel:
     """A DRAFT model from a ScoringModelInput (API names), checking everything at once."""
     errors: list[DomainError] = []
-    name = str(raw.get("name") or "").strip()
+    name = raw.get("name")
+    name = name.strip() if isinstance(name, str) else ""
     if not name or len(name) > 200:
         errors.append(Invalid("name must be 1 to 200 characters", ["input", "name"]))
     description = raw.get("description")
-    if description is not None and len(str(description)) > 5000:
+    if description is not None and not isinstance(description, str):
+        errors.append(Invalid("description is a string", ["input", "description"]))
+        description = None
+    if description is not None and len(description) > 5000:
         errors.append(Invalid("description is at most 5000 characters", ["input", "description"]))
     rules_raw = raw.get("rules") or []
+    if not isinstance(rules_raw, list) or not all(isinstance(r, Mapping) for r in rules_raw):
+        errors.append(Invalid("rules is a list of rules", ["input", "rules"]))
+        rules_raw = []
     if len(rules_raw) > MAX_RULES:
         errors.append(Invalid(f"a model has at most {MAX_RULES} rules", ["input", "rules"]))
         rules_raw = []
@@ -520,8 +566,13 @@ def build_model(raw: Mapping[str, Any]) -> ScoringModel:
     if threshold is not None:
         threshold = parser.number(threshold, ["input", "salesReadyThreshold"])
     grades: list[Grade] = []
-    for i, g in enumerate(raw.get("grades") or []):
-        gname = str(g.get("name") or "").strip()
+    grades_raw = raw.get("grades") or []
+    if not isinstance(grades_raw, list) or not all(isinstance(g, Mapping) for g in grades_raw):
+        errors.append(Invalid("grades is a list of grades", ["input", "grades"]))
+        grades_raw = []
+    for i, g in enumerate(grades_raw):
+        gname = g.get("name")
+        gname = gname.strip() if isinstance(gname, str) else ""
         gmin = parser.number(g.get("minScore"), ["input", "grades", str(i), "minScore"])
         if not gname or len(gname) > 100:
             errors.append(
@@ -550,7 +601,8 @@ def build_model(raw: Mapping[str, Any]) -> ScoringModel:
 
 def _build_rule(raw: Mapping[str, Any], index: int, path: list[str]) -> Rule:
     parser = _Parser()
-    name = str(raw.get("name") or "").strip()
+    name = raw.get("name")
+    name = name.strip() if isinstance(name, str) else ""
     if not name or len(name) > 200:
         parser.fail("name must be 1 to 200 characters", [*path, "name"])
     points = parser.number(raw.get("points"), [*path, "points"])
@@ -564,7 +616,12 @@ def _build_rule(raw: Mapping[str, Any], index: int, path: list[str]) -> Rule:
                 "maxPoints is a positive cap on the size of the award", [*path, "maxPoints"]
             )
     per_occurrence = bool(raw.get("perOccurrence") or False)
-    condition = parser.condition(raw.get("condition"), [*path, "condition"], 1)
+    too_big = _too_big(raw.get("condition"))
+    if too_big is not None:
+        parser.fail(too_big, [*path, "condition"])
+        condition = None
+    else:
+        condition = parser.condition(raw.get("condition"), [*path, "condition"], 1)
     if per_occurrence and condition is not None and not isinstance(condition, InteractionCondition):
         parser.fail(
             "perOccurrence needs the condition to be one interaction condition",

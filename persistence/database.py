@@ -13,6 +13,8 @@ from sqlalchemy import event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
+from domain.auth import Principal
+from persistence.audit_repo import AuditRepository
 from persistence.outbox import EVENTS_WRITTEN
 from persistence.qualification_repo import QualificationModelRepository
 from persistence.repositories import (
@@ -61,6 +63,7 @@ class Repositories:
         self.assignment_rules = AssignmentRuleRepository(conn)
         self.stakeholders = StakeholderRepository(conn)
         self.activities = ActivityRepository(conn)
+        self.audit = AuditRepository(conn)
 
 
 def _lock_id(key: str) -> int:
@@ -70,8 +73,9 @@ def _lock_id(key: str) -> int:
 class SqlUnitOfWork(Repositories):
     """One write transaction; rolled back unless committed."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, actor: Principal | None = None) -> None:
         self._db = db
+        self.actor = actor
         self._conn_cm: Any = None
         self._committed = False
         self._held: set[int] = set()
@@ -182,9 +186,9 @@ class Database:
 
         return engine
 
-    def uow(self) -> SqlUnitOfWork:
-        """A new unit of work (write transaction)."""
-        return SqlUnitOfWork(self)
+    def uow(self, actor: Principal | None = None) -> SqlUnitOfWork:
+        """A new unit of work (write transaction); `actor` is who the audit log names."""
+        return SqlUnitOfWork(self, actor)
 
     def read(self) -> AbstractAsyncContextManager[Repositories]:
         """Repositories on a pooled connection for reading, outside any write transaction."""
