@@ -18,12 +18,14 @@ from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOpe
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
     BaseGraphQLTransportWSHandler,
+    Operation,
 )
 from strawberry.subscriptions.protocols.graphql_transport_ws.types import ConnectionInitMessage
 from strawberry.types import ExecutionResult
 from strawberry.types.graphql import OperationType
 
 from api.context import Context, Services
+from api.delivery import Hub
 from domain.auth import Principal
 from domain.ports import Authenticator
 from domain.roles import Role
@@ -137,6 +139,16 @@ class AuthenticatingTransportWS(BaseGraphQLTransportWSHandler[Context, None]):
         self.context.principal = principal
         await super().handle_connection_init(message)
 
+    async def run_operation(self, operation: Operation[Context, None]) -> None:
+        """Lead-event subscriptions go to the shared delivery (api/delivery.py)."""
+        view: GraphQLEndpoint = self.view  # type: ignore[assignment]
+        if view.delivery is not None:
+            args = (operation.query, operation.variables, operation.operation_name)
+            ws = self.websocket.ws  # type: ignore[attr-defined]
+            if await view.delivery.serve(self.context.principal, operation.id, args, ws):
+                return
+        await super().run_operation(operation)
+
 
 class GraphQLEndpoint(GraphQL[Context, None]):
     """Strawberry's ASGI view, with API-key authentication in front of it."""
@@ -148,6 +160,7 @@ class GraphQLEndpoint(GraphQL[Context, None]):
         super().__init__(schema, **kwargs)
         self.services = services
         self.keys = keys
+        self.delivery = Hub(schema, services, services.events) if services.events else None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
