@@ -46,6 +46,7 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Sta
     fanout = FanOut(db)
     relay = Relay(db, broker, fanout.notify, interval=settings.event_relay_interval_seconds)
     db.events_committed.append(relay.wake)
+    db.head_committed.append(relay.committed)
     services = Services(uow=db.uow, reads=db, max_page_size=settings.max_page_size, events=fanout)
     graphql = GraphQLEndpoint(
         build_schema(settings),

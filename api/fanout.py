@@ -128,6 +128,7 @@ class FanOut:
                 # One read of the batch's leads for every subscriber, instead of one each.
                 leads = await r.leads.get_many(sorted({e.lead_id for e in batch}))
             batch = [replace(e, lead=leads.get(e.lead_id)) for e in batch]
+            import sys, time; print(f"DBG fanout {time.perf_counter():.4f} n={len(batch)} last={batch[-1].position}", file=sys.stderr)
             self.head = batch[-1].position
             for subscriber in list(self._subscribers):
                 subscriber.push(batch)

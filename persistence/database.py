@@ -63,6 +63,9 @@ class Repositories:
         self.activities = ActivityRepository(conn)
 
 
+_ALL_EVENTS = 1 << 62
+
+
 def _lock_id(key: str) -> int:
     return int.from_bytes(hashlib.blake2b(key.encode(), digest_size=8).digest(), "big", signed=True)
 
@@ -107,12 +110,23 @@ class SqlUnitOfWork(Repositories):
                 self._db.write_lock.release()
 
     async def commit(self) -> None:
+        head: int | None = None
+        if self._db.is_sqlite and self.conn.info.get(EVENTS_WRITTEN):
+            # SQLite runs one writer at a time (BEGIN IMMEDIATE, across processes too), so this
+            # transaction can position its own events: positions stay dense and in commit
+            # order, and the events are readable at commit instead of after a relay
+            # transaction queued behind the next writers (persistence/relay.py).
+            await self.events.assign_positions(_ALL_EVENTS)
+            head = await self.events.max_position()
         await self.conn.commit()
         self._committed = True
         if self.conn.info.get(EVENTS_WRITTEN):
             self.conn.info[EVENTS_WRITTEN] = False
             for hook in self._db.events_committed:
                 hook()
+            if head is not None:
+                for head_hook in self._db.head_committed:
+                    head_hook(head)
 
     async def lock(self, key: str) -> None:
         # SQLite already serialises writers (BEGIN IMMEDIATE); PostgreSQL needs a lock per key.
@@ -144,6 +158,8 @@ class Database:
         self.write_lock = asyncio.Lock()
         # Called (synchronously, so keep them cheap) after a transaction that wrote events commits.
         self.events_committed: list[Callable[[], None]] = []
+        # Called with the new head position after a commit that positioned its events (SQLite).
+        self.head_committed: list[Callable[[int], None]] = []
         if self.is_sqlite:
             self.write_engine = self._sqlite_engine(url, busy_timeout_ms, "BEGIN IMMEDIATE", 1)
             self.read_engine = self._sqlite_engine(url, busy_timeout_ms, None, pool_size)

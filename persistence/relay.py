@@ -15,7 +15,9 @@ The relay reads `max(position)` after taking the lock, and the lock is held unti
   "positioned events after p, in position order" is complete and gap-free at any moment.
 
 Readers (the `leadEvents` query, subscriptions, the fan-out) only ever see positioned events.
-An event becomes visible one relay run after its commit: the unit of work wakes the relay at
+On SQLite, where writers are serialised anyway, the committing transaction positions its own
+events (persistence/database.py), so they are visible at commit and the relay only announces
+them. On PostgreSQL an event becomes visible one relay run after its commit: the unit of work wakes the relay at
 once after a commit that wrote events, and a periodic run catches up with events committed by
 other processes, or left unpositioned by a crash. An event's position is its commit order as the
 relay observed it, which is the order in which any reader can learn about it.
@@ -57,10 +59,18 @@ class Relay:
         self.batch = batch
         self._wake = asyncio.Event()
         self._unannounced: int | None = None
+        self._seen = 0  # the highest head this relay has read or been told
+        self._committed_head = 0  # the highest head a commit of this process positioned
         self._broker_down = False
 
     def wake(self) -> None:
         """Ask for a run now (called after a commit that wrote events)."""
+        import sys, time; print(f"DBG wake {time.perf_counter():.4f}", file=sys.stderr)
+        self._wake.set()
+
+    def committed(self, head: int) -> None:
+        """A commit positioned its own events up to `head` (SQLite): announce it at once."""
+        self._committed_head = max(self._committed_head, head)
         self._wake.set()
 
     async def position(self) -> int:
@@ -77,15 +87,22 @@ class Relay:
 
     async def run_once(self, *, check_first: bool = True) -> int:
         """Position what is pending, announce the new head; returns the head position."""
-        pending = True
-        if check_first:
+        positioned = 0
+        if self._committed_head > self._seen:  # told by a commit: nothing to read or write
+            head = self._committed_head
+        else:
+            pending = True
+            if check_first:
+                async with self.db.read() as r:
+                    pending = await r.events.has_unpositioned()
+            positioned = await self.position() if pending else 0
             async with self.db.read() as r:
-                pending = await r.events.has_unpositioned()
-        positioned = await self.position() if pending else 0
-        async with self.db.read() as r:
-            head = await r.events.max_position()
-        if positioned:
+                head = await r.events.max_position()
+        if positioned or head > self._seen:  # on SQLite, commits position their own events
             self._unannounced = head
+        self._seen = max(self._seen, head)
+        if self.on_head is not None:  # this process's fan-out first: telling it costs nothing
+            await self.on_head(head)
         if self._unannounced is not None:
             try:
                 await self.broker.publish(self._unannounced)
@@ -97,8 +114,7 @@ class Relay:
                 if not self._broker_down:
                     log.warning("event broker unavailable (%s); subscribers poll the table", e)
                 self._broker_down = True
-        if self.on_head is not None:
-            await self.on_head(head)
+        import sys, time; print(f"DBG published {time.perf_counter():.4f} head={head} positioned={positioned}", file=sys.stderr)
         return head
 
     async def run(self) -> None:
@@ -113,7 +129,8 @@ class Relay:
                 woken = True
             self._wake.clear()
             try:
-                await self.run_once(check_first=not woken)
+                # On SQLite a commit positions its own events: a wake-up needs no write.
+                await self.run_once(check_first=not woken or self.db.is_sqlite)
             except asyncio.CancelledError:
                 raise
             except Exception:

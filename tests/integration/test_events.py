@@ -9,7 +9,7 @@ import uuid
 from collections.abc import AsyncIterator
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from api.fanout import FanOut
 from domain.events import LeadEvent
@@ -56,6 +56,10 @@ async def test_relay_positions_committed_events_densely_in_id_order(db: Database
         await uow.leads.add(Lead(topic="u"))
         await uow.commit()
     assert woken == [1]
+    if db.is_sqlite:  # one writer at a time: the commit positioned its own events
+        assert [p for _, p in await _events(db)] == [1, 2, 3]
+        async with db.write_engine.begin() as conn:  # as if left unpositioned by a crash
+            await conn.execute(update(t.lead_events).values(position=None))
     assert [p for _, p in await _events(db)] == [None, None, None]
     heads: list[int] = []
 
