@@ -46,7 +46,8 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Sta
     fanout = FanOut(db)
     relay = Relay(db, broker, fanout.notify, interval=settings.event_relay_interval_seconds)
     db.events_committed.append(relay.wake)
-    db.head_committed.append(relay.committed)
+    db.head_committed.append(lambda head, events: fanout.offer(events))
+    db.head_committed.append(lambda head, events: relay.committed(head))
     services = Services(uow=db.uow, reads=db, max_page_size=settings.max_page_size, events=fanout)
     graphql = GraphQLEndpoint(
         build_schema(settings),

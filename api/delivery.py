@@ -266,7 +266,6 @@ class Group:
                 await asyncio.sleep(0.5)
                 continue
             before, self.cursor = self.cursor, self.follower.cursor
-            import sys, time; print(f"DBG group {time.perf_counter():.4f} n={len(entries)} members={len(self.members)}", file=sys.stderr)
             self._remember(entries)
             cache: dict[str, bytes] = {}
             for member in list(self.members):

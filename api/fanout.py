@@ -95,6 +95,16 @@ class FanOut:
             self._target = max(self._target, position)
             self._wake.set()
 
+    def offer(self, events: list[LeadEvent]) -> None:
+        """Events this process just committed, with their leads: pushed without a read when
+        they follow on from the head (otherwise the notice that follows reads them)."""
+        if not events or events[0].position != self.head + 1:
+            return
+        self.head = events[-1].position
+        self._target = max(self._target, self.head)
+        for subscriber in list(self._subscribers):
+            subscriber.push(events)
+
     def subscribe(self) -> Subscriber:
         subscriber = Subscriber(self.buffer)
         self._subscribers.add(subscriber)
@@ -127,8 +137,9 @@ class FanOut:
                     return  # not visible to this connection yet: the next notice retries
                 # One read of the batch's leads for every subscriber, instead of one each.
                 leads = await r.leads.get_many(sorted({e.lead_id for e in batch}))
-            batch = [replace(e, lead=leads.get(e.lead_id)) for e in batch]
-            import sys, time; print(f"DBG fanout {time.perf_counter():.4f} n={len(batch)} last={batch[-1].position}", file=sys.stderr)
+            batch = [replace(e, lead=leads.get(e.lead_id)) for e in batch if e.position > self.head]
+            if not batch:
+                continue  # offered meanwhile
             self.head = batch[-1].position
             for subscriber in list(self._subscribers):
                 subscriber.push(batch)

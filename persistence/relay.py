@@ -16,9 +16,10 @@ The relay reads `max(position)` after taking the lock, and the lock is held unti
 
 Readers (the `leadEvents` query, subscriptions, the fan-out) only ever see positioned events.
 On SQLite, where writers are serialised anyway, the committing transaction positions its own
-events (persistence/database.py), so they are visible at commit and the relay only announces
-them. On PostgreSQL an event becomes visible one relay run after its commit: the unit of work wakes the relay at
-once after a commit that wrote events, and a periodic run catches up with events committed by
+events (persistence/database.py) and hands them, with the new head, to this process's fan-out
+and relay: they are visible at commit, and the relay only announces them. On PostgreSQL an
+event becomes visible one relay run after its commit: the unit of work wakes the relay at once
+after a commit that wrote events. On both, a periodic run catches up with events committed by
 other processes, or left unpositioned by a crash. An event's position is its commit order as the
 relay observed it, which is the order in which any reader can learn about it.
 
@@ -65,7 +66,6 @@ class Relay:
 
     def wake(self) -> None:
         """Ask for a run now (called after a commit that wrote events)."""
-        import sys, time; print(f"DBG wake {time.perf_counter():.4f}", file=sys.stderr)
         self._wake.set()
 
     def committed(self, head: int) -> None:
@@ -114,7 +114,6 @@ class Relay:
                 if not self._broker_down:
                     log.warning("event broker unavailable (%s); subscribers poll the table", e)
                 self._broker_down = True
-        import sys, time; print(f"DBG published {time.perf_counter():.4f} head={head} positioned={positioned}", file=sys.stderr)
         return head
 
     async def run(self) -> None:
