@@ -454,6 +454,8 @@ class Hub:
         group = self.acquire(operation, shape_, principal, arguments["types"])
         try:
             await self.follow(group, member, arguments["after"], send)
+        except Exception as e:  # the connection failed under the fallback sender: it is over
+            log.debug("shared subscription %s ended: %r", operation_id, e)
         finally:
             self.release(group)
         return True

@@ -9,12 +9,19 @@ scoring model (10 points per page visit) and a LIVE qualification model (score â
 lead marketing-qualified), then starts the real server (`uvicorn --factory
 api.app:app_factory`, production, with LEADFLOW_REDIS_URL set so events cross Redis) and opens
 --subscribers WebSocket connections (graphql-transport-ws, key in connection_init), each
-subscribed to `leadQualificationChanged { cursor type lead { id } }`.
+subscribed to `leadQualificationChanged { cursor type lead { id } }`. The subscribers live in
+--clients processes of their own with a lean WebSocket client (bench/_wsclient.py), so that
+parsing a thousand sockets' frames does not compete with the driver; the CPU used by the server
+and by those processes is printed, and so are deliveries per second of server CPU, a figure a
+busy machine disturbs less than deliveries per second of wall time.
 
 Latency (default): a driver records one page visit per lead at --rate per second for --seconds
 through `recordInteraction`; each visit qualifies its lead in the same transaction. The time
 from the mutation's answer (the commit is done) to each subscriber's frame for that lead is one
-sample; p50/p99 over all of them. The baseline, in the same run, is a raw Redis pub/sub round
+sample; p50/p99 over all of them. The answer reaches the driver some time after the commit, so
+this figure can come out below zero when frames overtake answers; the time from sending the
+request to the frame is printed beside it as an upper bound (it includes the transaction and
+any queue in front of it). The baseline, in the same run, is a raw Redis pub/sub round
 trip on the same Redis at the same rate (publish â†’ a subscriber's receive). Goal: p99 within
 the raw p99 + 20 ms. Every subscriber must receive every change exactly once.
 
@@ -300,6 +307,10 @@ async def measure(
     console.print(
         f"deliveries: {delivered:,} of {args.subscribers * want:,} (missing {missing:,}, "
         f"duplicates {duplicates:,}) in {span:.1f} s = {delivered / span:,.0f}/s"
+    )
+    console.print(
+        f"deliveries per second of server CPU (mutations included): "
+        f"{delivered / max(server_cpu, 1e-9):,.0f}"
     )
     client_cpu = sum(r["cpu"] for r in results)
     console.print(
