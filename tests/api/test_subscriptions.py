@@ -490,9 +490,27 @@ async def test_shared_delivery_keeps_each_subscribers_variables_and_errors(
         ok = [await subscribe(types=["CREATED"], n=1) for _ in range(3)]
         bad = await subscribe(types=["CREATED"], n=-1)
         other = await subscribe(types=["STAGE_CHANGED"], n=1)
+        # A fragment at the root is not for the shared path: Strawberry runs it, as before.
+        fragment = (
+            "subscription($after: String) { ...F } "
+            "fragment F on Subscription { leadEvents(after: $after, types: [CREATED]) { type } }"
+        )
+        unshared = await stack.enter_async_context(subscription(servers, fragment, after=start))
         first = await servers.lead("shared 1")
         for ws in ok:
-            (event,) = await receive_for(ws, {first}, 1)
+            raw = await asyncio.wait_for(ws.recv(), 5)
+            # Written by the shared delivery: a text frame (Strawberry's own are binary).
+            assert isinstance(raw, str)
+            message = json.loads(raw)
+            assert message == {
+                "id": "1",
+                "type": "next",
+                "payload": message["payload"],
+            }
+            assert message["payload"]["data"]["leadEvents"]["lead"]["id"] == first
+        raw = await asyncio.wait_for(unshared.recv(), 5)
+        assert isinstance(raw, bytes)
+        assert json.loads(raw)["payload"] == {"data": {"leadEvents": {"type": "CREATED"}}}
         await ok[1].close()  # one goes away: the others go on
         second = await servers.lead("shared 2")
         for ws in (ok[0], ok[2]):
