@@ -44,7 +44,13 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Sta
     # process's one broker subscription feeds its fan-out to GraphQL subscriptions.
     broker: EventBroker = RedisBroker(settings.redis_url) if settings.redis_url else MemoryBroker()
     fanout = FanOut(db)
-    relay = Relay(db, broker, fanout.notify, interval=settings.event_relay_interval_seconds)
+    relay = Relay(
+        db,
+        broker,
+        fanout.notify,
+        interval=settings.event_relay_interval_seconds,
+        on_events=fanout.offer,
+    )
     db.events_committed.append(relay.wake)
     db.head_committed.append(lambda head, events: fanout.offer(events))
     db.head_committed.append(lambda head, events: relay.committed(head))

@@ -34,13 +34,16 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 
+from domain.events import LeadEvent
 from domain.ports import EventBroker
 from persistence.database import Database
 
 log = logging.getLogger("leadflow.events")
 
 POSITION_LOCK = "lead_events:position"
+HANDED_OVER = 1000  # at most this many positioned events are handed to `on_events` at once
 
 
 class Relay:
@@ -52,10 +55,14 @@ class Relay:
         *,
         interval: float = 1.0,
         batch: int = 5000,
+        on_events: Callable[[list[LeadEvent]], None] | None = None,
     ) -> None:
         self.db = db
         self.broker = broker
         self.on_head = on_head
+        # Given the events this relay positioned (with their leads, read in the same
+        # transaction), so this process's fan-out need not read them back.
+        self.on_events = on_events
         self.interval = interval
         self.batch = batch
         self._wake = asyncio.Event()
@@ -77,10 +84,18 @@ class Relay:
         """Position every unpositioned event, one batch per transaction; how many."""
         total = 0
         while True:
+            events: list[LeadEvent] = []
             async with self.db.uow() as uow:
                 await uow.lock(POSITION_LOCK)
+                before = await uow.events.max_position() if self.on_events else 0
                 done = await uow.events.assign_positions(self.batch)
+                if self.on_events is not None and 0 < done <= HANDED_OVER:
+                    events = await uow.events.after(before, done, until=before + done)
+                    leads = await uow.leads.get_many(sorted({e.lead_id for e in events}))
+                    events = [replace(e, lead=leads.get(e.lead_id)) for e in events]
                 await uow.commit()
+            if events and self.on_events is not None:
+                self.on_events(events)
             total += done
             if done < self.batch:
                 return total
