@@ -25,6 +25,7 @@ from api.settings import Settings, get_settings
 from api.webhooks import HttpSender, render
 from domain.ports import EventBroker, RateLimiter
 from persistence.apikeys import ApiKeyStore
+from persistence.brokers import CHANNEL as EVENT_CHANNEL
 from persistence.brokers import MemoryBroker, RedisBroker
 from persistence.database import Database
 from persistence.idempotency import IdempotencyKeyStore
@@ -46,14 +47,27 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Sta
     keys = ApiKeyStore(db, cache_seconds=settings.api_key_cache_seconds)
     # Lead events: the relay positions committed events and announces them on the broker; this
     # process's one broker subscription feeds its fan-out to GraphQL subscriptions.
-    broker: EventBroker = RedisBroker(settings.redis_url) if settings.redis_url else MemoryBroker()
+    # Redis names (the event channel, rate buckets) carry a digest of the database URL, so
+    # deployments sharing one Redis never see each other's notices.
+    database = hashlib.sha256(settings.database_url.encode()).hexdigest()[:16]
+    broker: EventBroker = (
+        RedisBroker(settings.redis_url, f"{EVENT_CHANNEL}:{database}")
+        if settings.redis_url
+        else MemoryBroker()
+    )
     fanout = FanOut(db)
-    relay = Relay(db, broker, fanout.notify, interval=settings.event_relay_interval_seconds)
+    relay = Relay(
+        db,
+        broker,
+        fanout.notify,
+        interval=settings.event_relay_interval_seconds,
+        on_events=fanout.offer,
+    )
     db.events_committed.append(relay.wake)
+    db.head_committed.append(lambda head, events: fanout.offer(events))
+    db.head_committed.append(lambda head, events: relay.committed(head))
     services = Services(uow=db.uow, reads=db, max_page_size=settings.max_page_size, events=fanout)
     # Per API key: shared by every process through Redis when there is one.
-    # Buckets are named per database URL, so deployments sharing one Redis keep apart.
-    database = hashlib.sha256(settings.database_url.encode()).hexdigest()[:16]
     limiter: RateLimiter = (
         RedisRateLimiter(settings.redis_url, f"leadflow:rate:{database}:")
         if settings.redis_url

@@ -23,6 +23,7 @@ from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOpe
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
     BaseGraphQLTransportWSHandler,
+    Operation,
 )
 from strawberry.subscriptions.protocols.graphql_transport_ws.types import (
     ConnectionInitMessage,
@@ -33,6 +34,7 @@ from strawberry.types import ExecutionResult
 from strawberry.types.graphql import OperationType
 
 from api.context import Context, Services
+from api.delivery import Hub
 from api.idempotency import Idempotency, has_mutation
 from api.settings import Settings
 from domain.auth import Principal
@@ -239,6 +241,16 @@ class AuthenticatingTransportWS(BaseGraphQLTransportWSHandler[Context, None]):
                 await self._key_check
         await super().shutdown()
 
+    async def run_operation(self, operation: Operation[Context, None]) -> None:
+        """Lead-event subscriptions go to the shared delivery (api/delivery.py)."""
+        view: GraphQLEndpoint = self.view
+        if view.delivery is not None:
+            args = (operation.query, operation.variables, operation.operation_name)
+            ws = self.websocket.ws  # type: ignore[attr-defined]
+            if await view.delivery.serve(self.context.principal, operation.id, args, ws):
+                return
+        await super().run_operation(operation)
+
 
 class GraphQLEndpoint(GraphQL[Context, None]):
     """Strawberry's ASGI view, with API-key authentication in front of it."""
@@ -271,6 +283,7 @@ class GraphQLEndpoint(GraphQL[Context, None]):
         self.limits = limits
         self.rate_limiter = rate_limiter if limits.rate_limit_enabled else None
         self.idempotency = idempotency
+        self.delivery = Hub(schema, services, services.events) if services.events else None
 
     async def throttle(self, principal: Principal) -> float:
         """0.0 when this caller may go ahead, else the seconds until it may."""

@@ -6,6 +6,7 @@ import asyncio
 import hashlib
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from dataclasses import replace
 from types import TracebackType
 from typing import Any
 
@@ -14,6 +15,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from domain.auth import Principal
+from domain.events import LeadEvent
 from persistence.audit_repo import AuditRepository
 from persistence.outbox import EVENTS_WRITTEN
 from persistence.qualification_repo import QualificationModelRepository
@@ -66,6 +68,10 @@ class Repositories:
         self.audit = AuditRepository(conn)
 
 
+_ALL_EVENTS = 1 << 62
+_HANDED_OVER = 1000  # at most this many events of a commit are handed to the hooks
+
+
 def _lock_id(key: str) -> int:
     return int.from_bytes(hashlib.blake2b(key.encode(), digest_size=8).digest(), "big", signed=True)
 
@@ -111,12 +117,31 @@ class SqlUnitOfWork(Repositories):
                 self._db.write_lock.release()
 
     async def commit(self) -> None:
+        head: int | None = None
+        events: list[LeadEvent] = []
+        if self._db.is_sqlite and self.conn.info.get(EVENTS_WRITTEN):
+            # SQLite runs one writer at a time (BEGIN IMMEDIATE, across processes too), so this
+            # transaction can position its own events: positions stay dense and in commit
+            # order, and the events are readable at commit instead of after a relay
+            # transaction queued behind the next writers (persistence/relay.py).
+            before = await self.events.max_position()
+            await self.events.assign_positions(_ALL_EVENTS)
+            head = await self.events.max_position()
+            if self._db.head_committed and 0 < head - before <= _HANDED_OVER:
+                # The events with their leads as committed, for this process's fan-out: it
+                # need not read them back (api/fanout.py `offer`).
+                events = await self.events.after(before, head - before, until=head)
+                leads = await self.leads.get_many(sorted({e.lead_id for e in events}))
+                events = [replace(e, lead=leads.get(e.lead_id)) for e in events]
         await self.conn.commit()
         self._committed = True
         if self.conn.info.get(EVENTS_WRITTEN):
             self.conn.info[EVENTS_WRITTEN] = False
             for hook in self._db.events_committed:
                 hook()
+            if head is not None:
+                for head_hook in self._db.head_committed:
+                    head_hook(head, events)
 
     async def lock(self, key: str) -> None:
         # SQLite already serialises writers (BEGIN IMMEDIATE); PostgreSQL needs a lock per key.
@@ -148,6 +173,9 @@ class Database:
         self.write_lock = asyncio.Lock()
         # Called (synchronously, so keep them cheap) after a transaction that wrote events commits.
         self.events_committed: list[Callable[[], None]] = []
+        # Called after a commit that positioned its events (SQLite) with the new head position
+        # and those events (with their leads; empty when there were too many to hand over).
+        self.head_committed: list[Callable[[int, list[LeadEvent]], None]] = []
         if self.is_sqlite:
             self.write_engine = self._sqlite_engine(url, busy_timeout_ms, "BEGIN IMMEDIATE", 1)
             self.read_engine = self._sqlite_engine(url, busy_timeout_ms, None, pool_size)
