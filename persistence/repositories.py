@@ -690,9 +690,12 @@ class LeadRepository(_Repo):
                 s.lead_id == c.id, s.score != 0, s.scoring_model_id.in_(live.scalar_subquery())
             )
         else:
-            # Only the leads this model scored (the join), with points from it.
+            # Only the leads this model scored (the join), with points from it. `+ 0` keeps
+            # SQLite from driving the join by ix_lead_scores_model_score, which visits the
+            # leads in score order (a random read per lead once they outgrow the page cache):
+            # the leads are scanned in id order and their scores looked up by lead.
             source = t.leads.join(
-                t.lead_scores, and_(s.lead_id == c.id, s.scoring_model_id == scored_by)
+                t.lead_scores, and_(s.lead_id == c.id, s.scoring_model_id + 0 == scored_by)
             )
             points = s.score != 0
         first = and_(inquiry, points)  # to automated marketing qualification
