@@ -138,6 +138,9 @@ class InteractionRepository:
         if not interactions:
             return []
         rows = [self._row(i) for i in interactions]
+        if len(rows) == 1:
+            stmt = insert(self.table).values(rows[0]).returning(self.table.c.id)
+            return [_with_id(interactions[0], int(await self.conn.scalar(stmt)))]
         if self.conn.dialect.name == "sqlite":
             # SQLAlchemy runs INSERT … RETURNING with sort_by_parameter_order one row per
             # statement on SQLite. One executemany instead: this transaction is the only writer
