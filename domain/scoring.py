@@ -923,7 +923,9 @@ def to_us(moment: datetime) -> int:
 
 
 def from_us(us: int) -> datetime:
-    return EPOCH + timedelta(microseconds=us)
+    # Positional: the same value as timedelta(microseconds=us), at a quarter of the cost (it
+    # runs for every interaction read for scoring).
+    return EPOCH + timedelta(0, 0, us)
 
 
 def encode_breakdown(model: ScoringModel, result: ScoreResult) -> list[Any]:
