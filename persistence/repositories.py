@@ -712,7 +712,13 @@ class LeadRepository(_Repo):
         )
         moving = 0
         for part in parts:
-            where = and_(c.state == LeadState.OPEN.value, or_(first, ready))
+            # The first term only reads the lead: its rows are filtered before the scores are
+            # looked at (after a model's publish, most leads are past inquiry already).
+            where = and_(
+                c.state == LeadState.OPEN.value,
+                or_(inquiry, and_(c.sales_ready, c.stage.in_(earlier))),
+                or_(first, ready),
+            )
             if part is not None:
                 where = and_(c.id.in_(part), where)
             found = select(
