@@ -28,7 +28,7 @@ import reprlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 from domain import lifecycle
 from domain.errors import DomainError, Invalid, ValidationErrors
@@ -144,10 +144,14 @@ class AttributeCondition:
     field: str  # API name or "attributes.<key>"
     test: Comparison
     custom_key: str | None = dataclasses.field(init=False, repr=False, compare=False)
+    # The record attribute of a built-in field (None for custom ones), looked up once.
+    attr: str | None = dataclasses.field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         key = self.field[len("attributes.") :] if self.field.startswith("attributes.") else None
         object.__setattr__(self, "custom_key", key)
+        known = CONDITION_FIELDS.get(self.entity, {}).get(self.field)
+        object.__setattr__(self, "attr", known[0] if key is None and known else None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,6 +167,19 @@ class InteractionCondition:
     within_days: int | None = None
     min_count: int = 1
     properties: tuple[PropertyMatch, ...] = ()
+    # Worked out once for the evaluator (not part of equality): the folded name, the window
+    # and the property tests as (key, passes) pairs.
+    folded_name: str | None = field(init=False, repr=False, compare=False)
+    window: timedelta | None = field(init=False, repr=False, compare=False)
+    tests: tuple[tuple[str, Callable[[Any], bool]], ...] = field(
+        init=False, repr=False, compare=False
+    )
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "folded_name", fold(self.name) if self.name else None)
+        window = timedelta(days=self.within_days) if self.within_days else None
+        object.__setattr__(self, "window", window)
+        object.__setattr__(self, "tests", tuple((p.key, p.test.passes) for p in self.properties))
 
 
 @dataclass(frozen=True, slots=True)
@@ -809,22 +826,53 @@ class _Evaluation:
         # By identity: hashing the frozen condition on every look-up costs more than matching.
         hit = self._matches.get(id(ic))
         if hit is None:
-            since = self.now - timedelta(days=ic.within_days) if ic.within_days else None
-            name = fold(ic.name) if ic.name else None
-            hit = sorted(
-                (
-                    i.occurred_at
-                    for i in self._by_type.get(ic.type, ())
-                    if (name is None or fold(i.name or "") == name)
-                    and (since is None or i.occurred_at > since)
-                    and all(p.test.passes(i.properties.get(p.key)) for p in ic.properties)
-                ),
-                reverse=True,
-            )
+            hit = []
+            window, name, tests = ic.window, ic.folded_name, ic.tests
+            since = self.now - window if window is not None else None
+            for i in self._by_type.get(ic.type, ()):
+                if since is not None and i.occurred_at <= since:
+                    continue
+                if name is not None and fold(i.name or "") != name:
+                    continue
+                if tests:
+                    properties = i.properties
+                    if not all(passes(properties.get(key)) for key, passes in tests):
+                        continue
+                hit.append(i.occurred_at)
+            hit.sort(reverse=True)
             self._matches[id(ic)] = hit
         return hit
 
+    def _value(self, cond: AttributeCondition) -> Any:
+        """_attribute_value's value, with the attribute looked up once per condition."""
+        entity, subject = cond.entity, self.subject
+        record: Any = (
+            subject.lead
+            if entity is ConditionEntity.LEAD
+            else subject.contact
+            if entity is ConditionEntity.CONTACT
+            else subject.account
+        )
+        if record is None:
+            return None
+        key = cond.custom_key
+        if key is not None:
+            return record.attributes.get(key)
+        attr = cond.attr
+        if attr is None:
+            return _attribute_value(cond, subject)[0]
+        value = getattr(record, attr)
+        return value.value if isinstance(value, enum.Enum) else value
+
     def holds(self, condition: Condition) -> bool:
+        # The common cases by exact type first (cheaper than a chain of isinstance).
+        kind = type(condition)
+        if kind is AttributeCondition:
+            attribute = cast(AttributeCondition, condition)
+            return attribute.test.passes(self._value(attribute))
+        if kind is InteractionCondition:
+            interaction = cast(InteractionCondition, condition)
+            return len(self.matches(interaction)) >= interaction.min_count
         if isinstance(condition, AllOf):
             return all(self.holds(c) for c in condition.items)
         if isinstance(condition, AnyOf):
@@ -841,7 +889,7 @@ class _Evaluation:
         times: list[datetime] = []
         for ic in rule.windowed:
             hits = self.matches(ic)
-            window = timedelta(days=ic.within_days or 0)  # windowed: never 0 here
+            window = ic.window or timedelta(0)  # windowed: never None here
             if rule.per_occurrence:
                 if hits:
                     times.append(hits[-1] + window)
@@ -932,7 +980,9 @@ def to_us(moment: datetime) -> int:
 
 
 def from_us(us: int) -> datetime:
-    return EPOCH + timedelta(microseconds=us)
+    # Positional: the same value as timedelta(microseconds=us), at a quarter of the cost (it
+    # runs for every interaction read for scoring).
+    return EPOCH + timedelta(0, 0, us)
 
 
 def encode_breakdown(model: ScoringModel, result: ScoreResult) -> list[Any]:
