@@ -27,6 +27,7 @@ from api.execution import FastLeafExecutionContext
 from api.qualification import QualificationModelType, QualificationMutation, QualificationQuery
 from api.resolvers import Mutation, Query
 from api.sales import (
+    ActivityType,
     OpportunityType,
     PeopleQuery,
     SalesMutation,
@@ -35,6 +36,13 @@ from api.sales import (
     UserType,
 )
 from api.scoring import InteractionType_, ScoringModelType, ScoringMutation, ScoringQuery
+from api.sequences import (
+    ProcessType,
+    SequenceMutation,
+    SequenceQuery,
+    SequenceRunType,
+    SequenceType,
+)
 from api.settings import Settings
 from api.webhooks import WebhookMutation, WebhookQuery, WebhookType
 
@@ -96,13 +104,21 @@ def build_schema(settings: Settings | None = None) -> strawberry.Schema:
                 QualificationQuery,
                 SalesQuery,
                 PeopleQuery,
+                SequenceQuery,
                 EventQuery,
                 WebhookQuery,
             ),
         ),
         mutation=merge_types(
             "Mutation",
-            (Mutation, ScoringMutation, QualificationMutation, SalesMutation, WebhookMutation),
+            (
+                Mutation,
+                ScoringMutation,
+                QualificationMutation,
+                SalesMutation,
+                SequenceMutation,
+                WebhookMutation,
+            ),
         ),
         subscription=Subscription,
         types=[
@@ -117,6 +133,10 @@ def build_schema(settings: Settings | None = None) -> strawberry.Schema:
             OpportunityType,
             UserType,
             TeamType,
+            ActivityType,
+            SequenceType,
+            SequenceRunType,
+            ProcessType,
         ],
         extensions=extensions,
         execution_context_class=FastLeafExecutionContext,

@@ -26,6 +26,8 @@ from persistence.sales_repo import (
     ActivityRepository,
     AssignmentRuleRepository,
     OpportunityRepository,
+    ProcessRepository,
+    SequenceRepository,
     StakeholderRepository,
     TeamRepository,
     UserRepository,
@@ -61,6 +63,8 @@ class Repositories:
         self.assignment_rules = AssignmentRuleRepository(conn)
         self.stakeholders = StakeholderRepository(conn)
         self.activities = ActivityRepository(conn)
+        self.sequences = SequenceRepository(conn)
+        self.processes = ProcessRepository(conn)
 
 
 def _lock_id(key: str) -> int:

@@ -10,18 +10,20 @@ from sqlalchemy import (
     and_,
     bindparam,
     delete,
+    false,
     func,
     insert,
     literal,
     or_,
     select,
+    text,
     union_all,
     update,
 )
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from domain.errors import Duplicate
+from domain.errors import Conflict, Duplicate
 from domain.events import LeadEvent
 from domain.pagination import Page, PageRequest
 from domain.sales import (
@@ -41,6 +43,15 @@ from domain.sales import (
     UserKind,
 )
 from domain.scoring import parse_condition
+from domain.sequences import (
+    Process,
+    ProcessStage,
+    RunStatus,
+    SequenceRun,
+    SequenceStep,
+    WorkItem,
+)
+from domain.sequences import Sequence as Sequence_
 from persistence import tables as t
 from persistence.listing import Criterion, Listing
 from persistence.repositories import upsert_insert
@@ -419,10 +430,19 @@ class ActivityRepository:
         One keyset over both tables: (time, source, id) with source "a" (activity) or "e"
         (event), so equal times still page in a stable order.
         """
+        return await self._timeline(self.table.c.lead_id == lead_id, lead_id, first, after)
+
+    async def _timeline(
+        self,
+        activity_where: Any,
+        lead_id: int,
+        first: int,
+        after: tuple[datetime, str, int] | None,
+    ) -> tuple[list[TimelineEntry], bool]:
         a, e = self.table.c, t.lead_events.c
         union = union_all(
             select(literal("a").label("src"), a.id, a.occurred_at.label("at")).where(
-                a.lead_id == lead_id
+                activity_where
             ),
             select(literal("e").label("src"), e.id, e.occurred_at.label("at")).where(
                 e.lead_id == lead_id, e.position.is_not(None)
@@ -461,3 +481,203 @@ class ActivityRepository:
             for r in rows
         ]
         return entries, more
+
+    async def opportunity_timeline(
+        self,
+        opportunity: Opportunity,
+        first: int,
+        after: tuple[datetime, str, int] | None,
+    ) -> tuple[list[TimelineEntry], bool]:
+        """The opportunity's activities with the history of the lead it came from (the lead's
+        activities and events), newest first, in the keyset of `timeline`."""
+        a = self.table.c
+        return await self._timeline(
+            or_(a.opportunity_id == opportunity.id, a.lead_id == opportunity.lead_id),
+            opportunity.lead_id,
+            first,
+            after,
+        )
+
+
+# ---------------------------------------------------------------- sequences and the work list
+
+
+def to_sequence(r: Row[Any]) -> Sequence_:
+    return Sequence_(
+        name=r.name,
+        steps=[SequenceStep.from_json(s) for s in r.steps],
+        id=r.id,
+        created_at=r.created_at,
+    )
+
+
+def to_run(r: Row[Any]) -> SequenceRun:
+    return SequenceRun(
+        lead_id=r.lead_id,
+        sequence_id=r.sequence_id,
+        step=r.step,
+        due_at=r.due_at,
+        status=RunStatus(r.status),
+        id=r.id,
+        started_at=r.started_at,
+        completed_at=r.completed_at,
+    )
+
+
+_SEQUENCES = Listing[None, Sequence_](t.sequences, {}, to_sequence)
+_PROCESSES = Listing[None, Process](t.processes, {}, lambda r: to_process(r))
+_ACTIVE = text("sequence_runs.status = 'ACTIVE'")  # literal: the partial index applies
+
+
+class SequenceRepository:
+    def __init__(self, conn: AsyncConnection) -> None:
+        self.conn = conn
+
+    async def add(self, sequence: Sequence_) -> Sequence_:
+        stmt = insert(t.sequences).values(
+            name=sequence.name,
+            steps=[s.to_json() for s in sequence.steps],
+            created_at=sequence.created_at,
+        )
+        sequence.id = int(await self.conn.scalar(stmt.returning(t.sequences.c.id)))
+        return sequence
+
+    async def get_many(self, ids: Sequence[int]) -> dict[int, Sequence_]:
+        stmt = select(t.sequences).where(t.sequences.c.id.in_(list(ids)))
+        return {r.id: to_sequence(r) for r in (await self.conn.execute(stmt)).all()}
+
+    async def active_run(self, lead_id: int) -> SequenceRun | None:
+        r = t.sequence_runs.c
+        stmt = select(t.sequence_runs).where(r.lead_id == lead_id, _ACTIVE)
+        row = (await self.conn.execute(stmt)).first()
+        return None if row is None else to_run(row)
+
+    async def runs(self, lead_id: int) -> list[SequenceRun]:
+        """Every run of the lead, newest first."""
+        r = t.sequence_runs.c
+        stmt = select(t.sequence_runs).where(r.lead_id == lead_id).order_by(r.id.desc())
+        return [to_run(row) for row in (await self.conn.execute(stmt)).all()]
+
+    async def get_runs(self, ids: Sequence[int]) -> dict[int, SequenceRun]:
+        stmt = select(t.sequence_runs).where(t.sequence_runs.c.id.in_(list(ids)))
+        return {row.id: to_run(row) for row in (await self.conn.execute(stmt)).all()}
+
+    def _run_row(self, run: SequenceRun) -> dict[str, Any]:
+        return {
+            "lead_id": run.lead_id,
+            "sequence_id": run.sequence_id,
+            "step": run.step,
+            "due_at": run.due_at,
+            "status": run.status.value,
+            "started_at": run.started_at,
+            "completed_at": run.completed_at,
+        }
+
+    async def add_run(self, run: SequenceRun) -> SequenceRun:
+        """Store a new ACTIVE run; Conflict when the lead got another one meanwhile."""
+        stmt = (
+            upsert_insert(self.conn)(t.sequence_runs)
+            .values(self._run_row(run))
+            .on_conflict_do_nothing(
+                index_elements=["lead_id"], index_where=t.sequence_runs.c.status == "ACTIVE"
+            )
+            .returning(t.sequence_runs.c.id)
+        )
+        new_id = await self.conn.scalar(stmt)
+        if new_id is None:
+            raise Conflict("the lead already has an active sequence; complete it first", ["leadId"])
+        run.id = int(new_id)
+        return run
+
+    async def save_run(self, run: SequenceRun) -> None:
+        r = t.sequence_runs
+        await self.conn.execute(update(r).where(r.c.id == run.id).values(self._run_row(run)))
+
+    async def work_list(
+        self, owner_id: int, now: datetime, first: int, after: tuple[datetime, str, int] | None
+    ) -> tuple[list[WorkItem], bool]:
+        """The owner's due work, oldest due first: the current steps of the active sequences
+        of the owner's OPEN leads and the owner's open tasks, due now or earlier."""
+        r, ld, a = t.sequence_runs.c, t.leads.c, t.activities.c
+        at = bindparam("now", now, type_=t.UTCDateTime())
+        union = union_all(
+            select(literal("s").label("src"), r.id, r.due_at.label("at"))
+            .select_from(t.sequence_runs.join(t.leads, ld.id == r.lead_id))
+            .where(ld.owner_id == owner_id, ld.state == "OPEN", _ACTIVE, r.due_at <= at),
+            select(literal("a").label("src"), a.id, a.occurred_at.label("at")).where(
+                a.owner_id == owner_id,
+                a.kind == ActivityKind.TASK.value,
+                a.completed == false(),
+                a.occurred_at <= at,
+            ),
+        ).subquery()
+        u = union.c
+        stmt = select(u.src, u.id, u.at)
+        if after is not None:
+            ta = literal(after[0], t.UTCDateTime())
+            stmt = stmt.where(
+                or_(
+                    u.at > ta,
+                    and_(
+                        u.at == ta, or_(u.src > after[1], and_(u.src == after[1], u.id > after[2]))
+                    ),
+                )
+            )
+        stmt = stmt.order_by(u.at, u.src, u.id).limit(first + 1)
+        rows = (await self.conn.execute(stmt)).all()
+        more = len(rows) > first
+        rows = rows[:first]
+        runs = await self.get_runs([x.id for x in rows if x.src == "s"])
+        activities = await ActivityRepository(self.conn).get_many(
+            [x.id for x in rows if x.src == "a"]
+        )
+        items = []
+        for x in rows:
+            run = runs.get(x.id) if x.src == "s" else None
+            activity = activities.get(x.id) if x.src == "a" else None
+            lead_id = run.lead_id if run else (activity.lead_id if activity else None)
+            items.append(WorkItem(x.at, x.src, x.id, lead_id, run, activity))
+        return items, more
+
+    async def list(self, page: PageRequest) -> Page[Sequence_]:
+        return await _SEQUENCES.page(self.conn, None, page)
+
+    async def count(self) -> int:
+        return await _SEQUENCES.count(self.conn, None)
+
+
+# ---------------------------------------------------------------- custom processes
+
+
+def to_process(r: Row[Any]) -> Process:
+    return Process(
+        name=r.name,
+        stages=[ProcessStage(s["name"], tuple(s["requiredFields"])) for s in r.stages],
+        id=r.id,
+        created_at=r.created_at,
+    )
+
+
+class ProcessRepository:
+    def __init__(self, conn: AsyncConnection) -> None:
+        self.conn = conn
+
+    async def add(self, process: Process) -> Process:
+        stages = [
+            {"name": s.name, "requiredFields": list(s.required_fields)} for s in process.stages
+        ]
+        stmt = insert(t.processes).values(
+            name=process.name, stages=stages, created_at=process.created_at
+        )
+        process.id = int(await self.conn.scalar(stmt.returning(t.processes.c.id)))
+        return process
+
+    async def get_many(self, ids: Sequence[int]) -> dict[int, Process]:
+        stmt = select(t.processes).where(t.processes.c.id.in_(list(ids)))
+        return {r.id: to_process(r) for r in (await self.conn.execute(stmt)).all()}
+
+    async def list(self, page: PageRequest) -> Page[Process]:
+        return await _PROCESSES.page(self.conn, None, page)
+
+    async def count(self) -> int:
+        return await _PROCESSES.count(self.conn, None)
