@@ -72,8 +72,7 @@ class SequenceType(gql.Node):
 
 
 async def _sequence_of(info: Info, sequence_id: int) -> Sequence | None:
-    found = await info.context.read(lambda r: r.sequences.get_many([sequence_id]))
-    return found.get(sequence_id)
+    return await info.context.loaders.sequence.load(sequence_id)
 
 
 @strawberry.type(name="SequenceRun")
