@@ -303,14 +303,28 @@ class SequenceQuery:
         except Invalid as e:
             raise bad_input(e.message) from None
         now = utcnow()
-        items, more = await ctx.read(lambda r: r.sequences.work_list(owner, now, size, cursor))
+
+        async def read(r: Any) -> tuple[Any, bool, dict[int, Lead], dict[int, Sequence]]:
+            # One connection for the page and what its items show (leads, sequences); the
+            # request's batch loaders are primed with them.
+            items, more = await r.sequences.work_list(owner, now, size, cursor)
+            leads = await r.leads.get_many(sorted({i.lead_id for i in items if i.lead_id}))
+            wanted = {i.run.sequence_id for i in items if i.run is not None}
+            sequences = await r.sequences.get_many(sorted(wanted)) if wanted else {}
+            return items, more, leads, sequences
+
+        items, more, leads, sequences = await ctx.read(read)
+        for pk, lead in leads.items():
+            ctx.loaders.lead.prime(pk, lead)
+        for pk, found in sequences.items():
+            ctx.loaders.sequence.prime(pk, found)
         edges = [
             WorkItemEdge(
                 cursor=encode_work_cursor(i),
                 node=WorkItem(
                     due_at=i.due_at,
-                    sequence_run=i.run,  # type: ignore[arg-type]
-                    activity=i.activity,  # type: ignore[arg-type]
+                    sequence_run=i.run,
+                    activity=i.activity,
                     lead_id=i.lead_id,
                 ),
             )
