@@ -19,7 +19,6 @@ from domain.qualification import QualificationModel
 from domain.roles import Permission, allows
 from domain.scoring import ScoringModel, StoredScore
 from domain.scoring_services import InteractionRecorder
-from domain.sequences import Sequence as SalesSequence
 
 T = TypeVar("T")
 
@@ -71,15 +70,6 @@ class Loaders:
     @cached_property
     def scoring_model(self) -> DataLoader[int, ScoringModel | None]:
         return DataLoader(self._scoring_models)
-
-    @cached_property
-    def sequence(self) -> DataLoader[int, SalesSequence | None]:
-        return DataLoader(self._sequences)
-
-    async def _sequences(self, ids: Sequence[int]) -> list[SalesSequence | None]:
-        async with self._reads.read() as r:
-            found = await r.sequences.get_many(ids)
-        return [found.get(i) for i in ids]
 
     async def _accounts(self, ids: Sequence[int]) -> list[Account | None]:
         async with self._reads.read() as r:

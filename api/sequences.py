@@ -72,7 +72,8 @@ class SequenceType(gql.Node):
 
 
 async def _sequence_of(info: Info, sequence_id: int) -> Sequence | None:
-    return await info.context.loaders.sequence.load(sequence_id)
+    found = await info.context.read(lambda r: r.sequences.get_many([sequence_id]))
+    return found.get(sequence_id)
 
 
 @strawberry.type(name="SequenceRun")
@@ -92,21 +93,23 @@ class SequenceRunType(gql.Node):
         return strawberry.ID(to_global_id("SequenceRun", self.id))  # type: ignore[arg-type]
 
     @strawberry.field
-    async def sequence(self, info: Info) -> SequenceType | None:
-        return await _sequence_of(info, self.sequence_id)  # type: ignore[attr-defined,return-value]
+    @pure
+    def sequence(self) -> SequenceType | None:
+        return self.sequence  # type: ignore[return-value]
 
     @strawberry.field
     async def lead(self, info: Info) -> gql.LeadType | None:
         return await info.context.loaders.lead.load(self.lead_id)  # type: ignore[attr-defined,return-value]
 
     @strawberry.field
-    async def current_step(self, info: Info) -> SequenceStepType | None:
+    @pure
+    def current_step(self) -> SequenceStepType | None:
         """The step to do now (never a WAIT); null once the run is completed."""
-        if self.status is not RunStatus.ACTIVE:
-            return None
-        sequence = await _sequence_of(info, self.sequence_id)  # type: ignore[attr-defined]
+        sequence: Sequence | None = self.sequence  # type: ignore[assignment]
         index: int = self.step  # type: ignore[attr-defined]
-        if sequence is None or index >= len(sequence.steps):
+        if self.status is not RunStatus.ACTIVE or sequence is None:
+            return None
+        if index >= len(sequence.steps):
             return None
         return _step(sequence.steps[index], index + 1)
 
@@ -120,13 +123,9 @@ class WorkItem:
     """A due sequence step or an open task: exactly one of sequenceRun and activity is set."""
 
     due_at: dt.datetime
+    lead: gql.LeadType | None
     sequence_run: SequenceRunType | None
     activity: ActivityType | None
-    lead_id: strawberry.Private[int | None]
-
-    @strawberry.field
-    async def lead(self, info: Info) -> gql.LeadType | None:
-        return await gql.load_linked(info.context.loaders.lead, self.lead_id)  # type: ignore[no-any-return]
 
 
 @strawberry.type
@@ -304,28 +303,21 @@ class SequenceQuery:
             raise bad_input(e.message) from None
         now = utcnow()
 
-        async def read(r: Any) -> tuple[Any, bool, dict[int, Lead], dict[int, Sequence]]:
-            # One connection for the page and what its items show (leads, sequences); the
-            # request's batch loaders are primed with them.
+        async def read(r: Any) -> tuple[Any, bool, dict[int, Lead]]:
+            # One connection for the page and the leads its items show.
             items, more = await r.sequences.work_list(owner, now, size, cursor)
             leads = await r.leads.get_many(sorted({i.lead_id for i in items if i.lead_id}))
-            wanted = {i.run.sequence_id for i in items if i.run is not None}
-            sequences = await r.sequences.get_many(sorted(wanted)) if wanted else {}
-            return items, more, leads, sequences
+            return items, more, leads
 
-        items, more, leads, sequences = await ctx.read(read)
-        for pk, lead in leads.items():
-            ctx.loaders.lead.prime(pk, lead)
-        for pk, found in sequences.items():
-            ctx.loaders.sequence.prime(pk, found)
+        items, more, leads = await ctx.read(read)
         edges = [
             WorkItemEdge(
                 cursor=encode_work_cursor(i),
                 node=WorkItem(
                     due_at=i.due_at,
+                    lead=leads.get(i.lead_id) if i.lead_id else None,  # type: ignore[arg-type]
                     sequence_run=i.run,
                     activity=i.activity,
-                    lead_id=i.lead_id,
                 ),
             )
             for i in items

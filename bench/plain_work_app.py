@@ -37,51 +37,78 @@ _OWNER = bindparam("owner", type_=_l.owner_id.type)
 _NOW = bindparam("now", type_=t.UTCDateTime())
 _LEAD = bindparam("lead", type_=_l.id.type)
 
-_WORK_UNION = union_all(
-    select(
-        literal("s").label("src"),
-        _r.id,
-        _r.due_at.label("at"),
-        _l.id.label("lead_id"),
-        _l.topic,
-        _r.step,
-        _s.steps,
-        null().label("kind"),
-        null().label("subject"),
-    )
-    .select_from(
-        t.sequence_runs.join(t.leads, _l.id == _r.lead_id).join(
-            t.sequences, _s.id == _r.sequence_id
-        )
-    )
-    .where(_l.owner_id == _OWNER, _l.state == "OPEN", text("sequence_runs.status = 'ACTIVE'"))
-    .where(_r.due_at <= _NOW),
+# Each source ordered and cut to a page and one along its index, then merged: the plain SQL a
+# person would write for "the first 50 of two sorted sources".
+_TASKS = (
     select(
         literal("a").label("src"),
         _a.id,
         _a.occurred_at.label("at"),
-        _l.id.label("lead_id"),
-        _l.topic,
-        null().label("step"),
-        null().label("steps"),
+        _a.lead_id,
         _a.kind,
         _a.subject,
     )
-    .select_from(t.activities.outerjoin(t.leads, _l.id == _a.lead_id))
     .where(
         _a.owner_id == _OWNER,
         _a.kind == "TASK",
         _a.completed == false(),
         _a.occurred_at <= _NOW,
+    )
+    .order_by(_a.occurred_at, _a.id)
+    .limit(PAGE_SIZE + 1)
+    .subquery()
+)
+_STEPS = (
+    select(
+        literal("s").label("src"),
+        _r.id,
+        _r.due_at.label("at"),
+        _r.lead_id,
+        _r.step,
+        _r.sequence_id,
+    )
+    .select_from(t.sequence_runs.join(t.leads, _l.id == _r.lead_id))
+    .where(_l.owner_id == _OWNER, _l.state == "OPEN", text("sequence_runs.status = 'ACTIVE'"))
+    .where(_r.due_at <= _NOW)
+    .order_by(_r.due_at, _r.id)
+    .limit(PAGE_SIZE + 1)
+    .subquery()
+)
+_WORK_UNION = union_all(
+    select(
+        _TASKS.c.src,
+        _TASKS.c.id,
+        _TASKS.c.at,
+        _TASKS.c.lead_id,
+        _TASKS.c.kind,
+        _TASKS.c.subject,
+        null().label("step"),
+        null().label("sequence_id"),
+    ),
+    select(
+        _STEPS.c.src,
+        _STEPS.c.id,
+        _STEPS.c.at,
+        _STEPS.c.lead_id,
+        null().label("kind"),
+        null().label("subject"),
+        _STEPS.c.step,
+        _STEPS.c.sequence_id,
     ),
 ).subquery()
+_w = _WORK_UNION.c
+_PAGE = select(_WORK_UNION).order_by(_w.at, _w.src, _w.id).limit(PAGE_SIZE + 1).subquery()
 WORK = (
-    select(_WORK_UNION)
-    .order_by(_WORK_UNION.c.at, _WORK_UNION.c.src, _WORK_UNION.c.id)
-    .limit(PAGE_SIZE + 1)
+    select(_PAGE, _l.topic, _s.steps)
+    .select_from(
+        _PAGE.outerjoin(t.leads, _l.id == _PAGE.c.lead_id).outerjoin(
+            t.sequences, _s.id == _PAGE.c.sequence_id
+        )
+    )
+    .order_by(_PAGE.c.at, _PAGE.c.src, _PAGE.c.id)
 )
 
-_TIMELINE_UNION = union_all(
+_ACTIVITIES = (
     select(
         literal("a").label("src"),
         _a.id,
@@ -90,7 +117,13 @@ _TIMELINE_UNION = union_all(
         _a.subject,
         _a.completed,
         null().label("type"),
-    ).where(_a.lead_id == _LEAD),
+    )
+    .where(_a.lead_id == _LEAD)
+    .order_by(_a.occurred_at.desc(), _a.id.desc())
+    .limit(PAGE_SIZE + 1)
+    .subquery()
+)
+_EVENTS = (
     select(
         literal("e").label("src"),
         _e.id,
@@ -99,8 +132,13 @@ _TIMELINE_UNION = union_all(
         null().label("subject"),
         null().label("completed"),
         _e.type,
-    ).where(_e.lead_id == _LEAD, _e.position.is_not(None)),
-).subquery()
+    )
+    .where(_e.lead_id == _LEAD, _e.position.is_not(None))
+    .order_by(_e.occurred_at.desc(), _e.id.desc())
+    .limit(PAGE_SIZE + 1)
+    .subquery()
+)
+_TIMELINE_UNION = union_all(select(_ACTIVITIES), select(_EVENTS)).subquery()
 _u = _TIMELINE_UNION.c
 TIMELINE = (
     select(_TIMELINE_UNION).order_by(_u.at.desc(), _u.src.desc(), _u.id.desc()).limit(PAGE_SIZE + 1)
@@ -119,6 +157,7 @@ def create_app(database_url: str) -> Starlette:
             item = {"dueAt": row.at.isoformat(), "lead": {"id": row.lead_id, "topic": row.topic}}
             if row.src == "s":
                 step = row.steps[row.step]
+                item["run"] = row.id
                 item["step"] = {
                     "position": row.step + 1,
                     "kind": step["kind"],

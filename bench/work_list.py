@@ -172,7 +172,8 @@ async def seed(url: str, args: argparse.Namespace) -> Seeded:
                     )
                     done += 1
                 await conn.execute(insert(t.activities), rows)
-                console.print(f"  {done:,} activities", end="\r")
+                if done % 200_000 == 0:
+                    console.print(f"  {done:,} activities")
             if db.is_sqlite:
                 await conn.execute(text("ANALYZE"))
         if not db.is_sqlite:

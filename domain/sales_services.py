@@ -115,6 +115,7 @@ async def complete_sequence_step(
     sequence = await _sequence(uow, run.sequence_id, ["leadId"]) if run else None
     if run is None or sequence is None:
         raise Conflict("the lead has no active sequence", ["leadId"])
+    run.sequence = sequence
     activity = sequences.complete_step(run, sequence, position, lead, notes)
     await uow.sequences.save_run(run)
     if activity is not None:

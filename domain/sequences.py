@@ -92,6 +92,8 @@ class SequenceRun:
     id: int = 0
     started_at: datetime = field(default_factory=utcnow)
     completed_at: datetime | None = None
+    # The sequence itself, when read with the run (to show its steps); not stored with it.
+    sequence: Sequence | None = field(default=None, compare=False, repr=False)
 
 
 def _text(value: Any, path: list[str], limit: int, required: bool = True) -> str | None:
@@ -152,7 +154,7 @@ def start_run(lead: Lead, sequence: Sequence, active: SequenceRun | None) -> Seq
         raise Conflict("the lead already has an active sequence; complete it first", ["leadId"])
     now = utcnow()
     step, due = _next_action(sequence.steps, 0, now)
-    return SequenceRun(lead.id, sequence.id, step, due, started_at=now)
+    return SequenceRun(lead.id, sequence.id, step, due, started_at=now, sequence=sequence)
 
 
 def complete_step(

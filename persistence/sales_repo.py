@@ -355,6 +355,53 @@ class StakeholderRepository:
 # ---------------------------------------------------------------- activities and the timeline
 
 
+def keyset_branch(
+    stmt: Any,
+    at: Any,
+    id_: Any,
+    src: str,
+    after: tuple[datetime, str, int] | None,
+    first: int,
+    *,
+    descending: bool,
+) -> Any:
+    """One source of a merged (time, source, id) keyset page: its rows past the cursor, in page
+    order, at most a page and one of them (so each source reads only what a page can use, along
+    its index, however many rows it holds)."""
+    if after is not None:
+        when, after_src, after_id = after
+        value = literal(when, t.UTCDateTime())
+        if descending:
+            past = at < value
+            if src < after_src:
+                stmt = stmt.where(at <= value)
+            elif src == after_src:
+                stmt = stmt.where(or_(past, and_(at == value, id_ < after_id)))
+            else:
+                stmt = stmt.where(past)
+        else:
+            past = at > value
+            if src > after_src:
+                stmt = stmt.where(at >= value)
+            elif src == after_src:
+                stmt = stmt.where(or_(past, and_(at == value, id_ > after_id)))
+            else:
+                stmt = stmt.where(past)
+    order = (at.desc(), id_.desc()) if descending else (at.asc(), id_.asc())
+    return stmt.order_by(*order).limit(first + 1).subquery()
+
+
+async def merged_page(
+    conn: AsyncConnection, branches: list[Any], first: int, *, descending: bool
+) -> list[Any]:
+    """The first `first` + 1 rows (src, id, at) of the branches together, in page order."""
+    union = union_all(*(select(b.c.src, b.c.id, b.c.at) for b in branches)).subquery()
+    u = union.c
+    order = (u.at.desc(), u.src.desc(), u.id.desc()) if descending else (u.at, u.src, u.id)
+    stmt = select(u.src, u.id, u.at).order_by(*order).limit(first + 1)
+    return list((await conn.execute(stmt)).all())
+
+
 def to_activity(r: Row[Any]) -> Activity:
     return Activity(
         kind=ActivityKind(r.kind),
@@ -430,38 +477,42 @@ class ActivityRepository:
         One keyset over both tables: (time, source, id) with source "a" (activity) or "e"
         (event), so equal times still page in a stable order.
         """
-        return await self._timeline(self.table.c.lead_id == lead_id, lead_id, first, after)
+        return await self._timeline([self.table.c.lead_id == lead_id], lead_id, first, after)
 
     async def _timeline(
         self,
-        activity_where: Any,
+        activity_wheres: list[Any],
         lead_id: int,
         first: int,
         after: tuple[datetime, str, int] | None,
     ) -> tuple[list[TimelineEntry], bool]:
         a, e = self.table.c, t.lead_events.c
-        union = union_all(
-            select(literal("a").label("src"), a.id, a.occurred_at.label("at")).where(
-                activity_where
-            ),
-            select(literal("e").label("src"), e.id, e.occurred_at.label("at")).where(
-                e.lead_id == lead_id, e.position.is_not(None)
-            ),
-        ).subquery()
-        u = union.c
-        stmt = select(u.src, u.id, u.at)
-        if after is not None:
-            at = literal(after[0], t.UTCDateTime())
-            stmt = stmt.where(
-                or_(
-                    u.at < at,
-                    and_(
-                        u.at == at, or_(u.src < after[1], and_(u.src == after[1], u.id < after[2]))
-                    ),
-                )
+        branches = [
+            keyset_branch(
+                select(literal("a").label("src"), a.id, a.occurred_at.label("at")).where(where),
+                a.occurred_at,
+                a.id,
+                "a",
+                after,
+                first,
+                descending=True,
             )
-        stmt = stmt.order_by(u.at.desc(), u.src.desc(), u.id.desc()).limit(first + 1)
-        rows = (await self.conn.execute(stmt)).all()
+            for where in activity_wheres
+        ]
+        branches.append(
+            keyset_branch(
+                select(literal("e").label("src"), e.id, e.occurred_at.label("at")).where(
+                    e.lead_id == lead_id, e.position.is_not(None)
+                ),
+                e.occurred_at,
+                e.id,
+                "e",
+                after,
+                first,
+                descending=True,
+            )
+        )
+        rows = await merged_page(self.conn, branches, first, descending=True)
         more = len(rows) > first
         rows = rows[:first]
         activities = await self.get_many([r.id for r in rows if r.src == "a"])
@@ -491,8 +542,12 @@ class ActivityRepository:
         """The opportunity's activities with the history of the lead it came from (the lead's
         activities and events), newest first, in the keyset of `timeline`."""
         a = self.table.c
+        on_opportunity = and_(
+            a.opportunity_id == opportunity.id,
+            or_(a.lead_id.is_(None), a.lead_id != opportunity.lead_id),
+        )
         return await self._timeline(
-            or_(a.opportunity_id == opportunity.id, a.lead_id == opportunity.lead_id),
+            [a.lead_id == opportunity.lead_id, on_opportunity],
             opportunity.lead_id,
             first,
             after,
@@ -512,6 +567,7 @@ def to_sequence(r: Row[Any]) -> Sequence_:
 
 
 def to_run(r: Row[Any]) -> SequenceRun:
+    """A run from a `_RUNS` row (the run's columns and its sequence's)."""
     return SequenceRun(
         lead_id=r.lead_id,
         sequence_id=r.sequence_id,
@@ -521,7 +577,22 @@ def to_run(r: Row[Any]) -> SequenceRun:
         id=r.id,
         started_at=r.started_at,
         completed_at=r.completed_at,
+        sequence=Sequence_(
+            name=r.seq_name,
+            steps=[SequenceStep.from_json(s) for s in r.seq_steps],
+            id=r.sequence_id,
+            created_at=r.seq_created_at,
+        ),
     )
+
+
+# A run with its sequence (its steps are shown with the run).
+_RUNS = select(
+    t.sequence_runs,
+    t.sequences.c.name.label("seq_name"),
+    t.sequences.c.steps.label("seq_steps"),
+    t.sequences.c.created_at.label("seq_created_at"),
+).select_from(t.sequence_runs.join(t.sequences, t.sequences.c.id == t.sequence_runs.c.sequence_id))
 
 
 _SEQUENCES = Listing[None, Sequence_](t.sequences, {}, to_sequence)
@@ -548,18 +619,18 @@ class SequenceRepository:
 
     async def active_run(self, lead_id: int) -> SequenceRun | None:
         r = t.sequence_runs.c
-        stmt = select(t.sequence_runs).where(r.lead_id == lead_id, _ACTIVE)
+        stmt = _RUNS.where(r.lead_id == lead_id, _ACTIVE)
         row = (await self.conn.execute(stmt)).first()
         return None if row is None else to_run(row)
 
     async def runs(self, lead_id: int) -> list[SequenceRun]:
         """Every run of the lead, newest first."""
         r = t.sequence_runs.c
-        stmt = select(t.sequence_runs).where(r.lead_id == lead_id).order_by(r.id.desc())
+        stmt = _RUNS.where(r.lead_id == lead_id).order_by(r.id.desc())
         return [to_run(row) for row in (await self.conn.execute(stmt)).all()]
 
     async def get_runs(self, ids: Sequence[int]) -> dict[int, SequenceRun]:
-        stmt = select(t.sequence_runs).where(t.sequence_runs.c.id.in_(list(ids)))
+        stmt = _RUNS.where(t.sequence_runs.c.id.in_(list(ids)))
         return {row.id: to_run(row) for row in (await self.conn.execute(stmt)).all()}
 
     def _run_row(self, run: SequenceRun) -> dict[str, Any]:
@@ -600,31 +671,34 @@ class SequenceRepository:
         of the owner's OPEN leads and the owner's open tasks, due now or earlier."""
         r, ld, a = t.sequence_runs.c, t.leads.c, t.activities.c
         at = bindparam("now", now, type_=t.UTCDateTime())
-        union = union_all(
-            select(literal("s").label("src"), r.id, r.due_at.label("at"))
-            .select_from(t.sequence_runs.join(t.leads, ld.id == r.lead_id))
-            .where(ld.owner_id == owner_id, ld.state == "OPEN", _ACTIVE, r.due_at <= at),
-            select(literal("a").label("src"), a.id, a.occurred_at.label("at")).where(
-                a.owner_id == owner_id,
-                a.kind == ActivityKind.TASK.value,
-                a.completed == false(),
-                a.occurred_at <= at,
+        branches = [
+            keyset_branch(
+                select(literal("a").label("src"), a.id, a.occurred_at.label("at")).where(
+                    a.owner_id == owner_id,
+                    a.kind == ActivityKind.TASK.value,
+                    a.completed == false(),
+                    a.occurred_at <= at,
+                ),
+                a.occurred_at,
+                a.id,
+                "a",
+                after,
+                first,
+                descending=False,
             ),
-        ).subquery()
-        u = union.c
-        stmt = select(u.src, u.id, u.at)
-        if after is not None:
-            ta = literal(after[0], t.UTCDateTime())
-            stmt = stmt.where(
-                or_(
-                    u.at > ta,
-                    and_(
-                        u.at == ta, or_(u.src > after[1], and_(u.src == after[1], u.id > after[2]))
-                    ),
-                )
-            )
-        stmt = stmt.order_by(u.at, u.src, u.id).limit(first + 1)
-        rows = (await self.conn.execute(stmt)).all()
+            keyset_branch(
+                select(literal("s").label("src"), r.id, r.due_at.label("at"))
+                .select_from(t.sequence_runs.join(t.leads, ld.id == r.lead_id))
+                .where(ld.owner_id == owner_id, ld.state == "OPEN", _ACTIVE, r.due_at <= at),
+                r.due_at,
+                r.id,
+                "s",
+                after,
+                first,
+                descending=False,
+            ),
+        ]
+        rows = await merged_page(self.conn, branches, first, descending=False)
         more = len(rows) > first
         rows = rows[:first]
         runs = await self.get_runs([x.id for x in rows if x.src == "s"])

@@ -510,6 +510,8 @@ class LeadEventRow(SQLModel, table=True):
     __tablename__ = "lead_events"
     __table_args__ = (
         Index("ix_lead_events_lead", "lead_id", "id"),
+        # A lead's timeline: its events newest first, read along the index a page at a time.
+        Index("ix_lead_events_lead_time", "lead_id", "occurred_at", "id"),
         # Readers page by position; unique, so two relays can never hand out one position.
         Index("ux_lead_events_position", "position", unique=True),
         # The relay's "what is still unpositioned" scan stays small however big the table.

@@ -1,4 +1,5 @@
-"""sales sequences and their runs, custom processes, the lead's process, work-list index
+"""sales sequences and their runs, custom processes, the lead's process, work-list and
+timeline indexes
 
 Revision ID: 0011
 Revises: 0010
@@ -75,6 +76,7 @@ def upgrade() -> None:
             ["id"],
             ondelete="SET NULL",
         )
+    op.create_index("ix_lead_events_lead_time", "lead_events", ["lead_id", "occurred_at", "id"])
     op.create_index(
         "ix_activities_owner_open",
         "activities",
@@ -84,6 +86,7 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_index("ix_activities_owner_open", table_name="activities")
+    op.drop_index("ix_lead_events_lead_time", table_name="lead_events")
     with op.batch_alter_table("leads") as batch:
         batch.drop_constraint("fk_leads_process_id_processes", type_="foreignkey")
         batch.drop_column("process_stage")
