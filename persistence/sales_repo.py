@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
+from types import SimpleNamespace
 from typing import Any
 
 from sqlalchemy import (
     and_,
     bindparam,
+    cast,
     delete,
     false,
     func,
     insert,
     literal,
+    null,
     or_,
     select,
     text,
@@ -24,7 +27,6 @@ from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from domain.errors import Conflict, Duplicate
-from domain.events import LeadEvent
 from domain.pagination import Page, PageRequest
 from domain.sales import (
     Activity,
@@ -394,12 +396,30 @@ def keyset_branch(
 async def merged_page(
     conn: AsyncConnection, branches: list[Any], first: int, *, descending: bool
 ) -> list[Any]:
-    """The first `first` + 1 rows (src, id, at) of the branches together, in page order."""
-    union = union_all(*(select(b.c.src, b.c.id, b.c.at) for b in branches)).subquery()
+    """The first `first` + 1 rows of the branches together, in page order (each row: src, id,
+    at and the branches' payload columns, see `payload`)."""
+    union = union_all(*(select(b) for b in branches)).subquery()
     u = union.c
     order = (u.at.desc(), u.src.desc(), u.id.desc()) if descending else (u.at, u.src, u.id)
-    stmt = select(u.src, u.id, u.at).order_by(*order).limit(first + 1)
+    stmt = select(union).order_by(*order).limit(first + 1)
     return list((await conn.execute(stmt)).all())
+
+
+def payload(own: str, groups: Mapping[str, Sequence[Any]]) -> list[Any]:
+    """The payload columns of a union branch: every group's columns labelled <group>_<key>,
+    the branch's own group real, the others typed NULLs (so one statement returns whole rows
+    of every source)."""
+    out = []
+    for name, columns in groups.items():
+        for col in columns:
+            label = f"{name}_{col.key}"
+            out.append(col.label(label) if name == own else cast(null(), col.type).label(label))
+    return out
+
+
+def _unprefixed(r: Row[Any], prefix: str) -> Any:
+    m = r._mapping
+    return SimpleNamespace(**{k[len(prefix) :]: v for k, v in m.items() if k.startswith(prefix)})
 
 
 def to_activity(r: Row[Any]) -> Activity:
@@ -487,9 +507,15 @@ class ActivityRepository:
         after: tuple[datetime, str, int] | None,
     ) -> tuple[list[TimelineEntry], bool]:
         a, e = self.table.c, t.lead_events.c
+        groups = {"a": list(self.table.c), "e": list(t.lead_events.c)}
         branches = [
             keyset_branch(
-                select(literal("a").label("src"), a.id, a.occurred_at.label("at")).where(where),
+                select(
+                    literal("a").label("src"),
+                    a.id,
+                    a.occurred_at.label("at"),
+                    *payload("a", groups),
+                ).where(where),
                 a.occurred_at,
                 a.id,
                 "a",
@@ -501,9 +527,12 @@ class ActivityRepository:
         ]
         branches.append(
             keyset_branch(
-                select(literal("e").label("src"), e.id, e.occurred_at.label("at")).where(
-                    e.lead_id == lead_id, e.position.is_not(None)
-                ),
+                select(
+                    literal("e").label("src"),
+                    e.id,
+                    e.occurred_at.label("at"),
+                    *payload("e", groups),
+                ).where(e.lead_id == lead_id, e.position.is_not(None)),
                 e.occurred_at,
                 e.id,
                 "e",
@@ -515,19 +544,13 @@ class ActivityRepository:
         rows = await merged_page(self.conn, branches, first, descending=True)
         more = len(rows) > first
         rows = rows[:first]
-        activities = await self.get_many([r.id for r in rows if r.src == "a"])
-        event_ids = [r.id for r in rows if r.src == "e"]
-        events: dict[int, LeadEvent] = {}
-        if event_ids:
-            found = select(t.lead_events).where(e.id.in_(event_ids))
-            events = {r.id: to_lead_event(r) for r in (await self.conn.execute(found)).all()}
         entries = [
             TimelineEntry(
                 r.at,
                 r.src,
                 r.id,
-                activities.get(r.id) if r.src == "a" else None,
-                events.get(r.id) if r.src == "e" else None,
+                to_activity(_unprefixed(r, "a_")) if r.src == "a" else None,
+                to_lead_event(_unprefixed(r, "e_")) if r.src == "e" else None,
             )
             for r in rows
         ]
@@ -670,10 +693,25 @@ class SequenceRepository:
         """The owner's due work, oldest due first: the current steps of the active sequences
         of the owner's OPEN leads and the owner's open tasks, due now or earlier."""
         r, ld, a = t.sequence_runs.c, t.leads.c, t.activities.c
+        sq = t.sequences.c
+        groups = {
+            "a": list(a),
+            "s": [
+                *r,
+                sq.name.label("seq_name"),
+                sq.steps.label("seq_steps"),
+                sq.created_at.label("seq_created_at"),
+            ],
+        }
         at = bindparam("now", now, type_=t.UTCDateTime())
         branches = [
             keyset_branch(
-                select(literal("a").label("src"), a.id, a.occurred_at.label("at")).where(
+                select(
+                    literal("a").label("src"),
+                    a.id,
+                    a.occurred_at.label("at"),
+                    *payload("a", groups),
+                ).where(
                     a.owner_id == owner_id,
                     a.kind == ActivityKind.TASK.value,
                     a.completed == false(),
@@ -687,8 +725,12 @@ class SequenceRepository:
                 descending=False,
             ),
             keyset_branch(
-                select(literal("s").label("src"), r.id, r.due_at.label("at"))
-                .select_from(t.sequence_runs.join(t.leads, ld.id == r.lead_id))
+                select(literal("s").label("src"), r.id, r.due_at.label("at"), *payload("s", groups))
+                .select_from(
+                    t.sequence_runs.join(t.leads, ld.id == r.lead_id).join(
+                        t.sequences, t.sequences.c.id == r.sequence_id
+                    )
+                )
                 .where(ld.owner_id == owner_id, ld.state == "OPEN", _ACTIVE, r.due_at <= at),
                 r.due_at,
                 r.id,
@@ -701,14 +743,10 @@ class SequenceRepository:
         rows = await merged_page(self.conn, branches, first, descending=False)
         more = len(rows) > first
         rows = rows[:first]
-        runs = await self.get_runs([x.id for x in rows if x.src == "s"])
-        activities = await ActivityRepository(self.conn).get_many(
-            [x.id for x in rows if x.src == "a"]
-        )
         items = []
         for x in rows:
-            run = runs.get(x.id) if x.src == "s" else None
-            activity = activities.get(x.id) if x.src == "a" else None
+            run = to_run(_unprefixed(x, "s_")) if x.src == "s" else None
+            activity = to_activity(_unprefixed(x, "a_")) if x.src == "a" else None
             lead_id = run.lead_id if run else (activity.lead_id if activity else None)
             items.append(WorkItem(x.at, x.src, x.id, lead_id, run, activity))
         return items, more
