@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Hashable, Mapping, Sequence
 from datetime import datetime
 from types import SimpleNamespace
 from typing import Any
 
 from sqlalchemy import (
+    Integer,
     and_,
     bindparam,
     cast,
@@ -358,21 +359,15 @@ class StakeholderRepository:
 
 
 def keyset_branch(
-    stmt: Any,
-    at: Any,
-    id_: Any,
-    src: str,
-    after: tuple[datetime, str, int] | None,
-    first: int,
-    *,
-    descending: bool,
+    stmt: Any, at: Any, id_: Any, src: str, after_src: str | None, *, descending: bool
 ) -> Any:
-    """One source of a merged (time, source, id) keyset page: its rows past the cursor, in page
-    order, at most a page and one of them (so each source reads only what a page can use, along
-    its index, however many rows it holds)."""
-    if after is not None:
-        when, after_src, after_id = after
-        value = literal(when, t.UTCDateTime())
+    """One source of a merged (time, source, id) keyset page: its rows past the cursor (bound as
+    after_at/after_id; `after_src` is the cursor's source, None: no cursor), in page order, at
+    most `page_limit` of them, so each source reads only what a page can use, along its index,
+    however many rows it holds."""
+    if after_src is not None:
+        value = bindparam("after_at", type_=t.UTCDateTime())
+        after_id = bindparam("after_id", type_=id_.type)
         if descending:
             past = at < value
             if src < after_src:
@@ -390,19 +385,35 @@ def keyset_branch(
             else:
                 stmt = stmt.where(past)
     order = (at.desc(), id_.desc()) if descending else (at.asc(), id_.asc())
-    return stmt.order_by(*order).limit(first + 1).subquery()
+    return stmt.order_by(*order).limit(bindparam("page_limit", type_=Integer())).subquery()
 
 
-async def merged_page(
-    conn: AsyncConnection, branches: list[Any], first: int, *, descending: bool
-) -> list[Any]:
-    """The first `first` + 1 rows of the branches together, in page order (each row: src, id,
-    at and the branches' payload columns, see `payload`)."""
+def merged(branches: list[Any], *, descending: bool) -> Any:
+    """The branches' rows together, in page order, at most `page_limit` (each row: src, id, at
+    and the branches' payload columns, see `payload`)."""
     union = union_all(*(select(b) for b in branches)).subquery()
     u = union.c
     order = (u.at.desc(), u.src.desc(), u.id.desc()) if descending else (u.at, u.src, u.id)
-    stmt = select(union).order_by(*order).limit(first + 1)
-    return list((await conn.execute(stmt)).all())
+    return select(union).order_by(*order).limit(bindparam("page_limit", type_=Integer()))
+
+
+def page_params(first: int, after: tuple[datetime, str, int] | None) -> dict[str, Any]:
+    params: dict[str, Any] = {"page_limit": first + 1}
+    if after is not None:
+        params["after_at"], params["after_id"] = after[0], after[2]
+    return params
+
+
+# Merged-page statements, built once per shape (building and cache-keying a statement of this
+# size costs more than running it).
+_MERGED: dict[Hashable, Any] = {}
+
+
+def _merged_statement(key: Hashable, build: Any) -> Any:
+    found = _MERGED.get(key)
+    if found is None:
+        found = _MERGED[key] = build()
+    return found
 
 
 def payload(own: str, groups: Mapping[str, Sequence[Any]]) -> list[Any]:
@@ -436,6 +447,77 @@ def to_activity(r: Row[Any]) -> Activity:
         completed=r.completed,
         id=r.id,
         created_at=r.created_at,
+    )
+
+
+def _timeline_statement(kind: str, after_src: str | None) -> Any:
+    a, e = t.activities.c, t.lead_events.c
+    lead_id = bindparam("lead_id", type_=a.lead_id.type)
+    wheres = [a.lead_id == lead_id]
+    if kind == "opportunity":
+        wheres.append(
+            and_(
+                a.opportunity_id == bindparam("opportunity_id", type_=a.opportunity_id.type),
+                or_(a.lead_id.is_(None), a.lead_id != lead_id),
+            )
+        )
+    groups = {"a": list(a), "e": list(e)}
+    branches = [
+        keyset_branch(
+            select(
+                literal("a").label("src"), a.id, a.occurred_at.label("at"), *payload("a", groups)
+            ).where(where),
+            a.occurred_at,
+            a.id,
+            "a",
+            after_src,
+            descending=True,
+        )
+        for where in wheres
+    ]
+    events = select(
+        literal("e").label("src"), e.id, e.occurred_at.label("at"), *payload("e", groups)
+    ).where(e.lead_id == lead_id, e.position.is_not(None))
+    branches.append(keyset_branch(events, e.occurred_at, e.id, "e", after_src, descending=True))
+    return merged(branches, descending=True)
+
+
+def _work_statement(after_src: str | None) -> Any:
+    r, ld, a, sq = t.sequence_runs.c, t.leads.c, t.activities.c, t.sequences.c
+    groups = {
+        "a": list(a),
+        "s": [
+            *r,
+            sq.name.label("seq_name"),
+            sq.steps.label("seq_steps"),
+            sq.created_at.label("seq_created_at"),
+        ],
+    }
+    owner = bindparam("owner_id", type_=ld.owner_id.type)
+    now = bindparam("now", type_=t.UTCDateTime())
+    tasks = select(
+        literal("a").label("src"), a.id, a.occurred_at.label("at"), *payload("a", groups)
+    ).where(
+        a.owner_id == owner,
+        a.kind == ActivityKind.TASK.value,
+        a.completed == false(),
+        a.occurred_at <= now,
+    )
+    steps = (
+        select(literal("s").label("src"), r.id, r.due_at.label("at"), *payload("s", groups))
+        .select_from(
+            t.sequence_runs.join(t.leads, ld.id == r.lead_id).join(
+                t.sequences, sq.id == r.sequence_id
+            )
+        )
+        .where(ld.owner_id == owner, ld.state == "OPEN", _ACTIVE, r.due_at <= now)
+    )
+    return merged(
+        [
+            keyset_branch(tasks, a.occurred_at, a.id, "a", after_src, descending=False),
+            keyset_branch(steps, r.due_at, r.id, "s", after_src, descending=False),
+        ],
+        descending=False,
     )
 
 
@@ -497,51 +579,23 @@ class ActivityRepository:
         One keyset over both tables: (time, source, id) with source "a" (activity) or "e"
         (event), so equal times still page in a stable order.
         """
-        return await self._timeline([self.table.c.lead_id == lead_id], lead_id, first, after)
+        return await self._timeline("lead", {"lead_id": lead_id}, first, after)
 
     async def _timeline(
         self,
-        activity_wheres: list[Any],
-        lead_id: int,
+        kind: str,
+        params: dict[str, Any],
         first: int,
         after: tuple[datetime, str, int] | None,
     ) -> tuple[list[TimelineEntry], bool]:
-        a, e = self.table.c, t.lead_events.c
-        groups = {"a": list(self.table.c), "e": list(t.lead_events.c)}
-        branches = [
-            keyset_branch(
-                select(
-                    literal("a").label("src"),
-                    a.id,
-                    a.occurred_at.label("at"),
-                    *payload("a", groups),
-                ).where(where),
-                a.occurred_at,
-                a.id,
-                "a",
-                after,
-                first,
-                descending=True,
-            )
-            for where in activity_wheres
-        ]
-        branches.append(
-            keyset_branch(
-                select(
-                    literal("e").label("src"),
-                    e.id,
-                    e.occurred_at.label("at"),
-                    *payload("e", groups),
-                ).where(e.lead_id == lead_id, e.position.is_not(None)),
-                e.occurred_at,
-                e.id,
-                "e",
-                after,
-                first,
-                descending=True,
-            )
+        """A timeline page: `kind` "lead" (bound lead_id) or "opportunity" (bound lead_id and
+        opportunity_id: the opportunity's activities besides the lead's)."""
+        after_src = None if after is None else after[1]
+        stmt = _merged_statement(
+            ("timeline", kind, after_src), lambda: _timeline_statement(kind, after_src)
         )
-        rows = await merged_page(self.conn, branches, first, descending=True)
+        params = {**params, **page_params(first, after)}
+        rows = list((await self.conn.execute(stmt, params)).all())
         more = len(rows) > first
         rows = rows[:first]
         entries = [
@@ -564,17 +618,8 @@ class ActivityRepository:
     ) -> tuple[list[TimelineEntry], bool]:
         """The opportunity's activities with the history of the lead it came from (the lead's
         activities and events), newest first, in the keyset of `timeline`."""
-        a = self.table.c
-        on_opportunity = and_(
-            a.opportunity_id == opportunity.id,
-            or_(a.lead_id.is_(None), a.lead_id != opportunity.lead_id),
-        )
-        return await self._timeline(
-            [a.lead_id == opportunity.lead_id, on_opportunity],
-            opportunity.lead_id,
-            first,
-            after,
-        )
+        params = {"lead_id": opportunity.lead_id, "opportunity_id": opportunity.id}
+        return await self._timeline("opportunity", params, first, after)
 
 
 # ---------------------------------------------------------------- sequences and the work list
@@ -692,55 +737,10 @@ class SequenceRepository:
     ) -> tuple[list[WorkItem], bool]:
         """The owner's due work, oldest due first: the current steps of the active sequences
         of the owner's OPEN leads and the owner's open tasks, due now or earlier."""
-        r, ld, a = t.sequence_runs.c, t.leads.c, t.activities.c
-        sq = t.sequences.c
-        groups = {
-            "a": list(a),
-            "s": [
-                *r,
-                sq.name.label("seq_name"),
-                sq.steps.label("seq_steps"),
-                sq.created_at.label("seq_created_at"),
-            ],
-        }
-        at = bindparam("now", now, type_=t.UTCDateTime())
-        branches = [
-            keyset_branch(
-                select(
-                    literal("a").label("src"),
-                    a.id,
-                    a.occurred_at.label("at"),
-                    *payload("a", groups),
-                ).where(
-                    a.owner_id == owner_id,
-                    a.kind == ActivityKind.TASK.value,
-                    a.completed == false(),
-                    a.occurred_at <= at,
-                ),
-                a.occurred_at,
-                a.id,
-                "a",
-                after,
-                first,
-                descending=False,
-            ),
-            keyset_branch(
-                select(literal("s").label("src"), r.id, r.due_at.label("at"), *payload("s", groups))
-                .select_from(
-                    t.sequence_runs.join(t.leads, ld.id == r.lead_id).join(
-                        t.sequences, t.sequences.c.id == r.sequence_id
-                    )
-                )
-                .where(ld.owner_id == owner_id, ld.state == "OPEN", _ACTIVE, r.due_at <= at),
-                r.due_at,
-                r.id,
-                "s",
-                after,
-                first,
-                descending=False,
-            ),
-        ]
-        rows = await merged_page(self.conn, branches, first, descending=False)
+        after_src = None if after is None else after[1]
+        stmt = _merged_statement(("work", after_src), lambda: _work_statement(after_src))
+        params = {"owner_id": owner_id, "now": now, **page_params(first, after)}
+        rows = list((await self.conn.execute(stmt, params)).all())
         more = len(rows) > first
         rows = rows[:first]
         items = []
