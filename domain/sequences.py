@@ -29,6 +29,7 @@ from domain.sales import Activity, ActivityKind, Change, Direction
 MAX_STEPS = 100
 MAX_WAIT_DAYS = 365
 MAX_STAGES = 50
+_COMPACT = json.JSONEncoder(separators=(",", ":"))
 
 
 class StepKind(enum.Enum):
@@ -209,7 +210,7 @@ class WorkItem:
 
 
 def encode_work_cursor(item: WorkItem) -> str:
-    raw = json.dumps([item.due_at.isoformat(), item.source, item.id], separators=(",", ":"))
+    raw = _COMPACT.encode([item.due_at.isoformat(), item.source, item.id])
     return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
 
 
