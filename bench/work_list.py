@@ -9,7 +9,7 @@ steps due from 30 days ago to 30 days ahead), and --activities activities (Core 
 spread over the leads and their owners: every kind, half of the tasks open, times over the past
 year and the coming month. One lead, the busy one, gets --busy of them.
 
-Then runs two servers one after the other, each alone with the load generator:
+Then runs two servers side by side, loading one at a time:
 
 * the real API (`uvicorn --factory api.app:app_factory`, LEADFLOW_ENV=production), queried with
   `workList(ownerId: <seller 1>, first: 50)` and `lead(id: <busy>) { timeline(first: 50) }`;
@@ -17,8 +17,9 @@ Then runs two servers one after the other, each alone with the load generator:
   the same rows and fields, as plain JSON through the same driver.
 
 Both answers are checked to hold the same items in the same order before measuring. Each query
-gets --concurrency keep-alive connections for --seconds after a warm-up; p95 latencies are
-compared (goal: GraphQL p95 at most twice the baseline's).
+gets --concurrency keep-alive connections for --seconds per server after a warm-up, in --rounds
+slices alternating the servers in ABBA order (so a drifting machine favours neither); p95
+latencies are compared (goal: GraphQL p95 at most twice the baseline's).
 """
 
 from __future__ import annotations
@@ -262,32 +263,50 @@ def baseline_server(seeded: Seeded) -> tuple[Server, dict[str, Endpoint]]:
     return Server("baseline", app, "/healthz", lambda _: endpoints["workList"]), endpoints
 
 
+@dataclass(slots=True)
+class Running:
+    name: str
+    endpoints: dict[str, Endpoint]
+    port: int
+    pid: int
+
+
 async def measure(
-    name: str, endpoints: dict[str, Endpoint], port: int, pid: int, args: argparse.Namespace
-) -> tuple[dict[str, Load], dict[str, list[Any]]]:
+    servers: list[Running], args: argparse.Namespace
+) -> tuple[dict[tuple[str, str], Load], dict[str, dict[str, list[Any]]]]:
+    """Check both servers' answers, warm each up, then load them in --rounds slices per query
+    in ABBA order (GraphQL, baseline, baseline, GraphQL, ...), so that a machine whose load
+    drifts (other work on it) does not favour either; each slice has its server to itself."""
     host, n = "127.0.0.1", args.concurrency
-    loads: dict[str, Load] = {}
-    seen: dict[str, list[Any]] = {}
-    async with httpx.AsyncClient(base_url=f"http://{host}:{port}", timeout=60) as client:
-        for query, ep in endpoints.items():
-            r = await client.request(ep.method, ep.path, content=ep.body, headers=ep.headers)
-            r.raise_for_status()
-            seen[query] = ep.ids(r.json())
-            if len(seen[query]) != 50:
-                raise RuntimeError(f"{name} {query}: {len(seen[query])} items, not 50")
+    loads: dict[tuple[str, str], Load] = {}
+    seen: dict[str, dict[str, list[Any]]] = {}
+    for srv in servers:
+        seen[srv.name] = {}
+        async with httpx.AsyncClient(base_url=f"http://{host}:{srv.port}", timeout=60) as c:
+            for query, ep in srv.endpoints.items():
+                r = await c.request(ep.method, ep.path, content=ep.body, headers=ep.headers)
+                r.raise_for_status()
+                seen[srv.name][query] = ep.ids(r.json())
+                if len(seen[srv.name][query]) != 50:
+                    raise RuntimeError(f"{srv.name} {query}: not 50 items")
 
     def tick(_: float) -> None:
         return None
 
-    for query, ep in endpoints.items():
+    async def slice_(srv: Running, query: str, seconds: float) -> Load:
+        ep = srv.endpoints[query]
+        senders: list[Sender] = [await RawSender.open(host, srv.port, ep) for _ in range(n)]
+        return await run_slice(senders, seconds, srv.pid, tick)
 
-        async def senders(ep: Endpoint = ep) -> list[Sender]:
-            return [await RawSender.open(host, port, ep) for _ in range(n)]
-
-        await run_slice(await senders(), args.warmup, pid, tick)
-        load = Load()
-        load.add(await run_slice(await senders(), args.seconds, pid, tick))
-        loads[query] = load
+    for srv in servers:
+        for query in srv.endpoints:
+            await slice_(srv, query, args.warmup)
+            loads[srv.name, query] = Load()
+    for query in servers[0].endpoints:
+        for r in range(args.rounds):
+            for srv in servers if r % 2 == 0 else servers[::-1]:
+                loads[srv.name, query].add(await slice_(srv, query, args.seconds / args.rounds))
+    for (name, query), load in loads.items():
         console.print(
             f"{name} {query}: {load.rps:,.0f} req/s, p50 {load.ms(0.5):.1f} ms, "
             f"p95 {load.ms(0.95):.1f} ms, failed {load.failures}, server CPU {load.server_cpu:.0%}"
@@ -303,6 +322,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--busy", type=int, default=20_000, help="activities of the busy lead")
     p.add_argument("--seconds", type=float, default=10.0, help="load per query and server")
     p.add_argument("--warmup", type=float, default=2.0)
+    p.add_argument("--rounds", type=int, default=4, help="ABBA slices per query (4)")
     p.add_argument("--concurrency", type=int, default=4)
     p.add_argument("--database-url", default=SQLITE)
     return p.parse_args(argv)
@@ -314,36 +334,31 @@ def main(argv: list[str] | None = None) -> int:
     console.print(
         f"{args.activities:,} activities over {args.leads:,} leads and {args.users} sellers on "
         f"{describe(args.database_url)}; {args.concurrency} connections, {args.warmup:g} s "
-        f"warm-up, {args.seconds:g} s per query"
+        f"warm-up, {args.seconds:g} s per query and server in {args.rounds} ABBA slices"
     )
-    results: dict[tuple[str, str], Load] = {}
-    answers: dict[str, dict[str, list[Any]]] = {}
     with fresh_database(args.database_url, "work") as url:
         seeded = asyncio.run(seed(url, args))
         env = {k: v for k, v in os.environ.items() if not k.startswith("LEADFLOW_")}
         env.update(LEADFLOW_DATABASE_URL=url, LEADFLOW_ENV="production")
-        for make in (graphql_server, baseline_server):
-            server, endpoints = make(seeded)
-            port = free_port()
-            command = server.command(port)
+        (gserver, gends), (bserver, bends) = graphql_server(seeded), baseline_server(seeded)
+        gport, bport = free_port(), free_port()
+        gcmd, bcmd = gserver.command(gport), bserver.command(bport)
+        for command in (gcmd, bcmd):
             console.print(f"[bold]server:[/] {shlex.join(['python', *command[1:]])}")
-            with running(command, env, f"http://127.0.0.1:{port}", server.ready_path) as pid:
-                loads, seen = asyncio.run(measure(server.name, endpoints, port, pid, args))
-            answers[server.name] = seen
-            for query, load in loads.items():
-                results[server.name, query] = load
+        with (
+            running(gcmd, env, f"http://127.0.0.1:{gport}", gserver.ready_path) as gpid,
+            running(bcmd, env, f"http://127.0.0.1:{bport}", bserver.ready_path) as bpid,
+        ):
+            servers = [
+                Running("GraphQL", gends, gport, gpid),
+                Running("baseline", bends, bport, bpid),
+            ]
+            results, answers = asyncio.run(measure(servers, args))
     same = answers["GraphQL"] == answers["baseline"]
     table = Table(title="p95 over HTTP, GraphQL against plain SQL", title_justify="left")
-    for col in (
-        "query",
-        "GraphQL p95 ms",
-        "plain p95 ms",
-        "ratio",
-        "goal",
-        "",
-        "GraphQL req/s",
-        "plain req/s",
-    ):
+    columns = ["query", "GraphQL p95 ms", "plain p95 ms", "ratio", "goal", ""]
+    columns += ["p50 ms", "p50 ratio", "GraphQL req/s", "plain req/s"]
+    for col in columns:
         table.add_column(col, justify="left" if col in ("query", "") else "right")
     failed = 0
     for query in ("workList", "timeline"):
@@ -357,6 +372,8 @@ def main(argv: list[str] | None = None) -> int:
             f"{ratio:.2f}",
             f"≤ {GOAL:g}",
             verdict(ratio <= GOAL),
+            f"{g.ms(0.5):.1f} / {b.ms(0.5):.1f}",
+            f"{g.ms(0.5) / b.ms(0.5):.2f}",
             f"{g.rps:,.0f}",
             f"{b.rps:,.0f}",
         )
