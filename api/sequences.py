@@ -303,21 +303,15 @@ class SequenceQuery:
             raise bad_input(e.message) from None
         now = utcnow()
 
-        async def read(r: Any) -> tuple[Any, bool, dict[int, Lead]]:
-            # One connection for the page and the leads its items show.
-            items, more = await r.sequences.work_list(owner, now, size, cursor)
-            leads = await r.leads.get_many(sorted({i.lead_id for i in items if i.lead_id}))
-            return items, more, leads
-
-        items, more, leads = await ctx.read(read)
+        items, more = await ctx.read(lambda r: r.sequences.work_list(owner, now, size, cursor))
         edges = [
             WorkItemEdge(
                 cursor=encode_work_cursor(i),
                 node=WorkItem(
                     due_at=i.due_at,
-                    lead=leads.get(i.lead_id) if i.lead_id else None,  # type: ignore[arg-type]
-                    sequence_run=i.run,
-                    activity=i.activity,
+                    lead=i.lead,  # type: ignore[arg-type]
+                    sequence_run=i.run,  # type: ignore[arg-type]
+                    activity=i.activity,  # type: ignore[arg-type]
                 ),
             )
             for i in items

@@ -207,6 +207,7 @@ class WorkItem:
     lead_id: int | None
     run: SequenceRun | None
     activity: Activity | None
+    lead: Lead | None = None  # the lead it is about, read with the page
 
 
 def encode_work_cursor(item: WorkItem) -> str:

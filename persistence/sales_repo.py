@@ -57,7 +57,7 @@ from domain.sequences import (
 from domain.sequences import Sequence as Sequence_
 from persistence import tables as t
 from persistence.listing import Criterion, Listing
-from persistence.repositories import upsert_insert
+from persistence.repositories import to_lead, upsert_insert
 from persistence.scoring_repo import to_lead_event
 
 
@@ -441,16 +441,24 @@ class _Prefixed:
     def __call__(self, r: Row[Any]) -> SimpleNamespace:
         return SimpleNamespace(**{name: r[i] for name, i in self._fields})
 
+    def values(self, r: Row[Any]) -> tuple[Any, ...]:
+        """The source's values in the order they were selected."""
+        return tuple(r[i] for _, i in self._fields)
+
 
 _READERS: dict[tuple[int, str], _Prefixed] = {}
 
 
-def _unprefixed(stmt: Any, r: Row[Any], prefix: str) -> Any:
+def _reader(stmt: Any, prefix: str) -> _Prefixed:
     key = (id(stmt), prefix)
     reader = _READERS.get(key)
     if reader is None:
         reader = _READERS[key] = _Prefixed(stmt, prefix)
-    return reader(r)
+    return reader
+
+
+def _unprefixed(stmt: Any, r: Row[Any], prefix: str) -> Any:
+    return _reader(stmt, prefix)(r)
 
 
 def to_activity(r: Row[Any]) -> Activity:
@@ -516,7 +524,11 @@ def _work_statement(after_src: str | None) -> Any:
     owner = bindparam("owner_id", type_=ld.owner_id.type)
     now = bindparam("now", type_=t.UTCDateTime())
     tasks = select(
-        literal("a").label("src"), a.id, a.occurred_at.label("at"), *payload("a", groups)
+        literal("a").label("src"),
+        a.id,
+        a.occurred_at.label("at"),
+        a.lead_id.label("lead_id"),
+        *payload("a", groups),
     ).where(
         a.owner_id == owner,
         a.kind == ActivityKind.TASK.value,
@@ -524,7 +536,13 @@ def _work_statement(after_src: str | None) -> Any:
         a.occurred_at <= now,
     )
     steps = (
-        select(literal("s").label("src"), r.id, r.due_at.label("at"), *payload("s", groups))
+        select(
+            literal("s").label("src"),
+            r.id,
+            r.due_at.label("at"),
+            r.lead_id.label("lead_id"),
+            *payload("s", groups),
+        )
         .select_from(
             t.sequence_runs.join(t.leads, ld.id == r.lead_id).join(
                 t.sequences, sq.id == r.sequence_id
@@ -532,12 +550,18 @@ def _work_statement(after_src: str | None) -> Any:
         )
         .where(ld.owner_id == owner, ld.state == "OPEN", _ACTIVE, r.due_at <= now)
     )
-    return merged(
+    page = merged(
         [
             keyset_branch(tasks, a.occurred_at, a.id, "a", after_src, descending=False),
             keyset_branch(steps, r.due_at, r.id, "s", after_src, descending=False),
         ],
         descending=False,
+    ).subquery()
+    # The page's leads come with it (one statement for the whole page).
+    return (
+        select(page, *(c.label(f"l_{c.key}") for c in ld))
+        .select_from(page.outerjoin(t.leads, ld.id == page.c.lead_id))
+        .order_by(page.c.at, page.c.src, page.c.id)
     )
 
 
@@ -763,12 +787,13 @@ class SequenceRepository:
         rows = list((await self.conn.execute(stmt, params)).all())
         more = len(rows) > first
         rows = rows[:first]
+        leads = _reader(stmt, "l_")
         items = []
         for x in rows:
             run = to_run(_unprefixed(stmt, x, "s_")) if x.src == "s" else None
             activity = to_activity(_unprefixed(stmt, x, "a_")) if x.src == "a" else None
-            lead_id = run.lead_id if run else (activity.lead_id if activity else None)
-            items.append(WorkItem(x.at, x.src, x.id, lead_id, run, activity))
+            lead = None if x.lead_id is None else to_lead(leads.values(x))  # type: ignore[arg-type]
+            items.append(WorkItem(x.at, x.src, x.id, x.lead_id, run, activity, lead))
         return items, more
 
     async def list(self, page: PageRequest) -> Page[Sequence_]:
