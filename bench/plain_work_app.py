@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 
-from sqlalchemy import bindparam, false, literal, null, select, text, union_all
+from sqlalchemy import bindparam, cast, false, literal, null, select, text, union_all
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -82,16 +82,16 @@ _WORK_UNION = union_all(
         _TASKS.c.lead_id,
         _TASKS.c.kind,
         _TASKS.c.subject,
-        null().label("step"),
-        null().label("sequence_id"),
+        cast(null(), _r.step.type).label("step"),
+        cast(null(), _r.sequence_id.type).label("sequence_id"),
     ),
     select(
         _STEPS.c.src,
         _STEPS.c.id,
         _STEPS.c.at,
         _STEPS.c.lead_id,
-        null().label("kind"),
-        null().label("subject"),
+        cast(null(), _a.kind.type).label("kind"),
+        cast(null(), _a.subject.type).label("subject"),
         _STEPS.c.step,
         _STEPS.c.sequence_id,
     ),
@@ -116,7 +116,7 @@ _ACTIVITIES = (
         _a.kind,
         _a.subject,
         _a.completed,
-        null().label("type"),
+        cast(null(), _e.type.type).label("type"),
     )
     .where(_a.lead_id == _LEAD)
     .order_by(_a.occurred_at.desc(), _a.id.desc())
@@ -128,9 +128,9 @@ _EVENTS = (
         literal("e").label("src"),
         _e.id,
         _e.occurred_at.label("at"),
-        null().label("kind"),
-        null().label("subject"),
-        null().label("completed"),
+        cast(null(), _a.kind.type).label("kind"),
+        cast(null(), _a.subject.type).label("subject"),
+        cast(null(), _a.completed.type).label("completed"),
         _e.type,
     )
     .where(_e.lead_id == _LEAD, _e.position.is_not(None))
