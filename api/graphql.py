@@ -32,6 +32,7 @@ from api.limits import operation_limits_rule
 from api.qualification import QualificationModelType, QualificationMutation, QualificationQuery
 from api.resolvers import Mutation, Query
 from api.sales import (
+    ActivityType,
     OpportunityType,
     PeopleQuery,
     SalesMutation,
@@ -40,6 +41,13 @@ from api.sales import (
     UserType,
 )
 from api.scoring import InteractionType_, ScoringModelType, ScoringMutation, ScoringQuery
+from api.sequences import (
+    ProcessType,
+    SequenceMutation,
+    SequenceQuery,
+    SequenceRunType,
+    SequenceType,
+)
 from api.settings import Settings
 from api.webhooks import WebhookMutation, WebhookQuery, WebhookType
 
@@ -149,6 +157,7 @@ def build_schema(settings: Settings | None = None) -> strawberry.Schema:
                 QualificationQuery,
                 SalesQuery,
                 PeopleQuery,
+                SequenceQuery,
                 EventQuery,
                 WebhookQuery,
                 AuditQuery,
@@ -156,7 +165,14 @@ def build_schema(settings: Settings | None = None) -> strawberry.Schema:
         ),
         mutation=merge_types(
             "Mutation",
-            (Mutation, ScoringMutation, QualificationMutation, SalesMutation, WebhookMutation),
+            (
+                Mutation,
+                ScoringMutation,
+                QualificationMutation,
+                SalesMutation,
+                SequenceMutation,
+                WebhookMutation,
+            ),
         ),
         subscription=Subscription,
         types=[
@@ -171,6 +187,10 @@ def build_schema(settings: Settings | None = None) -> strawberry.Schema:
             OpportunityType,
             UserType,
             TeamType,
+            ActivityType,
+            SequenceType,
+            SequenceRunType,
+            ProcessType,
         ],
         extensions=extensions,
         execution_context_class=FastLeafExecutionContext,

@@ -23,6 +23,9 @@ NODE_TYPES = frozenset(
         "Team",
         "AssignmentRule",
         "Activity",
+        "Sequence",
+        "SequenceRun",
+        "Process",
     }
 )
 

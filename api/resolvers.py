@@ -167,6 +167,13 @@ class Query:
             info.context.require(Permission.MANAGE_WEBHOOKS)
             webhook: Any = await info.context.read(lambda r: r.webhooks.get(pk))
             return webhook  # type: ignore[no-any-return]
+        if type_name == "Activity":
+            activities = await info.context.read(lambda r: r.activities.get_many([pk]))
+            return activities.get(pk)  # type: ignore[return-value]
+        if type_name in ("Sequence", "SequenceRun", "Process"):
+            from api.sequences import node
+
+            return await node(info, type_name, pk)  # type: ignore[no-any-return]
         if type_name == "Interaction":
             found = await info.context.read(lambda r: r.interactions.get_many([pk]))
             return found.get(pk)  # type: ignore[return-value]

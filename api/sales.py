@@ -100,6 +100,14 @@ async def lead_timeline(
     info: Info, lead_id: int, first: int | None, after: str | None
 ) -> TimelineConnection:
     """A lead's activities and events, newest first, in keyset pages."""
+    return await _timeline(
+        info, first, after, lambda r, size, cursor: r.activities.timeline(lead_id, size, cursor)
+    )
+
+
+async def _timeline(
+    info: Info, first: int | None, after: str | None, read: Any
+) -> TimelineConnection:
     ctx = info.context
     size = 50 if first is None else first
     if not 0 <= size <= ctx.services.max_page_size:
@@ -108,11 +116,11 @@ async def lead_timeline(
         cursor = None if after is None else decode_timeline_cursor(after)
     except Invalid as e:
         raise bad_input(e.message) from None
-    entries, more = await ctx.read(lambda r: r.activities.timeline(lead_id, size, cursor))
+    entries, more = await ctx.read(lambda r: read(r, size, cursor))
     edges = [
         TimelineEdge(
             cursor=encode_timeline_cursor(e),
-            node=TimelineItem(at=e.at, activity=e.activity, event=e.event),  # type: ignore[arg-type]
+            node=TimelineItem(at=e.at, activity=e.activity, event=e.event),
         )
         for e in entries
     ]
@@ -323,6 +331,20 @@ class OpportunityType(gql.Node):
     @strawberry.field
     async def account(self, info: Info) -> gql.AccountType | None:
         return await gql.load_linked(info.context.loaders.account, self.account_id)  # type: ignore[attr-defined,no-any-return]
+
+    @strawberry.field
+    async def timeline(
+        self, info: Info, first: int | None = 50, after: str | None = None
+    ) -> TimelineConnection:
+        """Activities logged on the opportunity and the history carried over from its lead
+        (the lead's activities and events), newest first (keyset pages)."""
+        opportunity: Opportunity = self  # type: ignore[assignment]
+        return await _timeline(
+            info,
+            first,
+            after,
+            lambda r, size, cursor: r.activities.opportunity_timeline(opportunity, size, cursor),
+        )
 
     @classmethod
     def is_type_of(cls, obj: Any, _info: Any) -> bool:
@@ -608,12 +630,18 @@ class SalesMutation:
 
     @strawberry.mutation
     async def set_lead_stage(
-        self, info: Info, id: strawberry.ID, stage: LeadStage
+        self,
+        info: Info,
+        id: strawberry.ID,
+        stage: LeadStage | None = None,
+        process_stage: str | None = None,
     ) -> gql.LeadPayload:
-        """Put a lead in any stage of its process by hand."""
+        """Put a lead in any stage of its process by hand: `stage` of the default process, or
+        `processStage` of its custom process (one of the two; the lead must have the fields the
+        stage requires)."""
 
         async def run(uow: UnitOfWork) -> Lead:
-            return await services.set_lead_stage(uow, _lead_id(id), stage)
+            return await services.set_lead_stage(uow, _lead_id(id), stage, process_stage)
 
         return await _lead_change(info, run)
 

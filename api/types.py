@@ -23,6 +23,7 @@ from domain.roles import Role as _Role
 if TYPE_CHECKING:
     from api.sales import CompetitorType, StakeholderType, TimelineConnection, UserType
     from api.scoring import InteractionType_, LeadScore
+    from api.sequences import ProcessType, SequenceRunType
 
 # ---------------------------------------------------------------- enums (domain enums exposed)
 
@@ -278,6 +279,9 @@ class LeadType(Node):
     teleprospecting_ready: bool
     teleprospect_accepted: bool
     sales_accepted: bool
+    process_stage: str | None = strawberry.field(
+        description="The lead's stage in its custom process; null on the default process."
+    )
     created_at: datetime
     updated_at: datetime
 
@@ -302,6 +306,24 @@ class LeadType(Node):
         from api.sales import lead_timeline
 
         return await lead_timeline(info, self.id, first, after)  # type: ignore[arg-type]
+
+    @strawberry.field
+    async def process(
+        self, info: Info
+    ) -> Annotated[ProcessType, strawberry.lazy("api.sequences")] | None:
+        """The custom process the lead follows; null: the default process (`stage`)."""
+        from api.sequences import lead_process
+
+        return await lead_process(info, self.process_id)  # type: ignore[attr-defined]
+
+    @strawberry.field
+    async def sequence(
+        self, info: Info
+    ) -> Annotated[SequenceRunType, strawberry.lazy("api.sequences")] | None:
+        """The lead's active sales sequence, if any."""
+        from api.sequences import lead_sequence
+
+        return await lead_sequence(info, self.id)  # type: ignore[arg-type]
 
     @strawberry.field
     async def stakeholders(

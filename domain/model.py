@@ -127,6 +127,9 @@ class Lead:
     teleprospect_accepted: bool = False
     sales_accepted: bool = False
     owner_id: int | None = None  # the user (seller) working the lead
+    # A custom process (domain/sequences.py) and the lead's stage in it; None: the default.
+    process_id: int | None = None
+    process_stage: str | None = None
 
     @property
     def full_name(self) -> str:

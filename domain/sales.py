@@ -447,8 +447,11 @@ class TimelineEntry:
     event: Any  # domain.events.LeadEvent (kept loose: events import nothing of sales)
 
 
+_COMPACT = json.JSONEncoder(separators=(",", ":"))
+
+
 def encode_timeline_cursor(entry: TimelineEntry) -> str:
-    raw = json.dumps([entry.at.isoformat(), entry.source, entry.id], separators=(",", ":"))
+    raw = _COMPACT.encode([entry.at.isoformat(), entry.source, entry.id])
     return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
 
 

@@ -6,9 +6,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from domain import sales
+from domain import sales, sequences
 from domain.assignment import assign_by_rules
-from domain.errors import Conflict, NotFound
+from domain.errors import Conflict, Invalid, NotFound
 from domain.fields import CONTACT_FIELDS
 from domain.matching import lock_keys, match_values, strategies_for
 from domain.model import (
@@ -44,11 +44,83 @@ async def _record(uow: UnitOfWork, lead: Lead, changes: list[Change | None]) -> 
         await uow.events.add(lead.id, change.type, change.payload, now)
 
 
-async def set_lead_stage(uow: UnitOfWork, id_: int, stage: LeadStage) -> Lead:
-    """Put a lead in any stage by hand (STAGE_CHANGED when it moves)."""
+async def set_lead_stage(
+    uow: UnitOfWork, id_: int, stage: LeadStage | None, process_stage: str | None = None
+) -> Lead:
+    """Put a lead in any stage by hand (STAGE_CHANGED when it moves): `stage` of the default
+    process, or `process_stage` of the custom process the lead follows (whose required fields
+    the lead must have)."""
+    if (stage is None) == (process_stage is None):
+        raise Invalid("give either stage or processStage", ["stage"])
     lead = await _lead(uow, id_)
-    await _record(uow, lead, [sales.move_to(lead, stage, forward_only=False)])
+    if process_stage is None:
+        assert stage is not None
+        await _record(uow, lead, [sales.move_to(lead, stage, forward_only=False)])
+        return lead
+    if lead.process_id is None:
+        raise Invalid(
+            "the lead follows the default process; set its stage, or assign it a process",
+            ["processStage"],
+        )
+    process = (await uow.processes.get_many([lead.process_id]))[lead.process_id]
+    await _record(uow, lead, [sequences.enter_stage(lead, process, process_stage)])
     return lead
+
+
+async def assign_lead_process(uow: UnitOfWork, id_: int, process_id: int | None) -> Lead:
+    """Put a lead on a custom process, in its first stage (None: back to the default)."""
+    lead = await _lead(uow, id_)
+    process = None
+    if process_id is not None:
+        process = (await uow.processes.get_many([process_id])).get(process_id)
+        if process is None:
+            raise NotFound("no process with this id", ["processId"])
+    await _record(uow, lead, [sequences.follow_process(lead, process)])
+    return lead
+
+
+async def create_process(uow: UnitOfWork, raw: Mapping[str, Any]) -> sequences.Process:
+    return await uow.processes.add(sequences.build_process(raw))
+
+
+# ---------------------------------------------------------------- sales sequences
+
+
+async def create_sequence(uow: UnitOfWork, raw: Mapping[str, Any]) -> sequences.Sequence:
+    return await uow.sequences.add(sequences.build_sequence(raw))
+
+
+async def _sequence(uow: UnitOfWork, id_: int, path: list[str]) -> sequences.Sequence:
+    found = (await uow.sequences.get_many([id_])).get(id_)
+    if found is None:
+        raise NotFound("no sequence with this id", path)
+    return found
+
+
+async def attach_sequence(uow: UnitOfWork, lead_id: int, sequence_id: int) -> sequences.SequenceRun:
+    """Start a sequence on an OPEN lead without an active one (else CONFLICT)."""
+    lead = await _lead(uow, lead_id)
+    sequence = await _sequence(uow, sequence_id, ["sequenceId"])
+    run = sequences.start_run(lead, sequence, await uow.sequences.active_run(lead.id))
+    return await uow.sequences.add_run(run)
+
+
+async def complete_sequence_step(
+    uow: UnitOfWork, lead_id: int, position: int, notes: str | None
+) -> sequences.SequenceRun:
+    """Complete the current step of the lead's active sequence (else CONFLICT) and advance;
+    the done call, email or task is logged on the lead's timeline as a completed activity."""
+    lead = await _lead(uow, lead_id)  # locks the lead: completions of one lead queue up
+    run = await uow.sequences.active_run(lead.id)
+    sequence = await _sequence(uow, run.sequence_id, ["leadId"]) if run else None
+    if run is None or sequence is None:
+        raise Conflict("the lead has no active sequence", ["leadId"])
+    run.sequence = sequence
+    activity = sequences.complete_step(run, sequence, position, lead, notes)
+    await uow.sequences.save_run(run)
+    if activity is not None:
+        await uow.activities.add(activity)
+    return run
 
 
 async def update_lead_process(uow: UnitOfWork, id_: int, flags: Mapping[str, bool]) -> Lead:

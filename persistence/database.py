@@ -30,6 +30,8 @@ from persistence.sales_repo import (
     ActivityRepository,
     AssignmentRuleRepository,
     OpportunityRepository,
+    ProcessRepository,
+    SequenceRepository,
     StakeholderRepository,
     TeamRepository,
     UserRepository,
@@ -66,6 +68,8 @@ class Repositories:
         self.stakeholders = StakeholderRepository(conn)
         self.activities = ActivityRepository(conn)
         self.audit = AuditRepository(conn)
+        self.sequences = SequenceRepository(conn)
+        self.processes = ProcessRepository(conn)
 
 
 _ALL_EVENTS = 1 << 62

@@ -2,27 +2,32 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Hashable, Mapping, Sequence
 from datetime import datetime
+from types import SimpleNamespace
 from typing import Any
 
 from sqlalchemy import (
+    Integer,
     and_,
     bindparam,
+    cast,
     delete,
+    false,
     func,
     insert,
     literal,
+    null,
     or_,
     select,
+    text,
     union_all,
     update,
 )
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from domain.errors import Duplicate
-from domain.events import LeadEvent
+from domain.errors import Conflict, Duplicate
 from domain.pagination import Page, PageRequest
 from domain.sales import (
     Activity,
@@ -41,9 +46,18 @@ from domain.sales import (
     UserKind,
 )
 from domain.scoring import parse_condition
+from domain.sequences import (
+    Process,
+    ProcessStage,
+    RunStatus,
+    SequenceRun,
+    SequenceStep,
+    WorkItem,
+)
+from domain.sequences import Sequence as Sequence_
 from persistence import tables as t
 from persistence.listing import Criterion, Listing
-from persistence.repositories import upsert_insert
+from persistence.repositories import to_lead, upsert_insert
 from persistence.scoring_repo import to_lead_event
 
 
@@ -344,6 +358,109 @@ class StakeholderRepository:
 # ---------------------------------------------------------------- activities and the timeline
 
 
+def keyset_branch(
+    stmt: Any, at: Any, id_: Any, src: str, after_src: str | None, *, descending: bool
+) -> Any:
+    """One source of a merged (time, source, id) keyset page: its rows past the cursor (bound as
+    after_at/after_id; `after_src` is the cursor's source, None: no cursor), in page order, at
+    most `page_limit` of them, so each source reads only what a page can use, along its index,
+    however many rows it holds."""
+    if after_src is not None:
+        value = bindparam("after_at", type_=t.UTCDateTime())
+        after_id = bindparam("after_id", type_=id_.type)
+        if descending:
+            past = at < value
+            if src < after_src:
+                stmt = stmt.where(at <= value)
+            elif src == after_src:
+                stmt = stmt.where(or_(past, and_(at == value, id_ < after_id)))
+            else:
+                stmt = stmt.where(past)
+        else:
+            past = at > value
+            if src > after_src:
+                stmt = stmt.where(at >= value)
+            elif src == after_src:
+                stmt = stmt.where(or_(past, and_(at == value, id_ > after_id)))
+            else:
+                stmt = stmt.where(past)
+    order = (at.desc(), id_.desc()) if descending else (at.asc(), id_.asc())
+    return stmt.order_by(*order).limit(bindparam("page_limit", type_=Integer())).subquery()
+
+
+def merged(branches: list[Any], *, descending: bool) -> Any:
+    """The branches' rows together, in page order, at most `page_limit` (each row: src, id, at
+    and the branches' payload columns, see `payload`)."""
+    union = union_all(*(select(b) for b in branches)).subquery()
+    u = union.c
+    order = (u.at.desc(), u.src.desc(), u.id.desc()) if descending else (u.at, u.src, u.id)
+    return select(union).order_by(*order).limit(bindparam("page_limit", type_=Integer()))
+
+
+def page_params(first: int, after: tuple[datetime, str, int] | None) -> dict[str, Any]:
+    params: dict[str, Any] = {"page_limit": first + 1}
+    if after is not None:
+        params["after_at"], params["after_id"] = after[0], after[2]
+    return params
+
+
+# Merged-page statements, built once per shape (building and cache-keying a statement of this
+# size costs more than running it).
+_MERGED: dict[Hashable, Any] = {}
+
+
+def _merged_statement(key: Hashable, build: Any) -> Any:
+    found = _MERGED.get(key)
+    if found is None:
+        found = _MERGED[key] = build()
+    return found
+
+
+def payload(own: str, groups: Mapping[str, Sequence[Any]]) -> list[Any]:
+    """The payload columns of a union branch: every group's columns labelled <group>_<key>,
+    the branch's own group real, the others typed NULLs (so one statement returns whole rows
+    of every source)."""
+    out = []
+    for name, columns in groups.items():
+        for col in columns:
+            label = f"{name}_{col.key}"
+            out.append(col.label(label) if name == own else cast(null(), col.type).label(label))
+    return out
+
+
+class _Prefixed:
+    """The columns of one source in a merged page's rows, read by position (a row's mapping is
+    slow to walk for each of 50 rows and 20 columns)."""
+
+    __slots__ = ("_fields",)
+
+    def __init__(self, stmt: Any, prefix: str) -> None:
+        keys = list(stmt.selected_columns.keys())
+        self._fields = [(k[len(prefix) :], i) for i, k in enumerate(keys) if k.startswith(prefix)]
+
+    def __call__(self, r: Row[Any]) -> SimpleNamespace:
+        return SimpleNamespace(**{name: r[i] for name, i in self._fields})
+
+    def values(self, r: Row[Any]) -> tuple[Any, ...]:
+        """The source's values in the order they were selected."""
+        return tuple(r[i] for _, i in self._fields)
+
+
+_READERS: dict[tuple[int, str], _Prefixed] = {}
+
+
+def _reader(stmt: Any, prefix: str) -> _Prefixed:
+    key = (id(stmt), prefix)
+    reader = _READERS.get(key)
+    if reader is None:
+        reader = _READERS[key] = _Prefixed(stmt, prefix)
+    return reader
+
+
+def _unprefixed(stmt: Any, r: Row[Any], prefix: str) -> Any:
+    return _reader(stmt, prefix)(r)
+
+
 def to_activity(r: Row[Any]) -> Activity:
     return Activity(
         kind=ActivityKind(r.kind),
@@ -358,6 +475,93 @@ def to_activity(r: Row[Any]) -> Activity:
         completed=r.completed,
         id=r.id,
         created_at=r.created_at,
+    )
+
+
+def _timeline_statement(kind: str, after_src: str | None) -> Any:
+    a, e = t.activities.c, t.lead_events.c
+    lead_id = bindparam("lead_id", type_=a.lead_id.type)
+    wheres = [a.lead_id == lead_id]
+    if kind == "opportunity":
+        wheres.append(
+            and_(
+                a.opportunity_id == bindparam("opportunity_id", type_=a.opportunity_id.type),
+                or_(a.lead_id.is_(None), a.lead_id != lead_id),
+            )
+        )
+    groups = {"a": list(a), "e": list(e)}
+    branches = [
+        keyset_branch(
+            select(
+                literal("a").label("src"), a.id, a.occurred_at.label("at"), *payload("a", groups)
+            ).where(where),
+            a.occurred_at,
+            a.id,
+            "a",
+            after_src,
+            descending=True,
+        )
+        for where in wheres
+    ]
+    events = select(
+        literal("e").label("src"), e.id, e.occurred_at.label("at"), *payload("e", groups)
+    ).where(e.lead_id == lead_id, e.position.is_not(None))
+    branches.append(keyset_branch(events, e.occurred_at, e.id, "e", after_src, descending=True))
+    return merged(branches, descending=True)
+
+
+def _work_statement(after_src: str | None) -> Any:
+    r, ld, a, sq = t.sequence_runs.c, t.leads.c, t.activities.c, t.sequences.c
+    groups = {
+        "a": list(a),
+        "s": [
+            *r,
+            sq.name.label("seq_name"),
+            sq.steps.label("seq_steps"),
+            sq.created_at.label("seq_created_at"),
+        ],
+    }
+    owner = bindparam("owner_id", type_=ld.owner_id.type)
+    now = bindparam("now", type_=t.UTCDateTime())
+    tasks = select(
+        literal("a").label("src"),
+        a.id,
+        a.occurred_at.label("at"),
+        a.lead_id.label("lead_id"),
+        *payload("a", groups),
+    ).where(
+        a.owner_id == owner,
+        a.kind == ActivityKind.TASK.value,
+        a.completed == false(),
+        a.occurred_at <= now,
+    )
+    steps = (
+        select(
+            literal("s").label("src"),
+            r.id,
+            r.due_at.label("at"),
+            r.lead_id.label("lead_id"),
+            *payload("s", groups),
+        )
+        .select_from(
+            t.sequence_runs.join(t.leads, ld.id == r.lead_id).join(
+                t.sequences, sq.id == r.sequence_id
+            )
+        )
+        .where(ld.owner_id == owner, ld.state == "OPEN", _ACTIVE, r.due_at <= now)
+    )
+    page = merged(
+        [
+            keyset_branch(tasks, a.occurred_at, a.id, "a", after_src, descending=False),
+            keyset_branch(steps, r.due_at, r.id, "s", after_src, descending=False),
+        ],
+        descending=False,
+    ).subquery()
+    # The page's leads come with it (one statement for the whole page).
+    return (
+        select(page, *(c.label(f"l_{c.key}") for c in ld))
+        .select_from(page.outerjoin(t.leads, ld.id == page.c.lead_id))
+        .order_by(page.c.at, page.c.src, page.c.id)
     )
 
 
@@ -419,45 +623,218 @@ class ActivityRepository:
         One keyset over both tables: (time, source, id) with source "a" (activity) or "e"
         (event), so equal times still page in a stable order.
         """
-        a, e = self.table.c, t.lead_events.c
-        union = union_all(
-            select(literal("a").label("src"), a.id, a.occurred_at.label("at")).where(
-                a.lead_id == lead_id
-            ),
-            select(literal("e").label("src"), e.id, e.occurred_at.label("at")).where(
-                e.lead_id == lead_id, e.position.is_not(None)
-            ),
-        ).subquery()
-        u = union.c
-        stmt = select(u.src, u.id, u.at)
-        if after is not None:
-            at = literal(after[0], t.UTCDateTime())
-            stmt = stmt.where(
-                or_(
-                    u.at < at,
-                    and_(
-                        u.at == at, or_(u.src < after[1], and_(u.src == after[1], u.id < after[2]))
-                    ),
-                )
-            )
-        stmt = stmt.order_by(u.at.desc(), u.src.desc(), u.id.desc()).limit(first + 1)
-        rows = (await self.conn.execute(stmt)).all()
+        return await self._timeline("lead", {"lead_id": lead_id}, first, after)
+
+    async def _timeline(
+        self,
+        kind: str,
+        params: dict[str, Any],
+        first: int,
+        after: tuple[datetime, str, int] | None,
+    ) -> tuple[list[TimelineEntry], bool]:
+        """A timeline page: `kind` "lead" (bound lead_id) or "opportunity" (bound lead_id and
+        opportunity_id: the opportunity's activities besides the lead's)."""
+        after_src = None if after is None else after[1]
+        stmt = _merged_statement(
+            ("timeline", kind, after_src), lambda: _timeline_statement(kind, after_src)
+        )
+        params = {**params, **page_params(first, after)}
+        rows = list((await self.conn.execute(stmt, params)).all())
         more = len(rows) > first
         rows = rows[:first]
-        activities = await self.get_many([r.id for r in rows if r.src == "a"])
-        event_ids = [r.id for r in rows if r.src == "e"]
-        events: dict[int, LeadEvent] = {}
-        if event_ids:
-            found = select(t.lead_events).where(e.id.in_(event_ids))
-            events = {r.id: to_lead_event(r) for r in (await self.conn.execute(found)).all()}
         entries = [
             TimelineEntry(
                 r.at,
                 r.src,
                 r.id,
-                activities.get(r.id) if r.src == "a" else None,
-                events.get(r.id) if r.src == "e" else None,
+                to_activity(_unprefixed(stmt, r, "a_")) if r.src == "a" else None,
+                to_lead_event(_unprefixed(stmt, r, "e_")) if r.src == "e" else None,
             )
             for r in rows
         ]
         return entries, more
+
+    async def opportunity_timeline(
+        self,
+        opportunity: Opportunity,
+        first: int,
+        after: tuple[datetime, str, int] | None,
+    ) -> tuple[list[TimelineEntry], bool]:
+        """The opportunity's activities with the history of the lead it came from (the lead's
+        activities and events), newest first, in the keyset of `timeline`."""
+        params = {"lead_id": opportunity.lead_id, "opportunity_id": opportunity.id}
+        return await self._timeline("opportunity", params, first, after)
+
+
+# ---------------------------------------------------------------- sequences and the work list
+
+
+def to_sequence(r: Row[Any]) -> Sequence_:
+    return Sequence_(
+        name=r.name,
+        steps=[SequenceStep.from_json(s) for s in r.steps],
+        id=r.id,
+        created_at=r.created_at,
+    )
+
+
+def to_run(r: Row[Any]) -> SequenceRun:
+    """A run from a `_RUNS` row (the run's columns and its sequence's)."""
+    return SequenceRun(
+        lead_id=r.lead_id,
+        sequence_id=r.sequence_id,
+        step=r.step,
+        due_at=r.due_at,
+        status=RunStatus(r.status),
+        id=r.id,
+        started_at=r.started_at,
+        completed_at=r.completed_at,
+        sequence=Sequence_(
+            name=r.seq_name,
+            steps=[SequenceStep.from_json(s) for s in r.seq_steps],
+            id=r.sequence_id,
+            created_at=r.seq_created_at,
+        ),
+    )
+
+
+# A run with its sequence (its steps are shown with the run).
+_RUNS = select(
+    t.sequence_runs,
+    t.sequences.c.name.label("seq_name"),
+    t.sequences.c.steps.label("seq_steps"),
+    t.sequences.c.created_at.label("seq_created_at"),
+).select_from(t.sequence_runs.join(t.sequences, t.sequences.c.id == t.sequence_runs.c.sequence_id))
+
+
+_SEQUENCES = Listing[None, Sequence_](t.sequences, {}, to_sequence)
+_PROCESSES = Listing[None, Process](t.processes, {}, lambda r: to_process(r))
+_ACTIVE = text("sequence_runs.status = 'ACTIVE'")  # literal: the partial index applies
+
+
+class SequenceRepository:
+    def __init__(self, conn: AsyncConnection) -> None:
+        self.conn = conn
+
+    async def add(self, sequence: Sequence_) -> Sequence_:
+        stmt = insert(t.sequences).values(
+            name=sequence.name,
+            steps=[s.to_json() for s in sequence.steps],
+            created_at=sequence.created_at,
+        )
+        sequence.id = int(await self.conn.scalar(stmt.returning(t.sequences.c.id)))
+        return sequence
+
+    async def get_many(self, ids: Sequence[int]) -> dict[int, Sequence_]:
+        stmt = select(t.sequences).where(t.sequences.c.id.in_(list(ids)))
+        return {r.id: to_sequence(r) for r in (await self.conn.execute(stmt)).all()}
+
+    async def active_run(self, lead_id: int) -> SequenceRun | None:
+        r = t.sequence_runs.c
+        stmt = _RUNS.where(r.lead_id == lead_id, _ACTIVE)
+        row = (await self.conn.execute(stmt)).first()
+        return None if row is None else to_run(row)
+
+    async def runs(self, lead_id: int) -> list[SequenceRun]:
+        """Every run of the lead, newest first."""
+        r = t.sequence_runs.c
+        stmt = _RUNS.where(r.lead_id == lead_id).order_by(r.id.desc())
+        return [to_run(row) for row in (await self.conn.execute(stmt)).all()]
+
+    async def get_runs(self, ids: Sequence[int]) -> dict[int, SequenceRun]:
+        stmt = _RUNS.where(t.sequence_runs.c.id.in_(list(ids)))
+        return {row.id: to_run(row) for row in (await self.conn.execute(stmt)).all()}
+
+    def _run_row(self, run: SequenceRun) -> dict[str, Any]:
+        return {
+            "lead_id": run.lead_id,
+            "sequence_id": run.sequence_id,
+            "step": run.step,
+            "due_at": run.due_at,
+            "status": run.status.value,
+            "started_at": run.started_at,
+            "completed_at": run.completed_at,
+        }
+
+    async def add_run(self, run: SequenceRun) -> SequenceRun:
+        """Store a new ACTIVE run; Conflict when the lead got another one meanwhile."""
+        stmt = (
+            upsert_insert(self.conn)(t.sequence_runs)
+            .values(self._run_row(run))
+            .on_conflict_do_nothing(
+                index_elements=["lead_id"], index_where=t.sequence_runs.c.status == "ACTIVE"
+            )
+            .returning(t.sequence_runs.c.id)
+        )
+        new_id = await self.conn.scalar(stmt)
+        if new_id is None:
+            raise Conflict("the lead already has an active sequence; complete it first", ["leadId"])
+        run.id = int(new_id)
+        return run
+
+    async def save_run(self, run: SequenceRun) -> None:
+        r = t.sequence_runs
+        await self.conn.execute(update(r).where(r.c.id == run.id).values(self._run_row(run)))
+
+    async def work_list(
+        self, owner_id: int, now: datetime, first: int, after: tuple[datetime, str, int] | None
+    ) -> tuple[list[WorkItem], bool]:
+        """The owner's due work, oldest due first: the current steps of the active sequences
+        of the owner's OPEN leads and the owner's open tasks, due now or earlier."""
+        after_src = None if after is None else after[1]
+        stmt = _merged_statement(("work", after_src), lambda: _work_statement(after_src))
+        params = {"owner_id": owner_id, "now": now, **page_params(first, after)}
+        rows = list((await self.conn.execute(stmt, params)).all())
+        more = len(rows) > first
+        rows = rows[:first]
+        leads = _reader(stmt, "l_")
+        items = []
+        for x in rows:
+            run = to_run(_unprefixed(stmt, x, "s_")) if x.src == "s" else None
+            activity = to_activity(_unprefixed(stmt, x, "a_")) if x.src == "a" else None
+            lead = None if x.lead_id is None else to_lead(leads.values(x))  # type: ignore[arg-type]
+            items.append(WorkItem(x.at, x.src, x.id, x.lead_id, run, activity, lead))
+        return items, more
+
+    async def list(self, page: PageRequest) -> Page[Sequence_]:
+        return await _SEQUENCES.page(self.conn, None, page)
+
+    async def count(self) -> int:
+        return await _SEQUENCES.count(self.conn, None)
+
+
+# ---------------------------------------------------------------- custom processes
+
+
+def to_process(r: Row[Any]) -> Process:
+    return Process(
+        name=r.name,
+        stages=[ProcessStage(s["name"], tuple(s["requiredFields"])) for s in r.stages],
+        id=r.id,
+        created_at=r.created_at,
+    )
+
+
+class ProcessRepository:
+    def __init__(self, conn: AsyncConnection) -> None:
+        self.conn = conn
+
+    async def add(self, process: Process) -> Process:
+        stages = [
+            {"name": s.name, "requiredFields": list(s.required_fields)} for s in process.stages
+        ]
+        stmt = insert(t.processes).values(
+            name=process.name, stages=stages, created_at=process.created_at
+        )
+        process.id = int(await self.conn.scalar(stmt.returning(t.processes.c.id)))
+        return process
+
+    async def get_many(self, ids: Sequence[int]) -> dict[int, Process]:
+        stmt = select(t.processes).where(t.processes.c.id.in_(list(ids)))
+        return {r.id: to_process(r) for r in (await self.conn.execute(stmt)).all()}
+
+    async def list(self, page: PageRequest) -> Page[Process]:
+        return await _PROCESSES.page(self.conn, None, page)
+
+    async def count(self) -> int:
+        return await _PROCESSES.count(self.conn, None)

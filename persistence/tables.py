@@ -168,6 +168,11 @@ class LeadRow(SQLModel, table=True):
         default=None,
         sa_column=Column(BigInteger, ForeignKey("users.id", ondelete="SET NULL")),
     )
+    process_id: int | None = Field(
+        default=None,
+        sa_column=Column(BigInteger, ForeignKey("processes.id", ondelete="SET NULL")),
+    )
+    process_stage: str | None = _text(200)
 
 
 class MatchingStrategyRow(SQLModel, table=True):
@@ -403,6 +408,8 @@ class ActivityRow(SQLModel, table=True):
         Index("ix_activities_lead", "lead_id", "occurred_at", "id"),
         Index("ix_activities_contact", "contact_id", "occurred_at", "id"),
         Index("ix_activities_opportunity", "opportunity_id", "occurred_at", "id"),
+        # Work lists and reminders: a user's open tasks and appointments by due time.
+        Index("ix_activities_owner_open", "owner_id", "kind", "completed", "occurred_at", "id"),
     )
     id: int | None = Field(default=None, sa_column=Column(IdType, primary_key=True))
     kind: str = Field(sa_column=Column(String(16), nullable=False))
@@ -424,6 +431,54 @@ class ActivityRow(SQLModel, table=True):
     direction: str | None = _text(16)
     completed: bool = Field(sa_column=Column(Boolean, nullable=False))
     occurred_at: datetime = _ts()
+    created_at: datetime = _ts()
+
+
+class SequenceRow(SQLModel, table=True):
+    __tablename__ = "sequences"
+    __table_args__ = (Index("ix_sequences_created", "created_at", "id"),)
+    id: int | None = Field(default=None, sa_column=Column(IdType, primary_key=True))
+    name: str = Field(sa_column=Column(String(200), nullable=False))
+    # [{"kind", "title", "notes", "waitDays"}, ...]
+    steps: list[Any] = Field(sa_column=Column(JSONType, nullable=False))
+    created_at: datetime = _ts()
+
+
+class SequenceRunRow(SQLModel, table=True):
+    __tablename__ = "sequence_runs"
+    __table_args__ = (
+        # At most one ACTIVE run per lead, also under concurrent attaches.
+        Index(
+            "ux_sequence_runs_active",
+            "lead_id",
+            unique=True,
+            postgresql_where=text("status = 'ACTIVE'"),
+            sqlite_where=text("status = 'ACTIVE'"),
+        ),
+        Index("ix_sequence_runs_lead", "lead_id", "id"),
+        Index("ix_sequence_runs_sequence", "sequence_id"),
+    )
+    id: int | None = Field(default=None, sa_column=Column(IdType, primary_key=True))
+    lead_id: int = Field(
+        sa_column=Column(BigInteger, ForeignKey("leads.id", ondelete="CASCADE"), nullable=False)
+    )
+    sequence_id: int = Field(
+        sa_column=Column(BigInteger, ForeignKey("sequences.id", ondelete="CASCADE"), nullable=False)
+    )
+    step: int = Field(sa_column=Column(Integer, nullable=False))
+    due_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime()))
+    status: str = Field(sa_column=Column(String(16), nullable=False))
+    started_at: datetime = _ts()
+    completed_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime()))
+
+
+class ProcessRow(SQLModel, table=True):
+    __tablename__ = "processes"
+    __table_args__ = (Index("ix_processes_created", "created_at", "id"),)
+    id: int | None = Field(default=None, sa_column=Column(IdType, primary_key=True))
+    name: str = Field(sa_column=Column(String(200), nullable=False))
+    # [{"name", "requiredFields": [...]}, ...]
+    stages: list[Any] = Field(sa_column=Column(JSONType, nullable=False))
     created_at: datetime = _ts()
 
 
@@ -456,6 +511,8 @@ class LeadEventRow(SQLModel, table=True):
     __tablename__ = "lead_events"
     __table_args__ = (
         Index("ix_lead_events_lead", "lead_id", "id"),
+        # A lead's timeline: its events newest first, read along the index a page at a time.
+        Index("ix_lead_events_lead_time", "lead_id", "occurred_at", "id"),
         # Readers page by position; unique, so two relays can never hand out one position.
         Index("ux_lead_events_position", "position", unique=True),
         # The relay's "what is still unpositioned" scan stays small however big the table.
@@ -490,6 +547,9 @@ assignment_rules = AssignmentRuleRow.__table__  # type: ignore[attr-defined]
 lead_stakeholders = StakeholderRow.__table__  # type: ignore[attr-defined]
 lead_competitors = CompetitorRow.__table__  # type: ignore[attr-defined]
 activities = ActivityRow.__table__  # type: ignore[attr-defined]
+sequences = SequenceRow.__table__  # type: ignore[attr-defined]
+sequence_runs = SequenceRunRow.__table__  # type: ignore[attr-defined]
+processes = ProcessRow.__table__  # type: ignore[attr-defined]
 webhook_deliveries = WebhookDeliveryRow.__table__  # type: ignore[attr-defined]
 
 
