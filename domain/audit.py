@@ -38,17 +38,19 @@ class AuditEntityType(enum.Enum):
 
 @dataclass(frozen=True, slots=True)
 class Actor:
-    """Who made a change: an API key (id, name, role), or the command line (no key)."""
+    """Who made a change: an API key (id, name, role, and the user it belongs to, if any), or
+    the command line (no key)."""
 
     key_id: int | None
     name: str
     role: str | None
+    user_id: int | None = None
 
     @staticmethod
     def of(principal: Principal | None) -> Actor:
         if principal is None:
             return CLI
-        return Actor(principal.key_id, principal.name, principal.role.value)
+        return Actor(principal.key_id, principal.name, principal.role.value, principal.user_id)
 
 
 CLI = Actor(None, "command line", None)
@@ -153,6 +155,7 @@ def api_key(k: ApiKey) -> Snapshot:
         "prefix": k.prefix,
         "createdAt": _ts(k.created_at),
         "revokedAt": _ts(k.revoked_at),
+        "userId": k.user_id,
     }
 
 

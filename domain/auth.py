@@ -11,11 +11,13 @@ from domain.roles import Permission, Role, allows
 
 @dataclass(frozen=True, slots=True)
 class Principal:
-    """Who is calling: the API key's id, name and role."""
+    """Who is calling: the API key's id, name and role, and the user the key belongs to
+    (None for a key without a user)."""
 
     key_id: int
     name: str
     role: Role
+    user_id: int | None = None
 
     def require(self, permission: Permission) -> None:
         """Raise Forbidden unless this caller's role grants `permission`."""
@@ -31,6 +33,7 @@ class ApiKey:
     prefix: str
     created_at: datetime
     revoked_at: datetime | None = None
+    user_id: int | None = None
 
     @property
     def active(self) -> bool:

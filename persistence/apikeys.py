@@ -12,6 +12,7 @@ from sqlalchemy.engine import Row
 
 from domain import audit
 from domain.auth import ApiKey, Principal
+from domain.errors import NotFound
 from domain.model import utcnow
 from domain.roles import Role
 from persistence import tables as t
@@ -19,10 +20,12 @@ from persistence.database import Database
 
 KEY_PREFIX = "lf_"
 _KEY = audit.AuditEntityType.API_KEY
+# What a request needs to know about its key: one narrow row on the per-request path.
+_AUTH_COLUMNS = (t.api_keys.c.id, t.api_keys.c.name, t.api_keys.c.role, t.api_keys.c.user_id)
 
 
 def _key(x: Row[Any]) -> ApiKey:
-    return ApiKey(x.id, x.name, Role(x.role), x.prefix, x.created_at, x.revoked_at)
+    return ApiKey(x.id, x.name, Role(x.role), x.prefix, x.created_at, x.revoked_at, x.user_id)
 
 
 def hash_key(secret: str) -> str:
@@ -39,9 +42,14 @@ class ApiKeyStore:
         self._cache: dict[str, tuple[float, Principal | None]] = {}
 
     async def create(
-        self, name: str, role: Role, actor: Principal | None = None
+        self,
+        name: str,
+        role: Role,
+        actor: Principal | None = None,
+        user_id: int | None = None,
     ) -> tuple[ApiKey, str]:
-        """A new key; the secret is returned once and only its hash is stored."""
+        """A new key, belonging to `user_id` when given (NotFound when no such user); the secret
+        is returned once and only its hash is stored."""
         name = name.strip()
         if not name or len(name) > 200:
             raise ValueError("the key's name must be 1 to 200 characters")
@@ -49,6 +57,11 @@ class ApiKeyStore:
         prefix = secret[: len(KEY_PREFIX) + 6]
         now = utcnow()
         async with self.db.uow(actor) as uow:
+            if user_id is not None:
+                # The foreign key guards against the user vanishing before the commit.
+                found = await uow.conn.scalar(select(t.users.c.id).where(t.users.c.id == user_id))
+                if found is None:
+                    raise NotFound(f"no user with id {user_id}", ["user"])
             key_id = await uow.conn.scalar(
                 insert(t.api_keys)
                 .values(
@@ -57,10 +70,11 @@ class ApiKeyStore:
                     prefix=prefix,
                     key_hash=hash_key(secret),
                     created_at=now,
+                    user_id=user_id,
                 )
                 .returning(t.api_keys.c.id)
             )
-            key = ApiKey(int(key_id), name, role, prefix, now)
+            key = ApiKey(int(key_id), name, role, prefix, now, user_id=user_id)
             await audit.record(uow, "create", _KEY, key.id, None, audit.api_key(key))
             await uow.commit()
         return key, secret
@@ -86,7 +100,13 @@ class ApiKeyStore:
             )
             before = _key(row)
             after = ApiKey(
-                before.id, before.name, before.role, before.prefix, before.created_at, now
+                before.id,
+                before.name,
+                before.role,
+                before.prefix,
+                before.created_at,
+                now,
+                before.user_id,
             )
             await audit.record(
                 uow, "revoke", _KEY, key_id, audit.api_key(before), audit.api_key(after)
@@ -112,12 +132,12 @@ class ApiKeyStore:
         async with self.db.read() as r:
             row = (
                 await r.conn.execute(
-                    select(t.api_keys).where(
+                    select(*_AUTH_COLUMNS).where(
                         t.api_keys.c.key_hash == digest, t.api_keys.c.revoked_at.is_(None)
                     )
                 )
             ).first()
-        principal = Principal(row.id, row.name, Role(row.role)) if row else None
+        principal = Principal(row.id, row.name, Role(row.role), row.user_id) if row else None
         if len(self._cache) > 10_000:
             self._cache.clear()
         self._cache[digest] = (now + self.cache_seconds, principal)

@@ -21,7 +21,7 @@ def to_entry(r: Row[Any]) -> AuditEntry:
         action=r.action,
         entity_type=AuditEntityType(r.entity_type),
         entity_id=r.entity_id,
-        actor=Actor(r.actor_key_id, r.actor_name, r.actor_role),
+        actor=Actor(r.actor_key_id, r.actor_name, r.actor_role, r.actor_user_id),
         before=r.before_state,
         after=r.after_state,
         occurred_at=r.occurred_at,
@@ -67,6 +67,7 @@ class AuditRepository:
                 actor_key_id=entry.actor.key_id,
                 actor_name=entry.actor.name,
                 actor_role=entry.actor.role,
+                actor_user_id=entry.actor.user_id,
                 before_state=entry.before,
                 after_state=entry.after,
             )

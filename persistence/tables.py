@@ -193,6 +193,7 @@ class SettingRow(SQLModel, table=True):
 
 class ApiKeyRow(SQLModel, table=True):
     __tablename__ = "api_keys"
+    __table_args__ = (Index("ix_api_keys_user", "user_id"),)
     id: int | None = Field(default=None, sa_column=Column(IdType, primary_key=True))
     name: str = Field(sa_column=Column(String(200), nullable=False))
     role: str = Field(sa_column=Column(String(32), nullable=False))
@@ -200,6 +201,11 @@ class ApiKeyRow(SQLModel, table=True):
     key_hash: str = Field(sa_column=Column(String(128), nullable=False, unique=True))
     created_at: datetime = _ts()
     revoked_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime()))
+    # The user the key belongs to ("my leads", the default work list); null for a bare key.
+    user_id: int | None = Field(
+        default=None,
+        sa_column=Column(BigInteger, ForeignKey("users.id", ondelete="SET NULL")),
+    )
 
 
 metadata = SQLModel.metadata
@@ -569,6 +575,7 @@ class AuditEntryRow(SQLModel, table=True):
     actor_key_id: int | None = Field(default=None, sa_column=Column(BigInteger))
     actor_name: str = Field(sa_column=Column(String(200), nullable=False))
     actor_role: str | None = _text(32)
+    actor_user_id: int | None = Field(default=None, sa_column=Column(BigInteger))
     before_state: Any = Field(default=None, sa_column=Column(JSONType))
     after_state: Any = Field(default=None, sa_column=Column(JSONType))
 
