@@ -34,6 +34,9 @@ class AuditActor:
     )
     name: str = strawberry.field(description="The key's name, or 'command line'.")
     role: Role | None
+    user_id: strawberry.ID | None = strawberry.field(
+        default=None, description="The user the API key belongs to; null for a key without one."
+    )
 
 
 @strawberry.type(name="AuditEntry")
@@ -61,7 +64,12 @@ class AuditEntryType:
     def actor(self) -> AuditActor:
         entry: AuditEntry = self  # type: ignore[assignment]
         a = entry.actor
-        return AuditActor(api_key_id=a.key_id, name=a.name, role=Role(a.role) if a.role else None)
+        return AuditActor(
+            api_key_id=a.key_id,
+            name=a.name,
+            role=Role(a.role) if a.role else None,
+            user_id=None if a.user_id is None else strawberry.ID(to_global_id("User", a.user_id)),
+        )
 
     @strawberry.field
     def before(self) -> JSON | None:

@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from api.ids import decode_id
 from api.settings import Settings, get_settings
 from domain.errors import DomainError
 from domain.importing import ImportEntity, ImportResult, chunks, import_chunk, read_csv
@@ -54,7 +55,8 @@ async def _prepare(demo: bool, host: str, port: int) -> None:
                 f"    curl -s http://{host}:{port}/graphql "
                 f"-H 'Authorization: Bearer {secret}' -H 'Content-Type: application/json' "
                 """-d '{"query": "{ viewer { name role } }"}'\n"""
-                "Keys for other roles: leadflow apikey create --name NAME --role ROLE\n",
+                "Keys for other roles: "
+                "leadflow apikey create --name NAME --role ROLE [--user USER_ID]\n",
                 file=sys.stderr,
                 flush=True,
             )
@@ -96,6 +98,14 @@ def serve(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------- apikey
 
 
+def _user_id(raw: str) -> int:
+    """A user's id as `apikey create --user` takes it: the number or the GraphQL ID."""
+    raw = raw.strip()
+    if raw.isdigit() and 0 < int(raw) < 2**63:
+        return int(raw)
+    return decode_id(raw, "User", ["user"])
+
+
 def apikey(args: argparse.Namespace) -> int:
     async def run() -> int:
         db = _db()
@@ -103,18 +113,26 @@ def apikey(args: argparse.Namespace) -> int:
             await _migrate(db)
             store = ApiKeyStore(db)
             if args.action == "create":
-                key, secret = await store.create(args.name, Role(args.role))
+                try:
+                    user_id = None if args.user is None else _user_id(args.user)
+                    key, secret = await store.create(args.name, Role(args.role), user_id=user_id)
+                except (DomainError, ValueError) as e:
+                    console.print(f"[red]{getattr(e, 'message', e)}[/]")
+                    return 2
+                owner = "" if key.user_id is None else f" for user {key.user_id}"
                 console.print(
-                    f"Created key {key.id} '{key.name}' ({key.role.value}). It is shown once:"
+                    f"Created key {key.id} '{key.name}' ({key.role.value}){owner}. "
+                    "It is shown once:"
                 )
                 print(secret)
             elif args.action == "list":
-                table = Table("id", "name", "role", "prefix", "created", "revoked")
+                table = Table("id", "name", "role", "user", "prefix", "created", "revoked")
                 for k in await store.list():
                     table.add_row(
                         str(k.id),
                         k.name,
                         k.role.value,
+                        "" if k.user_id is None else str(k.user_id),
                         k.prefix + "…",
                         k.created_at.isoformat(timespec="seconds"),
                         k.revoked_at.isoformat(timespec="seconds") if k.revoked_at else "",
@@ -249,6 +267,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     k = keys.add_parser("create")
     k.add_argument("--name", required=True)
     k.add_argument("--role", required=True, choices=[r.value for r in Role])
+    k.add_argument(
+        "--user",
+        metavar="USER_ID",
+        help="the user the key belongs to (id or GraphQL ID): 'my leads', the default work list",
+    )
     keys.add_parser("list")
     k = keys.add_parser("revoke")
     k.add_argument("id", type=int)

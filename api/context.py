@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 import strawberry
 from strawberry.dataloader import DataLoader
 
-from api.errors import forbidden
+from api.errors import bad_input, forbidden
 from api.fanout import FanOut
 from domain.auth import Principal
 from domain.model import Account, Contact, Lead
@@ -119,6 +119,17 @@ class Context:
         """Raise a FORBIDDEN GraphQL error unless the caller's role grants `permission`."""
         if not allows(self.principal.role, permission):
             raise forbidden(self.principal, permission)
+
+    def own_user_id(self, instead: str) -> int:
+        """The user the caller's API key belongs to ("my leads", "my work"); a BAD_USER_INPUT
+        error naming the argument to pass `instead` when the key belongs to no user."""
+        user_id = self.principal.user_id
+        if user_id is None:
+            raise bad_input(
+                f"this API key belongs to no user: pass {instead} or use a key that belongs to "
+                "a user (leadflow apikey create --user USER_ID)"
+            )
+        return user_id
 
     async def read(self, fn: Callable[[Repositories], Awaitable[T]]) -> T:
         """Run one read on a pooled connection of its own."""

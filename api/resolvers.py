@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -183,7 +184,7 @@ class Query:
     @strawberry.field
     def viewer(self, info: Info) -> gql.Viewer:
         p = info.context.principal
-        return gql.Viewer(name=p.name, role=p.role)
+        return gql.Viewer(name=p.name, role=p.role, user_id=p.user_id)
 
     @strawberry.field
     async def settings(self, info: Info) -> gql.Settings:
@@ -249,6 +250,11 @@ class Query:
             domain_filter = lead_filter(filter)
         except Invalid as e:
             raise bad_input(e.message) from None
+        if filter is not None and filter.mine:
+            if filter.owner_id is not None:
+                raise bad_input("filter: pass either mine or ownerId, not both")
+            own = info.context.own_user_id("filter.ownerId")
+            domain_filter = dataclasses.replace(domain_filter, owner_id=own)
         return await list_leads(info, domain_filter, order_by, first, after)
 
     @strawberry.field

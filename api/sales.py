@@ -444,14 +444,18 @@ class PeopleQuery:
 
     @strawberry.field
     async def reminders(
-        self, info: Info, owner_id: strawberry.ID, within_hours: int = 24
+        self, info: Info, owner_id: strawberry.ID | None = None, within_hours: int = 24
     ) -> list[ActivityType]:
-        """The assistant: the owner's open appointments and tasks due in the next hours."""
+        """The assistant: the owner's open appointments and tasks due in the next hours. Without
+        ownerId: the user the API key belongs to."""
         ctx = info.context
         ctx.require(Permission.READ)
         if not 0 < within_hours <= 24 * 90:
             raise bad_input("withinHours must be between 1 and 2160")
-        owner = decode_arg(owner_id, "User", ["ownerId"])
+        if owner_id is None:
+            owner = ctx.own_user_id("ownerId")
+        else:
+            owner = decode_arg(owner_id, "User", ["ownerId"])
         now = utcnow()
         end = now + dt.timedelta(hours=within_hours)
         found = await ctx.read(lambda r: r.activities.upcoming(owner, now, end))

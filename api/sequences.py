@@ -285,15 +285,19 @@ class SequenceQuery:
     async def work_list(
         self,
         info: Info,
-        owner_id: strawberry.ID,
+        owner_id: strawberry.ID | None = None,
         first: int | None = 50,
         after: str | None = None,
     ) -> WorkItemConnection:
         """The owner's work due now: current steps of the active sequences on the owner's OPEN
-        leads and the owner's open tasks, due now or overdue, oldest due first."""
+        leads and the owner's open tasks, due now or overdue, oldest due first. Without ownerId:
+        the user the API key belongs to."""
         ctx = info.context
         ctx.require(Permission.READ)
-        owner = decode_arg(owner_id, "User", ["ownerId"])
+        if owner_id is None:
+            owner = ctx.own_user_id("ownerId")
+        else:
+            owner = decode_arg(owner_id, "User", ["ownerId"])
         size = 50 if first is None else first
         if not 0 <= size <= ctx.services.max_page_size:
             raise bad_input(f"first must be between 0 and {ctx.services.max_page_size}")

@@ -82,10 +82,22 @@ class UserError:
     message: str
 
 
-@strawberry.type
+@strawberry.type(description="The caller: its API key's name and role, and the key's user.")
 class Viewer:
     name: str
     role: Role
+    user_id: strawberry.Private[int | None] = None
+
+    @strawberry.field(
+        description="The user the API key belongs to (whose leads `mine` and the default "
+        "`workList`/`reminders` are); null for a key without a user."
+    )
+    async def user(self, info: Info) -> Annotated[UserType, strawberry.lazy("api.sales")] | None:
+        user_id = self.user_id
+        if user_id is None:
+            return None
+        found = await info.context.read(lambda r: r.users.get_many([user_id]))
+        return found.get(user_id)  # type: ignore[return-value]
 
 
 @strawberry.type
@@ -466,6 +478,11 @@ class LeadFilter:
     created_before: datetime | None = None
     min_score: ScoreThresholdInput | None = None
     owner_id: strawberry.ID | None = None
+    mine: bool | None = strawberry.field(
+        default=None,
+        description="true: only leads owned by the user the API key belongs to (an error for a "
+        "key without a user). Not together with ownerId.",
+    )
 
 
 @strawberry.input(description="SCORE needs scoringModelId.")
