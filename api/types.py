@@ -88,7 +88,7 @@ class Viewer:
     role: Role
     user_id: strawberry.Private[int | None] = None
 
-    @strawberry.field(
+    @strawberry.field(  # type: ignore[untyped-decorator]
         description="The user the API key belongs to (whose leads `mine` and the default "
         "`workList`/`reminders` are); null for a key without a user."
     )
