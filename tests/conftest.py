@@ -17,6 +17,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from api.app import create_app
+from api.ids import from_global_id
 from api.settings import ROLE_NAMES, RateLimit, Settings
 from domain.roles import Role
 from persistence.apikeys import ApiKeyStore
@@ -109,11 +110,23 @@ UNLIMITED = {role: RateLimit(per_second=1e6, burst=1_000_000) for role in ROLE_N
 
 
 class Api:
-    """A GraphQL client over ASGI with one API key per role."""
+    """A GraphQL client over ASGI with one API key per role (keys without a user); `user_key`
+    makes a key that belongs to a user."""
 
-    def __init__(self, client: httpx.AsyncClient, keys: dict[Role, str]) -> None:
+    def __init__(
+        self, client: httpx.AsyncClient, keys: dict[Role, str], store: ApiKeyStore | None = None
+    ) -> None:
         self.client = client
         self.keys = keys
+        self.store = store
+
+    async def user_key(self, user_gid: str, role: Role = Role.SELLER) -> str:
+        """A new API key with `role` that belongs to the user with this global ID."""
+        assert self.store is not None
+        type_name, user_id = from_global_id(user_gid)
+        assert type_name == "User", user_gid
+        _, secret = await self.store.create(f"{role.value} of user {user_id}", role, None, user_id)
+        return secret
 
     async def post(
         self,
@@ -129,10 +142,15 @@ class Api:
         )
 
     async def __call__(
-        self, query: str, variables: dict[str, Any] | None = None, *, role: Role = Role.ADMIN
+        self,
+        query: str,
+        variables: dict[str, Any] | None = None,
+        *,
+        role: Role = Role.ADMIN,
+        key: str | None = None,
     ) -> dict[str, Any]:
         """Run an operation that must succeed without GraphQL errors; return its data."""
-        response = await self.post(query, variables, role=role)
+        response = await self.post(query, variables, role=role, key=key)
         assert response.status_code == 200, response.text
         body = response.json()
         assert "errors" not in body, body["errors"]
@@ -140,9 +158,14 @@ class Api:
         return data
 
     async def errors(
-        self, query: str, variables: dict[str, Any] | None = None, *, role: Role = Role.ADMIN
+        self,
+        query: str,
+        variables: dict[str, Any] | None = None,
+        *,
+        role: Role = Role.ADMIN,
+        key: str | None = None,
     ) -> list[dict[str, Any]]:
-        response = await self.post(query, variables, role=role)
+        response = await self.post(query, variables, role=role, key=key)
         body = response.json()
         assert body.get("errors"), body
         errors: list[dict[str, Any]] = body["errors"]
@@ -164,4 +187,4 @@ async def api(database_url: str) -> AsyncIterator[Api]:
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
-            yield Api(client, keys)
+            yield Api(client, keys, store)

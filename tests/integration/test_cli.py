@@ -48,6 +48,63 @@ def test_apikey_create_list_revoke(cli_db: str, capsys: pytest.CaptureFixture[st
     assert cli.main(["apikey", "revoke", "1"]) == 1
 
 
+def _new_user(url: str, name: str) -> int:
+    from domain.sales import User
+
+    async def run() -> int:
+        db = Database(url)
+        try:
+            async with db.uow() as uow:
+                user = await uow.users.add(User(name, f"{name}@cli.io"))
+                await uow.commit()
+            return user.id
+        finally:
+            await db.dispose()
+
+    return asyncio.run(run())
+
+
+def _keys(url: str) -> list[tuple[str, int | None]]:
+    from persistence.apikeys import ApiKeyStore
+
+    async def run() -> list[tuple[str, int | None]]:
+        db = Database(url)
+        try:
+            return [(k.name, k.user_id) for k in await ApiKeyStore(db).list()]
+        finally:
+            await db.dispose()
+
+    return asyncio.run(run())
+
+
+def test_apikey_create_for_a_user(cli_db: str, capsys: pytest.CaptureFixture[str]) -> None:
+    from api.ids import to_global_id
+
+    ann = _new_user(cli_db, "ann")
+    create = ["apikey", "create", "--role", "SELLER", "--name"]
+    assert cli.main([*create, "ann's", "--user", str(ann)]) == 0
+    assert capsys.readouterr().out.strip().startswith("lf_")
+    # The user's GraphQL ID works as well.
+    assert cli.main([*create, "ann's too", "--user", to_global_id("User", ann)]) == 0
+    assert cli.main([*create, "nobody's"]) == 0
+    capsys.readouterr()
+
+    # An unknown user, or something that is not a user's id: an error, and no key.
+    assert cli.main([*create, "ghost's", "--user", str(ann + 1000)]) == 2
+    assert f"no user with id {ann + 1000}" in capsys.readouterr().err
+    assert cli.main([*create, "lead's", "--user", to_global_id("Lead", 1)]) == 2
+    assert "expected an ID of a User" in capsys.readouterr().err
+    assert cli.main([*create, "junk", "--user", "-3"]) == 2
+    assert _keys(cli_db) == [("ann's", ann), ("ann's too", ann), ("nobody's", None)]
+
+    assert cli.main(["apikey", "list"]) == 0
+    listing = capsys.readouterr().out
+    assert "user" in listing
+    rows = {line.split("│")[2].strip(): line for line in listing.splitlines() if "│" in line}
+    assert rows["ann's"].split("│")[4].strip() == str(ann)
+    assert rows["nobody's"].split("│")[4].strip() == ""
+
+
 def test_import_contacts_with_mapping(cli_db: str, tmp_path: Path) -> None:
     path = tmp_path / "contacts.csv"
     path.write_text("mail,given,Company\na@x.io,Ann,Contoso\nb@x.io,Bob,contoso\nbad,Bad,X\n")
