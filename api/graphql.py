@@ -9,7 +9,6 @@ from typing import Any, ClassVar
 import strawberry
 from strawberry.extensions import (
     AddValidationRules,
-    MaskErrors,
     MaxAliasesLimiter,
     MaxTokensLimiter,
     ParserCache,
@@ -21,7 +20,7 @@ from strawberry.schema.schema import validate_document
 from strawberry.tools import merge_types
 
 from api import types as gql
-from api.errors import should_mask
+from api.errors import ServiceErrors, should_mask
 from api.events import EventQuery, Subscription
 from api.execution import FastLeafExecutionContext
 from api.qualification import QualificationModelType, QualificationMutation, QualificationQuery
@@ -83,7 +82,7 @@ def build_schema(settings: Settings | None = None) -> strawberry.Schema:
         partial(ParserCache, maxsize=512),
         partial(AddValidationRules, rules),
         DocumentValidationCache,
-        partial(MaskErrors, should_mask_error=should_mask),
+        partial(ServiceErrors, should_mask_error=should_mask),
     ]
     if settings.production:
         extensions.append(DisableIntrospection)

@@ -24,7 +24,9 @@ from strawberry.types import ExecutionResult
 from strawberry.types.graphql import OperationType
 
 from api.context import Context, Services
+from api.errors import UNAVAILABLE_MESSAGE, log
 from domain.auth import Principal
+from domain.errors import ServiceUnavailable
 from domain.ports import Authenticator
 from domain.roles import Role
 
@@ -40,6 +42,15 @@ def unauthenticated(message: str) -> JSONResponse:
         "errors": [{"message": message, "extensions": {"code": "UNAUTHENTICATED"}}],
     }
     return JSONResponse(body, status_code=401, headers={"WWW-Authenticate": "Bearer"})
+
+
+def service_unavailable() -> JSONResponse:
+    """503 for a request that could not even be authenticated because the database is down."""
+    body = {
+        "data": None,
+        "errors": [{"message": UNAVAILABLE_MESSAGE, "extensions": {"code": "SERVICE_UNAVAILABLE"}}],
+    }
+    return JSONResponse(body, status_code=503, headers={"Retry-After": "1"})
 
 
 def bearer_token(header: str | None) -> str | None:
@@ -128,7 +139,15 @@ class AuthenticatingTransportWS(BaseGraphQLTransportWSHandler[Context, None]):
         header = payload.get("authorization") if isinstance(payload, dict) else None
         token = bearer_token(header if isinstance(header, str) else None)
         view: GraphQLEndpoint = self.view  # type: ignore[assignment]
-        principal = await view.keys.authenticate(token) if token is not None else None
+        try:
+            principal = await view.keys.authenticate(token) if token is not None else None
+        except ServiceUnavailable as e:
+            log.warning("connection_init: %s", e)
+            if self.connection_init_timeout_task:
+                self.connection_init_timeout_task.cancel()
+            # 1013 "try again later": the key could not be checked, the client should reconnect.
+            await self.websocket.close(code=1013, reason="service unavailable: retry shortly")
+            return
         if principal is None:
             if self.connection_init_timeout_task:
                 self.connection_init_timeout_task.cancel()
@@ -167,7 +186,12 @@ class GraphQLEndpoint(GraphQL[Context, None]):
                     scope, receive, send
                 )
                 return
-            principal = await self.keys.authenticate(token)
+            try:
+                principal = await self.keys.authenticate(token)
+            except ServiceUnavailable as e:
+                log.warning("authentication: %s", e)
+                await service_unavailable()(scope, receive, send)
+                return
             if principal is None:
                 await unauthenticated("the API key is unknown or revoked")(scope, receive, send)
                 return

@@ -46,3 +46,13 @@ class ValidationErrors(DomainError):
     def __init__(self, errors: Sequence[DomainError]) -> None:
         super().__init__("; ".join(e.message for e in errors))
         self.errors = list(errors)
+
+
+class ServiceUnavailable(Exception):
+    """A service the operation needs (the database) cannot be reached; retry later.
+
+    Not a DomainError: nothing about the request was wrong and nothing was changed, so it is
+    not a userError but a top-level error with the code SERVICE_UNAVAILABLE.
+    """
+
+    code = "SERVICE_UNAVAILABLE"

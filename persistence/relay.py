@@ -32,6 +32,7 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 
+from domain.errors import ServiceUnavailable
 from domain.ports import EventBroker
 from persistence.database import Database
 
@@ -58,6 +59,7 @@ class Relay:
         self._wake = asyncio.Event()
         self._unannounced: int | None = None
         self._broker_down = False
+        self._db_down = False
 
     def wake(self) -> None:
         """Ask for a run now (called after a commit that wrote events)."""
@@ -86,6 +88,10 @@ class Relay:
             head = await r.events.max_position()
         if positioned:
             self._unannounced = head
+        # This process's own subscribers first: they need no broker, so a slow or unreachable
+        # broker never delays them.
+        if self.on_head is not None:
+            await self.on_head(head)
         if self._unannounced is not None:
             try:
                 await self.broker.publish(self._unannounced)
@@ -97,8 +103,6 @@ class Relay:
                 if not self._broker_down:
                     log.warning("event broker unavailable (%s); subscribers poll the table", e)
                 self._broker_down = True
-        if self.on_head is not None:
-            await self.on_head(head)
         return head
 
     async def run(self) -> None:
@@ -114,8 +118,18 @@ class Relay:
             self._wake.clear()
             try:
                 await self.run_once(check_first=not woken)
+                if self._db_down:
+                    log.info("event relay: the database is back")
+                self._db_down = False
             except asyncio.CancelledError:
                 raise
+            except ServiceUnavailable as e:
+                # Events committed before the outage are positioned once it is back; say so
+                # once, not every interval.
+                if not self._db_down:
+                    log.warning("event relay paused: %s", e)
+                self._db_down = True
+                await asyncio.sleep(min(self.interval, 1.0))
             except Exception:
                 log.exception("event relay run failed; retrying")
                 await asyncio.sleep(self.interval)
