@@ -7,6 +7,7 @@ from functools import partial
 from typing import Any, ClassVar
 
 import strawberry
+from graphql import GraphQLError
 from strawberry.extensions import (
     AddValidationRules,
     MaxAliasesLimiter,
@@ -18,9 +19,10 @@ from strawberry.extensions import (
 from strawberry.extensions.disable_introspection import DisableIntrospection
 from strawberry.schema.schema import validate_document
 from strawberry.tools import merge_types
+from strawberry.types import ExecutionContext
 
 from api import types as gql
-from api.errors import ServiceErrors, should_mask
+from api.errors import ServiceErrors, should_mask, unavailable_cause
 from api.events import EventQuery, Subscription
 from api.execution import FastLeafExecutionContext
 from api.qualification import QualificationModelType, QualificationMutation, QualificationQuery
@@ -67,6 +69,18 @@ class DocumentValidationCache(SchemaExtension):
         yield
 
 
+class Schema(strawberry.Schema):
+    """Strawberry's schema, logging an outage's errors as one line each, not a traceback."""
+
+    def process_errors(
+        self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
+    ) -> None:
+        # Errors caused by an unreachable database are logged (one line) where they are masked.
+        rest = [e for e in errors if unavailable_cause(e.original_error) is None]
+        if rest:
+            super().process_errors(rest, execution_context)
+
+
 def build_schema(settings: Settings | None = None) -> strawberry.Schema:
     """The schema; limits come from settings (defaults when none are given)."""
     settings = settings or Settings()
@@ -86,7 +100,7 @@ def build_schema(settings: Settings | None = None) -> strawberry.Schema:
     ]
     if settings.production:
         extensions.append(DisableIntrospection)
-    return strawberry.Schema(
+    return Schema(
         query=merge_types(
             "Query",
             (

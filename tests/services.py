@@ -13,9 +13,12 @@ import pwd
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
+
+import httpx
 
 
 def free_port() -> int:
@@ -111,6 +114,11 @@ class PrivatePostgres:
         self._run("pg_ctl", "-D", str(self.data), "-o", options, "-l", log, "-w", "start")
         _wait_for_port(self.port, None, "PostgreSQL")
 
+    @property
+    def running(self) -> bool:
+        with socket.socket() as s:
+            return s.connect_ex(("127.0.0.1", self.port)) == 0
+
     def kill(self) -> None:
         """Stop at once, as a crash would: clients lose their connections mid-statement."""
         self._run("pg_ctl", "-D", str(self.data), "-m", "immediate", "-w", "stop")
@@ -145,3 +153,42 @@ class PrivateRedis:
 
     def close(self) -> None:
         self.kill()
+
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def start_server(db_url: str, extra: dict[str, str]) -> tuple[subprocess.Popen[bytes], str]:
+    """uvicorn with the app on a free port (the database already migrated); (process, url)."""
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LEADFLOW_")}
+    env.update(
+        LEADFLOW_DATABASE_URL=db_url,
+        LEADFLOW_ENV="test",
+        LEADFLOW_SCORE_EXPIRY_INTERVAL_SECONDS="0",
+        **extra,
+    )
+    cmd = [sys.executable, "-m", "uvicorn", "--factory", "api.app:app_factory"]
+    cmd += ["--host", "127.0.0.1", "--port", str(port), "--log-level", "error"]
+    proc = subprocess.Popen(cmd, env=env, cwd=ROOT)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                return proc, url
+        except httpx.TransportError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            raise RuntimeError(f"server did not start (exit {proc.poll()})")
+        time.sleep(0.05)
+
+
+def stop_server(proc: subprocess.Popen[bytes]) -> None:
+    proc.terminate()
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(10)
