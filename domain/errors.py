@@ -51,8 +51,9 @@ class ValidationErrors(DomainError):
 class ServiceUnavailable(Exception):
     """A service the operation needs (the database) cannot be reached; retry later.
 
-    Not a DomainError: nothing about the request was wrong and nothing was changed, so it is
-    not a userError but a top-level error with the code SERVICE_UNAVAILABLE.
+    Not a DomainError: nothing about the request was wrong, so it is not a userError but a
+    top-level error with the code SERVICE_UNAVAILABLE. Nothing was changed, except that a commit
+    cut off mid-way may or may not have happened: retries must be idempotent.
     """
 
     code = "SERVICE_UNAVAILABLE"
