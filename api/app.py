@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import hashlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -18,14 +19,18 @@ from api.context import Services
 from api.fanout import FanOut
 from api.graphql import build_schema
 from api.http import GraphQLEndpoint
-from api.jobs import expiry_loop, webhook_loop
+from api.idempotency import Idempotency
+from api.jobs import expiry_loop, idempotency_cleanup_loop, webhook_loop
 from api.settings import Settings, get_settings
 from api.webhooks import HttpSender, render
-from domain.ports import EventBroker
+from domain.ports import EventBroker, RateLimiter
 from persistence.apikeys import ApiKeyStore
+from persistence.brokers import CHANNEL as EVENT_CHANNEL
 from persistence.brokers import MemoryBroker, RedisBroker
 from persistence.database import Database
+from persistence.idempotency import IdempotencyKeyStore
 from persistence.migrate import pending, upgrade
+from persistence.ratelimit import MemoryRateLimiter, RedisRateLimiter
 from persistence.relay import Relay
 
 log = logging.getLogger("leadflow")
@@ -44,15 +49,40 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Sta
     keys = ApiKeyStore(db, cache_seconds=settings.api_key_cache_seconds)
     # Lead events: the relay positions committed events and announces them on the broker; this
     # process's one broker subscription feeds its fan-out to GraphQL subscriptions.
-    broker: EventBroker = RedisBroker(settings.redis_url) if settings.redis_url else MemoryBroker()
+    # Redis names (the event channel, rate buckets) carry a digest of the database URL, so
+    # deployments sharing one Redis never see each other's notices.
+    database = hashlib.sha256(settings.database_url.encode()).hexdigest()[:16]
+    broker: EventBroker = (
+        RedisBroker(settings.redis_url, f"{EVENT_CHANNEL}:{database}")
+        if settings.redis_url
+        else MemoryBroker()
+    )
     fanout = FanOut(db)
-    relay = Relay(db, broker, fanout.notify, interval=settings.event_relay_interval_seconds)
+    relay = Relay(
+        db,
+        broker,
+        fanout.notify,
+        interval=settings.event_relay_interval_seconds,
+        on_events=fanout.offer,
+    )
     db.events_committed.append(relay.wake)
+    db.head_committed.append(lambda head, events: fanout.offer(events))
+    db.head_committed.append(lambda head, events: relay.committed(head))
     services = Services(uow=db.uow, reads=db, max_page_size=settings.max_page_size, events=fanout)
+    # Per API key: shared by every process through Redis when there is one.
+    limiter: RateLimiter = (
+        RedisRateLimiter(settings.redis_url, f"leadflow:rate:{database}:")
+        if settings.redis_url
+        else MemoryRateLimiter()
+    )
+    idempotency_keys = IdempotencyKeyStore(db)
     graphql = GraphQLEndpoint(
         build_schema(settings),
         services,
         keys,
+        limits=settings,
+        rate_limiter=limiter,
+        idempotency=Idempotency(idempotency_keys, settings.idempotency_key_ttl_seconds),
         graphql_ide=None if settings.production else "graphiql",
         allow_queries_via_get=False,
     )
@@ -107,6 +137,9 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Sta
         if settings.score_expiry_interval_seconds > 0:
             interval = settings.score_expiry_interval_seconds
             jobs.append(asyncio.create_task(expiry_loop(db, db.uow, interval)))
+        if settings.idempotency_cleanup_interval_seconds > 0:
+            interval = settings.idempotency_cleanup_interval_seconds
+            jobs.append(asyncio.create_task(idempotency_cleanup_loop(idempotency_keys, interval)))
         sender = HttpSender()
         if settings.webhook_interval_seconds > 0:
             interval = settings.webhook_interval_seconds
@@ -120,6 +153,7 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Sta
         await sender.close()
         await fanout.stop()
         await broker.close()
+        await limiter.close()
         await db.dispose()
 
     app = Starlette(
@@ -133,9 +167,11 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Sta
     )
     app.state.db = db
     app.state.keys = keys
+    app.state.idempotency_keys = idempotency_keys
     app.state.relay = relay
     app.state.fanout = fanout
     app.state.settings = settings
+    app.state.rate_limiter = limiter
     return app
 
 

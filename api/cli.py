@@ -8,12 +8,13 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from api.settings import get_settings
+from api.settings import Settings, get_settings
 from domain.errors import DomainError
 from domain.importing import ImportEntity, ImportResult, chunks, import_chunk, read_csv
 from domain.roles import Role
@@ -66,6 +67,12 @@ async def _prepare(demo: bool, host: str, port: int) -> None:
         await db.dispose()
 
 
+def server_options(settings: Settings) -> dict[str, Any]:
+    """uvicorn options that carry the request limits to the server itself."""
+    # A WebSocket message larger than the HTTP body cap is refused by uvicorn (close 1009).
+    return {"ws_max_size": settings.max_body_bytes, "proxy_headers": True}
+
+
 def serve(args: argparse.Namespace) -> int:
     import uvicorn
 
@@ -81,7 +88,7 @@ def serve(args: argparse.Namespace) -> int:
         port=port,
         workers=args.workers,
         log_level=settings.log_level,
-        proxy_headers=True,
+        **server_options(settings),
     )
     return 0
 

@@ -107,6 +107,9 @@ class Context:
     principal: Principal
     services: Services
     raw_variables: Callable[[], Awaitable[dict[str, Any]]] | None = None
+    # Set by the shared subscription delivery (api/delivery.py): a subscription resolver checks
+    # its arguments, records them here and returns without following anything.
+    probe: dict[str, Any] | None = None
     loaders: Loaders = field(init=False)
 
     def __post_init__(self) -> None:

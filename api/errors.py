@@ -66,6 +66,8 @@ def should_mask(error: GraphQLError) -> bool:
     if error.original_error is None:
         return False  # parse/validation errors: about the query, safe to show
     original = error.original_error
+    if isinstance(original, GraphQLError) and error.path is None:
+        return False  # the variables did not fit their types: about the request, safe to show
     if isinstance(original, GraphQLError):
         code = (original.extensions or {}).get("code")
         if code in PUBLIC_CODES:

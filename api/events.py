@@ -226,6 +226,9 @@ async def _follow(
     if feed is None:
         raise RuntimeError("this server has no event feed")
     position = _position(after)
+    if ctx.probe is not None:  # checked for the shared delivery, which follows the feed itself
+        ctx.probe.update(after=position, types=frozenset(types) if types is not None else None)
+        return
     async for event in feed.follow(position, frozenset(types) if types is not None else None):
         # A subscription lives long: each event reads the lead as it is now, not a cached copy.
         ctx.loaders = Loaders(ctx.services.reads)

@@ -95,6 +95,16 @@ class FanOut:
             self._target = max(self._target, position)
             self._wake.set()
 
+    def offer(self, events: list[LeadEvent]) -> None:
+        """Events this process just committed, with their leads: pushed without a read when
+        they follow on from the head (otherwise the notice that follows reads them)."""
+        if not events or events[0].position != self.head + 1:
+            return
+        self.head = events[-1].position
+        self._target = max(self._target, self.head)
+        for subscriber in list(self._subscribers):
+            subscriber.push(events)
+
     def subscribe(self) -> Subscriber:
         subscriber = Subscriber(self.buffer)
         self._subscribers.add(subscriber)
@@ -127,7 +137,9 @@ class FanOut:
                     return  # not visible to this connection yet: the next notice retries
                 # One read of the batch's leads for every subscriber, instead of one each.
                 leads = await r.leads.get_many(sorted({e.lead_id for e in batch}))
-            batch = [replace(e, lead=leads.get(e.lead_id)) for e in batch]
+            batch = [replace(e, lead=leads.get(e.lead_id)) for e in batch if e.position > self.head]
+            if not batch:
+                continue  # offered meanwhile
             self.head = batch[-1].position
             for subscriber in list(self._subscribers):
                 subscriber.push(batch)
@@ -149,34 +161,62 @@ class FanOut:
     async def follow(
         self, after: int | None, types: Collection[str] | None = None
     ) -> AsyncIterator[LeadEvent]:
-        """Events after position `after` (or from now), in order, then live; until closed.
-
-        The buffer is registered before the backlog is read, so nothing committed in between
-        is missed; events seen twice (in the backlog and in the buffer) are skipped by position.
-        """
-        subscriber = self.subscribe()
+        """Events after position `after` (or from now), in order, then live; until closed."""
+        follower = Follower(self, after, types)
         try:
-            cursor = self.head if after is None else after
-            from_table = after is not None
             while True:
-                while from_table:
-                    rows, cursor, from_table = await self._read(cursor, types)
-                    for event in rows:
-                        yield event
-                batch, lost = subscriber.take()
-                if lost:
-                    from_table = True
-                    continue
-                for event in batch:
-                    if event.position <= cursor:
-                        continue  # delivered from the table already
-                    if event.position != cursor + 1:
-                        from_table = True  # a hole: the table has what is missing
-                        break
-                    cursor = event.position
-                    if types is None or event.type in types:
-                        yield event
-                if not from_table:
-                    await subscriber.wait()
+                for event in await follower.next_batch():
+                    yield event
         finally:
-            self.unsubscribe(subscriber)
+            follower.close()
+
+
+class Follower:
+    """Events after a cursor, in order, without gap or duplicate, in batches.
+
+    The buffer is registered before the backlog is read, so nothing committed in between is
+    missed; events seen twice (in the backlog and in the buffer) are skipped by position.
+    `cursor` is the position up to which every event was handed out or skipped (other types).
+    """
+
+    __slots__ = ("_from_table", "_subscriber", "cursor", "fanout", "types")
+
+    def __init__(
+        self, fanout: FanOut, after: int | None, types: Collection[str] | None = None
+    ) -> None:
+        self.fanout = fanout
+        self.types = types
+        self._subscriber = fanout.subscribe()
+        self.cursor = fanout.head if after is None else after
+        self._from_table = after is not None
+
+    def close(self) -> None:
+        self.fanout.unsubscribe(self._subscriber)
+
+    async def next_batch(self) -> list[LeadEvent]:
+        """The next events (at least one) after the cursor; waits for them if needed."""
+        types = self.types
+        while True:
+            if self._from_table:
+                rows, self.cursor, self._from_table = await self.fanout._read(self.cursor, types)
+                if rows:
+                    return rows
+                continue
+            batch, lost = self._subscriber.take()
+            if lost:
+                self._from_table = True
+                continue
+            out: list[LeadEvent] = []
+            for event in batch:
+                if event.position <= self.cursor:
+                    continue  # delivered from the table already
+                if event.position != self.cursor + 1:
+                    self._from_table = True  # a hole: the table has what is missing
+                    break
+                self.cursor = event.position
+                if types is None or event.type in types:
+                    out.append(event)
+            if out:
+                return out
+            if not self._from_table:
+                await self._subscriber.wait()

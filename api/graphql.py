@@ -2,29 +2,32 @@
 
 from __future__ import annotations
 
+import asyncio
+import re
 from collections.abc import Callable, Iterator
 from functools import partial
 from typing import Any, ClassVar
 
 import strawberry
-from graphql import GraphQLError
+from graphql import ASTValidationRule, GraphQLError, validate
 from strawberry.extensions import (
     AddValidationRules,
-    MaxAliasesLimiter,
     MaxTokensLimiter,
     ParserCache,
-    QueryDepthLimiter,
     SchemaExtension,
 )
 from strawberry.extensions.disable_introspection import DisableIntrospection
+from strawberry.schema.config import StrawberryConfig
 from strawberry.schema.schema import validate_document
 from strawberry.tools import merge_types
-from strawberry.types import ExecutionContext
+from strawberry.types import ExecutionContext, ExecutionResult
 
 from api import types as gql
+from api.audit import AuditQuery
 from api.errors import ServiceErrors, should_mask, unavailable_cause
 from api.events import EventQuery, Subscription
 from api.execution import FastLeafExecutionContext
+from api.limits import operation_limits_rule
 from api.qualification import QualificationModelType, QualificationMutation, QualificationQuery
 from api.resolvers import Mutation, Query
 from api.sales import (
@@ -52,6 +55,10 @@ class DocumentValidationCache(SchemaExtension):
     _entries: ClassVar[dict[tuple[int, int, tuple[Any, ...]], tuple[Any, Any]]] = {}
     maxsize: ClassVar[int] = 512
 
+    def __init__(self, *, hide_suggestions: bool = False, execution_context: Any = None) -> None:
+        super().__init__(execution_context=execution_context)
+        self.hide_suggestions = hide_suggestions
+
     def on_validate(self) -> Iterator[None]:
         ctx = self.execution_context
         document, rules = ctx.graphql_document, tuple(ctx.validation_rules)
@@ -61,7 +68,10 @@ class DocumentValidationCache(SchemaExtension):
         key = (id(ctx.schema._schema), id(document), rules)
         entry = self._entries.get(key)
         if entry is None or entry[0] is not document:
-            errors = validate_document(ctx.schema._schema, document, rules)
+            if self.hide_suggestions:  # production: no "Did you mean ...?" hints
+                errors = validate(ctx.schema._schema, document, rules, hide_suggestions=True)
+            else:
+                errors = validate_document(ctx.schema._schema, document, rules)
             if len(self._entries) >= self.maxsize:
                 del self._entries[next(iter(self._entries))]  # the oldest
             entry = self._entries[key] = (document, errors)
@@ -69,13 +79,45 @@ class DocumentValidationCache(SchemaExtension):
         yield
 
 
-class Schema(strawberry.Schema):
-    """Strawberry's schema, logging an outage's errors as one line each, not a traceback."""
+_SUGGESTION = re.compile(r"\s*Did you mean [^?]*\?")
+
+
+class LimitedSchema(strawberry.Schema):
+    """The schema with a wall-clock limit per query or mutation.
+
+    A query or mutation running longer than `timeout` seconds is cancelled: the unit of work it
+    had open rolls back, so nothing it wrote there is kept, and the caller gets one TIMEOUT
+    error. (Interactions already handed to the recorder's shared group commit are stored whole
+    or not at all; a retry with the same idempotencyKey is safe.)
+    """
+
+    def __init__(self, *args: Any, timeout: float, hide_suggestions: bool, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.timeout = timeout
+        self.hide_suggestions = hide_suggestions
+
+    async def execute(self, *args: Any, **kwargs: Any) -> ExecutionResult:
+        try:
+            async with asyncio.timeout(self.timeout or None):
+                result = await super().execute(*args, **kwargs)
+        except TimeoutError:
+            message = (
+                f"the operation took longer than {self.timeout:g} s and was stopped;"
+                " its open transaction was rolled back"
+            )
+            return ExecutionResult(
+                data=None, errors=[GraphQLError(message, extensions={"code": "TIMEOUT"})]
+            )
+        if self.hide_suggestions and result.errors:
+            for error in result.errors:  # e.g. an unknown enum value in the variables
+                error.message = _SUGGESTION.sub("", error.message)
+        return result
 
     def process_errors(
         self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
     ) -> None:
-        # Errors caused by an unreachable database are logged (one line) where they are masked.
+        # Errors caused by an unreachable database are logged (one line each, no traceback)
+        # where they are masked as SERVICE_UNAVAILABLE.
         rest = [e for e in errors if unavailable_cause(e.original_error) is None]
         if rest:
             super().process_errors(rest, execution_context)
@@ -84,23 +126,29 @@ class Schema(strawberry.Schema):
 def build_schema(settings: Settings | None = None) -> strawberry.Schema:
     """The schema; limits come from settings (defaults when none are given)."""
     settings = settings or Settings()
-    # The limiters' rule classes are made once, so every request passes the same rules and
-    # the validation cache (keyed by schema, document and rules) hits for repeated queries.
-    limiters = [
-        QueryDepthLimiter(max_depth=settings.max_query_depth),
-        MaxAliasesLimiter(max_alias_count=settings.max_aliases),
+    # The rule class is made once, so every request passes the same rules and the validation
+    # cache (keyed by schema, document and rules) hits for repeated queries.
+    rules: list[type[ASTValidationRule]] = [
+        operation_limits_rule(
+            max_depth=settings.max_query_depth,
+            max_aliases=settings.max_aliases,
+            max_directives=settings.max_directives,
+        )
     ]
-    rules = [rule for limiter in limiters for rule in limiter.validation_rules]
     extensions: list[type[SchemaExtension] | Callable[[], SchemaExtension]] = [
         partial(MaxTokensLimiter, max_token_count=settings.max_tokens),
         partial(ParserCache, maxsize=512),
         partial(AddValidationRules, rules),
-        DocumentValidationCache,
+        partial(DocumentValidationCache, hide_suggestions=settings.production),
         partial(ServiceErrors, should_mask_error=should_mask),
     ]
     if settings.production:
         extensions.append(DisableIntrospection)
-    return Schema(
+    batching = settings.max_batch_operations
+    return LimitedSchema(
+        timeout=settings.execution_timeout_seconds,
+        hide_suggestions=settings.production,
+        config=StrawberryConfig(batching_config={"max_operations": batching} if batching else None),
         query=merge_types(
             "Query",
             (
@@ -111,6 +159,7 @@ def build_schema(settings: Settings | None = None) -> strawberry.Schema:
                 PeopleQuery,
                 EventQuery,
                 WebhookQuery,
+                AuditQuery,
             ),
         ),
         mutation=merge_types(

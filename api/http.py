@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 import orjson
+from graphql import GraphQLError
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.types import Message, Receive, Scope, Send
@@ -18,17 +23,25 @@ from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOpe
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
     BaseGraphQLTransportWSHandler,
+    Operation,
 )
-from strawberry.subscriptions.protocols.graphql_transport_ws.types import ConnectionInitMessage
+from strawberry.subscriptions.protocols.graphql_transport_ws.types import (
+    ConnectionInitMessage,
+    ErrorMessage,
+    SubscribeMessage,
+)
 from strawberry.types import ExecutionResult
 from strawberry.types.graphql import OperationType
 
 from api.context import Context, Services
+from api.delivery import Hub
 from api.errors import UNAVAILABLE_MESSAGE, log
+from api.idempotency import Idempotency, has_mutation
+from api.settings import Settings
 from domain.auth import Principal
 from domain.errors import ServiceUnavailable
-from domain.ports import Authenticator
-from domain.roles import Role
+from domain.ports import Authenticator, RateLimiter
+from domain.roles import Permission, Role, allows
 
 # A WebSocket's context exists before its connection_init says who is calling. The handler
 # below runs no operation before acknowledging the connection, and acknowledges only after it
@@ -44,13 +57,31 @@ def unauthenticated(message: str) -> JSONResponse:
     return JSONResponse(body, status_code=401, headers={"WWW-Authenticate": "Bearer"})
 
 
-def service_unavailable() -> JSONResponse:
-    """503 for a request that could not even be authenticated because the database is down."""
-    body = {
-        "data": None,
-        "errors": [{"message": UNAVAILABLE_MESSAGE, "extensions": {"code": "SERVICE_UNAVAILABLE"}}],
-    }
-    return JSONResponse(body, status_code=503, headers={"Retry-After": "1"})
+def refusal(
+    status: int, code: str, message: str, headers: dict[str, str] | None = None
+) -> Response:
+    """A GraphQL-shaped error answer for a request refused before it runs."""
+    body = {"data": None, "errors": [{"message": message, "extensions": {"code": code}}]}
+    return Response(orjson.dumps(body), status, headers, media_type="application/json")
+
+
+def too_many_requests(wait: float) -> Response:
+    seconds = max(1, math.ceil(wait))
+    return refusal(
+        429,
+        "RATE_LIMITED",
+        f"rate limit of this API key exceeded: retry in {seconds} s",
+        {"Retry-After": str(seconds)},
+    )
+
+
+def service_unavailable() -> Response:
+    """503 for a request whose API key cannot be checked because the database is down."""
+    return refusal(503, "SERVICE_UNAVAILABLE", UNAVAILABLE_MESSAGE, {"Retry-After": "1"})
+
+
+class BodyTooLarge(Exception):
+    pass
 
 
 def bearer_token(header: str | None) -> str | None:
@@ -106,13 +137,23 @@ def _operation(body: bytes) -> _Operation | None:
     return _Operation(query, variables, name, extensions)
 
 
-async def _read_body(receive: Receive) -> bytes | None:
+async def _read_body(receive: Receive, limit: int) -> bytes | None:
+    """The whole body, or None when the client went away; BodyTooLarge past `limit` bytes.
+
+    Counted as it streams in, so a body without (or with a false) Content-Length is refused
+    after `limit` bytes and never held in memory whole.
+    """
     chunks: list[bytes] = []
+    size = 0
     while True:
         message = await receive()
         if message["type"] == "http.disconnect":
             return None
-        chunks.append(message.get("body", b""))
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise BodyTooLarge
+        chunks.append(chunk)
         if not message.get("more_body", False):
             return b"".join(chunks)
 
@@ -132,15 +173,27 @@ def _replay(body: bytes, receive: Receive) -> Receive:
 
 
 class AuthenticatingTransportWS(BaseGraphQLTransportWSHandler[Context, None]):
-    """graphql-transport-ws with the API key in connection_init: no or bad key → close 4401."""
+    """graphql-transport-ws with the API key in connection_init.
+
+    Close codes: 4400 invalid message, 4401 no or bad key (or subscribe before the ack, or the
+    key revoked while open), 4403 a role that may not subscribe (also when lowered while open),
+    4408 no connection_init in time, 4409 a subscriber id already in use, 4429 a second
+    connection_init. Strawberry's base handler sends the ones this class does not.
+    """
+
+    view: GraphQLEndpoint
+    _token: str | None = None
+    _key_check: asyncio.Task[None] | None = None
 
     async def handle_connection_init(self, message: ConnectionInitMessage) -> None:
         payload = message.get("payload")
+        if self.connection_init_received or (payload is not None and not isinstance(payload, dict)):
+            await super().handle_connection_init(message)  # 4429, 4400
+            return
         header = payload.get("authorization") if isinstance(payload, dict) else None
         token = bearer_token(header if isinstance(header, str) else None)
-        view: GraphQLEndpoint = self.view  # type: ignore[assignment]
         try:
-            principal = await view.keys.authenticate(token) if token is not None else None
+            principal = await self.view.keys.authenticate(token) if token is not None else None
         except ServiceUnavailable as e:
             log.warning("connection_init: %s", e)
             if self.connection_init_timeout_task:
@@ -148,13 +201,70 @@ class AuthenticatingTransportWS(BaseGraphQLTransportWSHandler[Context, None]):
             # 1013 "try again later": the key could not be checked, the client should reconnect.
             await self.websocket.close(code=1013, reason="service unavailable: retry shortly")
             return
-        if principal is None:
+        if principal is None or not allows(principal.role, Permission.SUBSCRIBE):
             if self.connection_init_timeout_task:
                 self.connection_init_timeout_task.cancel()
-            await self.websocket.close(code=4401, reason="Unauthorized: unknown or missing key")
+            if principal is None:
+                await self.websocket.close(code=4401, reason="Unauthorized: unknown or missing key")
+            else:
+                reason = f"Forbidden: the {principal.role.value} role may not subscribe"
+                await self.websocket.close(code=4403, reason=reason)
             return
         self.context.principal = principal
+        self._token = token
         await super().handle_connection_init(message)
+        if self.connection_acknowledged:
+            self._key_check = asyncio.create_task(self._check_key_periodically())
+
+    async def handle_subscribe(self, message: SubscribeMessage) -> None:
+        if self.connection_acknowledged and message.get("id") not in self.operations:
+            wait = await self.view.throttle(self.context.principal)
+            if wait:
+                seconds = max(1, math.ceil(wait))
+                error = GraphQLError(
+                    f"rate limit of this API key exceeded: retry in {seconds} s",
+                    extensions={"code": "RATE_LIMITED", "retryAfter": seconds},
+                )
+                await self.send_message(
+                    ErrorMessage(id=message["id"], type="error", payload=[error.formatted])
+                )
+                return
+        await super().handle_subscribe(message)
+
+    async def _check_key_periodically(self) -> None:
+        """Close the connection once its key is revoked or its role may no longer subscribe."""
+        assert self._token is not None
+        while True:
+            await asyncio.sleep(self.view.limits.ws_key_check_seconds)
+            try:
+                principal = await self.view.keys.authenticate(self._token)
+            except Exception:  # the database is away: keep the connection, check again later
+                continue
+            if principal is None:
+                await self.websocket.close(code=4401, reason="Unauthorized: the key was revoked")
+                return
+            if not allows(principal.role, Permission.SUBSCRIBE):
+                reason = f"Forbidden: the {principal.role.value} role may not subscribe"
+                await self.websocket.close(code=4403, reason=reason)
+                return
+            self.context.principal = principal
+
+    async def shutdown(self) -> None:
+        if self._key_check is not None:
+            self._key_check.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._key_check
+        await super().shutdown()
+
+    async def run_operation(self, operation: Operation[Context, None]) -> None:
+        """Lead-event subscriptions go to the shared delivery (api/delivery.py)."""
+        view: GraphQLEndpoint = self.view
+        if view.delivery is not None:
+            args = (operation.query, operation.variables, operation.operation_name)
+            ws = self.websocket.ws  # type: ignore[attr-defined]
+            if await view.delivery.serve(self.context.principal, operation.id, args, ws):
+                return
+        await super().run_operation(operation)
 
 
 class GraphQLEndpoint(GraphQL[Context, None]):
@@ -162,11 +272,47 @@ class GraphQLEndpoint(GraphQL[Context, None]):
 
     graphql_transport_ws_handler_class = AuthenticatingTransportWS
 
-    def __init__(self, schema: Any, services: Services, keys: Authenticator, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        schema: Any,
+        services: Services,
+        keys: Authenticator,
+        *,
+        limits: Settings | None = None,
+        rate_limiter: RateLimiter | None = None,
+        idempotency: Idempotency | None = None,
+        **kwargs: Any,
+    ) -> None:
+        limits = limits or Settings()
+        # Only graphql-transport-ws: any other subprotocol (or none) is closed with 4406.
         kwargs.setdefault("subscription_protocols", (GRAPHQL_TRANSPORT_WS_PROTOCOL,))
+        kwargs.setdefault("allowed_origins", tuple(limits.ws_allowed_origins))
+        kwargs.setdefault(
+            "connection_init_wait_timeout",
+            timedelta(seconds=limits.ws_connection_init_timeout_seconds),
+        )
+        kwargs.setdefault("max_subscriptions_per_connection", limits.ws_max_subscriptions)
         super().__init__(schema, **kwargs)
         self.services = services
         self.keys = keys
+        self.limits = limits
+        self.rate_limiter = rate_limiter if limits.rate_limit_enabled else None
+        self.idempotency = idempotency
+        self.delivery = Hub(schema, services, services.events) if services.events else None
+
+    async def throttle(self, principal: Principal) -> float:
+        """0.0 when this caller may go ahead, else the seconds until it may."""
+        if self.rate_limiter is None:
+            return 0.0
+        bucket = self.limits.rate_limit(principal.role.value)
+        return await self.rate_limiter.take(
+            f"key:{principal.key_id}", bucket.per_second, bucket.burst
+        )
+
+    def body_limit(self, principal: Principal) -> int:
+        if allows(principal.role, Permission.IMPORT):
+            return max(self.limits.max_body_bytes, self.limits.max_import_body_bytes)
+        return self.limits.max_body_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
@@ -195,18 +341,81 @@ class GraphQLEndpoint(GraphQL[Context, None]):
             if principal is None:
                 await unauthenticated("the API key is unknown or revoked")(scope, receive, send)
                 return
+            wait = await self.throttle(principal)
+            if wait:
+                await too_many_requests(wait)(scope, receive, send)
+                return
             scope.setdefault("state", {})["principal"] = principal
-            if request.method == "POST" and _plain_json(request.headers):
-                body = await _read_body(receive)
-                if body is None:
-                    return  # the client went away
-                operation = _operation(body)
-                if operation is not None:
-                    response = await self._execute(principal, operation)
-                    await response(scope, receive, send)
+            if request.method == "POST":
+                refused = await self._post(scope, receive, send, request, principal)
+                if refused is None:
                     return
-                receive = _replay(body, receive)
+                receive = refused
         await super().__call__(scope, receive, send)
+
+    async def _post(
+        self, scope: Scope, receive: Receive, send: Send, request: Request, principal: Principal
+    ) -> Receive | None:
+        """Answer a POST here (returns None), or hand its body on to the view."""
+        media_type = request.headers.get("content-type", "").partition(";")[0].strip().lower()
+        if media_type != "application/json":
+            # CSRF: a browser sends forms and text/plain across sites without asking;
+            # application/json needs a CORS preflight. Multipart uploads are not offered.
+            response = refusal(
+                415,
+                "UNSUPPORTED_MEDIA_TYPE",
+                "Unsupported content type: send GraphQL requests as POST with"
+                " Content-Type: application/json",
+            )
+            await response(scope, receive, send)
+            return None
+        limit = self.body_limit(principal)
+        too_large = refusal(
+            413, "PAYLOAD_TOO_LARGE", f"the request body is larger than {limit} bytes"
+        )
+        declared = request.headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            await too_large(scope, receive, send)
+            return None
+        try:
+            body = await _read_body(receive, limit)
+        except BodyTooLarge:
+            await too_large(scope, receive, send)
+            return None
+        if body is None:
+            return None  # the client went away
+        key = request.headers.get("idempotency-key") if self.idempotency is not None else None
+        if key is not None and has_mutation(body):
+            # Mutations run at most once per key (api.idempotency); queries ignore the header.
+            assert self.idempotency is not None
+
+            async def serve(scope: Scope, receive: Receive, send: Send) -> None:
+                forward = await self._serve(request, body, principal, scope, receive, send)
+                if forward is not None:
+                    await super(GraphQLEndpoint, self).__call__(scope, forward, send)
+
+            replayed = _replay(body, receive)
+            await self.idempotency.handle(key, principal, body, scope, replayed, send, serve)
+            return None
+        return await self._serve(request, body, principal, scope, receive, send)
+
+    async def _serve(
+        self,
+        request: Request,
+        body: bytes,
+        principal: Principal,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+    ) -> Receive | None:
+        """Answer a plain JSON POST here (returns None), or hand its body on to the view."""
+        if _plain_json(request.headers):
+            operation = _operation(body)
+            if operation is not None:
+                response = await self._execute(principal, operation)
+                await response(scope, receive, send)
+                return None
+        return _replay(body, receive)
 
     async def _execute(self, principal: Principal, operation: _Operation) -> Response:
         """Run one plain JSON POST operation; the response the view would give.

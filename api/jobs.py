@@ -1,4 +1,4 @@
-"""Background jobs of the server process: score expiry and webhook delivery."""
+"""Background jobs of the server process: score expiry, webhook delivery, key cleanup."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import logging
 
 from domain.errors import ServiceUnavailable
 from domain.model import utcnow
-from domain.ports import ReadAccess, UnitOfWorkFactory, WebhookSender
+from domain.ports import IdempotencyStore, ReadAccess, UnitOfWorkFactory, WebhookSender
 from domain.scoring_services import rescore_expired
 from domain.webhook_services import Render, dispatch_once
 
@@ -65,3 +65,15 @@ async def webhook_loop(
             log.warning("webhook delivery skipped: %s", e)
         except Exception:
             log.exception("webhook delivery failed; retrying in %s s", interval)
+
+
+async def idempotency_cleanup_loop(store: IdempotencyStore, interval: float) -> None:
+    """Delete expired Idempotency-Key answers every `interval` seconds until cancelled."""
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            await store.purge(utcnow())
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("idempotency key cleanup failed; retrying in %s s", interval)

@@ -27,6 +27,7 @@ async def in_transaction(
     """Run a use case in one unit of work: (result, []) after commit, or (None, userErrors)."""
     try:
         async with info.context.services.uow() as uow:
+            uow.actor = info.context.principal  # the audit log names the caller
             result = await fn(uow)
             await uow.commit()
         return result, []

@@ -14,7 +14,7 @@ from strawberry.scalars import JSON
 from api import types as gql
 from api.context import Info
 from api.errors import user_errors
-from api.execution import pure
+from api.execution import direct_input, pure
 from api.ids import decode_arg, decode_id, to_global_id
 from domain import scoring, scoring_services
 from domain.errors import DomainError, Invalid
@@ -247,6 +247,7 @@ class ScoringModelInput:
     grades: list[GradeInput] | None = None
 
 
+@direct_input  # batches of up to 1000: see api.execution.direct_input
 @strawberry.input
 class RecordInteractionInput:
     type: InteractionType

@@ -5,8 +5,28 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Literal
 
-from pydantic import Field
+from pydantic import BaseModel, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+MiB = 1024 * 1024
+ROLE_NAMES = ("ADMIN", "MARKETER", "SELLER", "INTEGRATION", "VIEWER")
+
+
+class RateLimit(BaseModel):
+    """A token bucket: `burst` requests at once, refilled at `per_second`."""
+
+    per_second: float = Field(gt=0)
+    burst: int = Field(ge=1)
+
+
+# Per API key, by the key's role. Integrations ingest in bulk; people click.
+DEFAULT_RATE_LIMITS: dict[str, RateLimit] = {
+    "ADMIN": RateLimit(per_second=50, burst=100),
+    "MARKETER": RateLimit(per_second=50, burst=100),
+    "SELLER": RateLimit(per_second=20, burst=50),
+    "INTEGRATION": RateLimit(per_second=200, burst=400),
+    "VIEWER": RateLimit(per_second=20, burst=50),
+}
 
 
 class Settings(BaseSettings):
@@ -24,15 +44,49 @@ class Settings(BaseSettings):
     max_aliases: int = Field(30, ge=1)
     max_tokens: int = Field(5000, ge=10)
     max_page_size: int = Field(500, ge=1, le=500)
+    max_directives: int = Field(20, ge=0)
+    # Operations in one batched POST (a JSON list); 0 turns batching off.
+    max_batch_operations: int = Field(0, ge=0, le=50)
+    # Wall-clock limit of one query or mutation; its unit of work rolls back. 0: no limit.
+    execution_timeout_seconds: float = Field(30.0, ge=0)
+    # Request bodies: callers whose role may import CSV (importRecords) get the larger cap.
+    max_body_bytes: int = Field(1 * MiB, ge=1024)
+    max_import_body_bytes: int = Field(24 * MiB, ge=1024)
+    rate_limit_enabled: bool = True
+    # JSON, e.g. {"VIEWER": {"per_second": 5, "burst": 10}}; roles left out keep their defaults.
+    rate_limits: dict[str, RateLimit] = Field(default_factory=dict)
+    # WebSocket: browser pages on these origins may connect besides the server's own origin
+    # (requests without an Origin header come from non-browser clients and are allowed).
+    ws_allowed_origins: list[str] = Field(default_factory=list)
+    ws_connection_init_timeout_seconds: float = Field(10.0, gt=0, le=10)
+    ws_max_subscriptions: int = Field(20, ge=1)
+    # How often an open WebSocket re-checks its API key (revoked → 4401, role lowered → 4403).
+    ws_key_check_seconds: float = Field(5.0, gt=0)
     api_key_cache_seconds: float = Field(5.0, ge=0)
     score_expiry_interval_seconds: float = Field(30.0, ge=0)
     webhook_interval_seconds: float = Field(2.0, ge=0)
     # How often each process positions leftover events and polls the event table's head.
     event_relay_interval_seconds: float = Field(1.0, gt=0)
+    # How long a mutation's answer is kept for its Idempotency-Key, and how often expired
+    # keys are deleted (0: never).
+    idempotency_key_ttl_seconds: float = Field(86400.0, gt=0)
+    idempotency_cleanup_interval_seconds: float = Field(600.0, ge=0)
+
+    @field_validator("rate_limits")
+    @classmethod
+    def _known_roles(cls, value: dict[str, RateLimit]) -> dict[str, RateLimit]:
+        unknown = sorted(set(value) - set(ROLE_NAMES))
+        if unknown:
+            raise ValueError(f"unknown roles {unknown}; roles are {list(ROLE_NAMES)}")
+        return value
 
     @property
     def production(self) -> bool:
         return self.env == "production"
+
+    def rate_limit(self, role: str) -> RateLimit:
+        """The token bucket of a key with this role."""
+        return self.rate_limits.get(role) or DEFAULT_RATE_LIMITS[role]
 
 
 @lru_cache

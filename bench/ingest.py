@@ -46,6 +46,7 @@ from typing import Any
 
 from _support import (
     SQLITE,
+    UNTHROTTLED,
     command_line,
     console,
     describe,
@@ -564,7 +565,7 @@ def main(argv: list[str] | None = None) -> int:
     with fresh_database(args.database_url, "ingest") as url:
         api_key = asyncio.run(prepare(url, args))
         env = {k: v for k, v in os.environ.items() if not k.startswith("LEADFLOW_")}
-        env.update(LEADFLOW_DATABASE_URL=url, LEADFLOW_ENV="production")
+        env.update(LEADFLOW_DATABASE_URL=url, LEADFLOW_ENV="production", **UNTHROTTLED)
         server = graphql_server(api_key)
         port = free_port()
         command = server.command(port)

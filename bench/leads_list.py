@@ -45,6 +45,7 @@ from _support import (
     BENCH,
     ROOT,
     SQLITE,
+    UNTHROTTLED,
     change,
     command_line,
     console,
@@ -595,7 +596,7 @@ def main(argv: list[str] | None = None) -> int:
         seeded = asyncio.run(seed(url, args.leads, [1, deep]))
         console.print(f"seeded {args.leads:,} leads in {time.perf_counter() - started:.1f} s")
         env = {k: v for k, v in os.environ.items() if not k.startswith("LEADFLOW_")}
-        env.update(LEADFLOW_DATABASE_URL=url, LEADFLOW_ENV="production")
+        env.update(LEADFLOW_DATABASE_URL=url, LEADFLOW_ENV="production", **UNTHROTTLED)
         # One server at a time, so each has the machine to itself (with the load generator).
         for server in (graphql_server(seeded.api_key), baseline_server()):
             port = free_port()

@@ -9,6 +9,7 @@ from datetime import datetime
 from types import TracebackType
 from typing import Any, Protocol
 
+from domain.audit import AuditEntry, AuditFilter
 from domain.auth import Principal
 from domain.events import LeadEvent
 from domain.lifecycle import ModelStatus
@@ -230,6 +231,8 @@ class Repositories(Protocol):
     def strategies(self) -> MatchingStrategyRepository: ...
     @property
     def settings(self) -> SettingsRepository: ...
+    @property
+    def audit(self) -> AuditRepository: ...
 
 
 class ReadAccess(Protocol):
@@ -247,6 +250,10 @@ class Authenticator(Protocol):
 class UnitOfWork(Repositories, Protocol):
     """One transaction: rolled back unless `commit()` is called."""
 
+    # Who runs the transaction (the request's API key); None for the command line and jobs.
+    # The audit log names it.
+    actor: Principal | None
+
     async def __aenter__(self) -> UnitOfWork: ...
     async def __aexit__(
         self,
@@ -261,6 +268,56 @@ class UnitOfWork(Repositories, Protocol):
 
     async def try_lock(self, key: str) -> bool:
         """Take the lock for `key` until commit if nobody holds it; False otherwise."""
+        ...
+
+
+class AuditRepository(Protocol):
+    async def add(self, entry: AuditEntry) -> None:
+        """Write an entry in the current transaction."""
+        ...
+
+    async def page(self, filter_: AuditFilter, page: PageRequest) -> Page[AuditEntry]:
+        """Entries matching the filter, newest first."""
+        ...
+
+    async def count(self, filter_: AuditFilter) -> int: ...
+
+
+@dataclass(frozen=True, slots=True)
+class StoredResponse:
+    """A response kept for an Idempotency-Key: replayed as it was sent."""
+
+    status: int
+    content_type: str
+    body: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class IdempotencyClaim:
+    """What claiming a key found: `owned` (run the request), or someone else's claim."""
+
+    owned: bool
+    same_request: bool = True
+    response: StoredResponse | None = None  # set when that request completed
+
+
+class IdempotencyStore(Protocol):
+    async def claim(
+        self, key_id: int, key: str, request_hash: str, now: datetime, expires_at: datetime
+    ) -> IdempotencyClaim:
+        """Claim `key` for this API key and request, committed at once, unless someone holds it."""
+        ...
+
+    async def complete(self, key_id: int, key: str, response: StoredResponse) -> None:
+        """Store the response of the request that claimed `key`."""
+        ...
+
+    async def release(self, key_id: int, key: str) -> None:
+        """Drop an unfinished claim (the request failed): the key may be used again."""
+        ...
+
+    async def purge(self, now: datetime) -> int:
+        """Delete expired keys; how many."""
         ...
 
 
@@ -533,3 +590,16 @@ class ActivityRepository(Protocol):
     ) -> tuple[list[TimelineEntry], bool]:
         """The lead's activities and events, newest first; whether more follow."""
         ...
+
+
+# ---------------------------------------------------------------- rate limiting
+
+
+class RateLimiter(Protocol):
+    """Token buckets by name (one per API key), in this process or shared through Redis."""
+
+    async def take(self, key: str, per_second: float, burst: int) -> float:
+        """Take one token: 0.0 when the request may go ahead, else the seconds until it may."""
+        ...
+
+    async def close(self) -> None: ...

@@ -122,7 +122,10 @@ def _number(value: Any, path: list[str], errors: list[DomainError]) -> float | N
     if isinstance(value, bool) or not isinstance(value, int | float):
         errors.append(Invalid("must be a number", path))
         return None
-    number = float(value)
+    try:
+        number = float(value)
+    except OverflowError:  # an integer too big for a float
+        number = math.inf
     if not math.isfinite(number) or abs(number) > MAX_SCORE:
         errors.append(Invalid(f"must be a finite number within ±{MAX_SCORE:g}", path))
         return None
@@ -136,19 +139,23 @@ def build_qualification_model(raw: Mapping[str, Any]) -> QualificationModel:
     for the use case to check.
     """
     errors: list[DomainError] = []
-    name = str(raw.get("name") or "").strip()
+    name = raw.get("name")
+    name = name.strip() if isinstance(name, str) else ""
     if not name or len(name) > 200:
         errors.append(Invalid("name must be 1 to 200 characters", ["input", "name"]))
     match_raw = raw.get("match") or MatchMode.ALL.value
     try:
         match = MatchMode(match_raw)
-    except ValueError:
+    except (ValueError, TypeError):
         errors.append(Invalid("match must be ALL or ANY", ["input", "match"]))
         match = MatchMode.ALL
-    criteria_raw = list(raw.get("criteria") or [])
-    if not criteria_raw:
+    criteria_raw: Any = raw.get("criteria") or []
+    if not isinstance(criteria_raw, list) or not all(isinstance(c, Mapping) for c in criteria_raw):
+        errors.append(Invalid("criteria is a list of criteria", ["input", "criteria"]))
+        criteria_raw = []
+    elif not criteria_raw:
         errors.append(Invalid("a model needs at least one criterion", ["input", "criteria"]))
-    if len(criteria_raw) > MAX_CRITERIA:
+    elif len(criteria_raw) > MAX_CRITERIA:
         errors.append(
             Invalid(f"a model has at most {MAX_CRITERIA} criteria", ["input", "criteria"])
         )
@@ -167,6 +174,9 @@ def build_qualification_model(raw: Mapping[str, Any]) -> QualificationModel:
         if minimum is not None:
             criteria.append(QualificationCriterion(model_id, minimum))
     actions_raw = raw.get("actions") or {}
+    if not isinstance(actions_raw, Mapping):
+        errors.append(Invalid("actions is an object", ["input", "actions"]))
+        actions_raw = {}
     actions = QualificationActions(
         bool(actions_raw.get("markMarketingQualified", True)),
         bool(actions_raw.get("markSalesReady", False)),

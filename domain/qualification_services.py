@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from domain import sales
+from domain import audit, sales
 from domain.assignment import assign_ready
 from domain.errors import Conflict, NotFound
 from domain.features import require_lead_management
@@ -18,6 +18,7 @@ from domain.qualification import QualificationModel, build_qualification_model, 
 from domain.scoring import ScoringModel
 
 MAX_SAMPLE = 100
+_QM = audit.AuditEntityType.QUALIFICATION_MODEL
 
 
 async def _model(uow: UnitOfWork, id_: int) -> QualificationModel:
@@ -43,7 +44,9 @@ async def create_qualification_model(uow: UnitOfWork, raw: Mapping[str, Any]) ->
     await require_lead_management(uow)
     model = build_qualification_model(raw)
     await _referenced(uow, model)
-    return await uow.qualification_models.add(model)
+    model = await uow.qualification_models.add(model)
+    await audit.record(uow, "create", _QM, model.id, None, audit.qualification_model(model))
+    return model
 
 
 async def update_qualification_model(
@@ -54,8 +57,10 @@ async def update_qualification_model(
     model = await _model(uow, id_)
     definition = build_qualification_model(raw)
     await _referenced(uow, definition)
+    before = audit.qualification_model(model)
     model.edit(definition)
     await uow.qualification_models.save(model)
+    await audit.record(uow, "update", _QM, model.id, before, audit.qualification_model(model))
     return model
 
 
@@ -80,8 +85,10 @@ async def publish_qualification_model(
                 "LIVE to publish",
                 ["criteria", str(i), "scoringModelId"],
             )
+    before = audit.qualification_model(model)
     model.publish()
     await uow.qualification_models.save(model)
+    await audit.record(uow, "publish", _QM, model.id, before, audit.qualification_model(model))
     now = now or utcnow()
     await uow.qualification_models.apply(model, now)
     await uow.leads.follow_process(None, now)  # sales-ready leads: on to sales acceptance
@@ -93,8 +100,10 @@ async def stop_qualification_model(uow: UnitOfWork, id_: int) -> QualificationMo
     """Stop a LIVE model; the leads it marked stay marked."""
     await require_lead_management(uow)
     model = await _model(uow, id_)
+    before = audit.qualification_model(model)
     model.stop()
     await uow.qualification_models.save(model)
+    await audit.record(uow, "stop", _QM, model.id, before, audit.qualification_model(model))
     return model
 
 
@@ -105,6 +114,7 @@ async def delete_qualification_model(uow: UnitOfWork, id_: int) -> int:
     if model.status is ModelStatus.LIVE:
         raise Conflict("a LIVE model cannot be deleted; stop it first", ["id"])
     await uow.qualification_models.delete(id_)
+    await audit.record(uow, "delete", _QM, id_, audit.qualification_model(model), None)
     return id_
 
 

@@ -304,9 +304,14 @@ class AssignmentRule:
 
 def build_assignment_rule(raw: Mapping[str, Any]) -> AssignmentRule:
     """A rule from an AssignmentRuleInput (API names, team id decoded)."""
-    name = str(raw.get("name") or "").strip()
+    name = raw.get("name")
+    name = name.strip() if isinstance(name, str) else ""
     if not name or len(name) > 200:
         raise Invalid("name must be 1 to 200 characters", ["input", "name"])
+    try:
+        strategy = AssignmentStrategy(raw.get("strategy") or AssignmentStrategy.ROUND_ROBIN)
+    except (ValueError, TypeError):
+        raise Invalid("unknown assignment strategy", ["input", "strategy"]) from None
     condition_json = raw.get("condition")
     condition = (
         None if condition_json is None else parse_condition(condition_json, ["input", "condition"])
@@ -317,7 +322,7 @@ def build_assignment_rule(raw: Mapping[str, Any]) -> AssignmentRule:
     return AssignmentRule(
         name=name,
         team_id=int(raw["teamId"]),
-        strategy=AssignmentStrategy(raw.get("strategy") or AssignmentStrategy.ROUND_ROBIN),
+        strategy=strategy,
         condition=condition,
         condition_json=condition_json,
         priority=priority,

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from domain import sales
+from domain import audit, sales
 from domain.assignment import assign_by_rules, assign_ready
 from domain.errors import Conflict, DomainError, Invalid, NotFound
 from domain.features import require_lead_management
@@ -30,6 +30,7 @@ from domain.scoring import (
 from domain.subjects import subjects_for
 
 MAX_BATCH = 1000
+_SM = audit.AuditEntityType.SCORING_MODEL
 MAX_PROPERTIES_BYTES = 16 * 1024
 MAX_FUTURE = timedelta(days=1)
 # Re-score this many leads or more with the SQL evaluator. Below it, the Python evaluator with
@@ -58,15 +59,19 @@ async def _model(uow: UnitOfWork, id_: int) -> ScoringModel:
 async def create_scoring_model(uow: UnitOfWork, raw: Mapping[str, Any]) -> ScoringModel:
     """A new DRAFT model, checked in full."""
     await require_lead_management(uow)
-    return await uow.scoring_models.add(build_model(raw))
+    model = await uow.scoring_models.add(build_model(raw))
+    await audit.record(uow, "create", _SM, model.id, None, audit.scoring_model(model))
+    return model
 
 
 async def update_scoring_model(uow: UnitOfWork, id_: int, raw: Mapping[str, Any]) -> ScoringModel:
     """Replace a DRAFT or STOPPED model's definition (a LIVE one is a CONFLICT)."""
     await require_lead_management(uow)
     model = await _model(uow, id_)
+    before = audit.scoring_model(model)
     model.edit(build_model(raw))
     await uow.scoring_models.save(model)
+    await audit.record(uow, "update", _SM, model.id, before, audit.scoring_model(model))
     return model
 
 
@@ -74,8 +79,10 @@ async def publish_scoring_model(uow: UnitOfWork, id_: int, now: datetime) -> Sco
     """Make a model LIVE (a new version) and score every scorable lead with it, set-based."""
     await require_lead_management(uow)
     model = await _model(uow, id_)
+    before = audit.scoring_model(model)
     model.publish()
     await uow.scoring_models.save(model)
+    await audit.record(uow, "publish", _SM, model.id, before, audit.scoring_model(model))
     await uow.scores.rescore_all(model, now)
     # No LIVE qualification model can use a model that was not LIVE: only the process follows.
     await uow.leads.follow_process(None, now, scored_by=model.id)
@@ -97,8 +104,10 @@ async def stop_scoring_model(uow: UnitOfWork, id_: int) -> ScoringModel:
             f"LIVE qualification models use this scoring model: {names}; stop them first",
             ["id"],
         )
+    before = audit.scoring_model(model)
     model.stop()
     await uow.scoring_models.save(model)
+    await audit.record(uow, "stop", _SM, model.id, before, audit.scoring_model(model))
     return model
 
 
@@ -116,6 +125,7 @@ async def delete_scoring_model(uow: UnitOfWork, id_: int) -> int:
             ["id"],
         )
     await uow.scoring_models.delete(id_)
+    await audit.record(uow, "delete", _SM, id_, audit.scoring_model(model), None)
     return id_
 
 

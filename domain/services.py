@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from domain import audit
 from domain.errors import Conflict, DomainError, Duplicate, Invalid, NotFound, ValidationErrors
 from domain.events import LeadEventType, lead_snapshot
 from domain.fields import (
@@ -42,6 +43,7 @@ from domain.scoring import Interaction, InteractionType
 from domain.scoring_services import rescore_for_contacts, rescore_leads
 
 MAX_FORM_ID = 200
+_MS = audit.AuditEntityType.MATCHING_STRATEGY
 
 
 def _collect(
@@ -418,7 +420,9 @@ async def submit_form(uow: UnitOfWork, cmd: FormSubmission) -> CaptureResult:
 async def create_strategy(uow: UnitOfWork, strategy: MatchingStrategy) -> MatchingStrategy:
     """Add a matching strategy after checking its fields."""
     check_strategy(strategy)
-    return await uow.strategies.add(strategy)
+    saved = await uow.strategies.add(strategy)
+    await audit.record(uow, "create", _MS, saved.id, None, audit.matching_strategy(saved))
+    return saved
 
 
 async def _is_last_default(uow: UnitOfWork, strategy: MatchingStrategy) -> bool:
@@ -443,6 +447,8 @@ async def update_strategy(uow: UnitOfWork, id_: int, changes: MatchingStrategy) 
         )
     changes.id = current.id
     await uow.strategies.save(changes)
+    before, after = audit.matching_strategy(current), audit.matching_strategy(changes)
+    await audit.record(uow, "update", _MS, current.id, before, after)
     return changes
 
 
@@ -457,6 +463,7 @@ async def delete_strategy(uow: UnitOfWork, id_: int) -> int:
             f"the last default {current.entity.value} strategy cannot be deleted", ["id"]
         )
     await uow.strategies.delete(id_)
+    await audit.record(uow, "delete", _MS, id_, audit.matching_strategy(current), None)
     return id_
 
 
@@ -465,4 +472,13 @@ async def delete_strategy(uow: UnitOfWork, id_: int) -> int:
 
 async def set_feature(uow: UnitOfWork, feature: Feature, enabled: bool) -> None:
     """Turn a feature switch on or off."""
+    was = await uow.settings.feature_enabled(feature)
     await uow.settings.set_feature(feature, enabled)
+    await audit.record(
+        uow,
+        "set",
+        audit.AuditEntityType.FEATURE_SWITCH,
+        feature.value,
+        {"feature": feature.value, "enabled": was},
+        {"feature": feature.value, "enabled": enabled},
+    )

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from domain import audit
 from domain.errors import NotFound
 from domain.model import utcnow
 from domain.ports import StoredEvent, UnitOfWork, UnitOfWorkFactory, WebhookSender
@@ -15,13 +16,16 @@ from domain.webhooks import Delivery, Webhook, build_webhook, signature
 
 DISPATCH_LOCK = "job:webhooks"
 LEASE = timedelta(minutes=2)  # a claimed delivery is retried by anyone after this
+_WH = audit.AuditEntityType.WEBHOOK
 
 
 async def create_webhook(uow: UnitOfWork, raw: Mapping[str, Any]) -> Webhook:
     """Register a webhook; it is told about events from now on."""
     webhook = build_webhook(raw)
     webhook.cursor = await uow.webhooks.last_event()
-    return await uow.webhooks.add(webhook)
+    webhook = await uow.webhooks.add(webhook)
+    await audit.record(uow, "create", _WH, webhook.id, None, audit.webhook(webhook))
+    return webhook
 
 
 async def _webhook(uow: UnitOfWork, id_: int) -> Webhook:
@@ -34,19 +38,26 @@ async def _webhook(uow: UnitOfWork, id_: int) -> Webhook:
 async def update_webhook(uow: UnitOfWork, id_: int, raw: Mapping[str, Any]) -> Webhook:
     """Change name, URL, event types, active flag and (when given) the secret."""
     webhook = await _webhook(uow, id_)
+    before = audit.webhook(webhook)
     changed = build_webhook(raw)
     webhook.name, webhook.url = changed.name, changed.url
     webhook.event_types, webhook.active = changed.event_types, changed.active
+    rotated = raw.get("secret") is not None and changed.secret != webhook.secret
     if raw.get("secret") is not None:
         webhook.secret = changed.secret
     webhook.updated_at = utcnow()
     await uow.webhooks.save(webhook)
+    after = audit.webhook(webhook)
+    if rotated:
+        after["secretRotated"] = True  # the secret itself stays out of the log
+    await audit.record(uow, "update", _WH, webhook.id, before, after)
     return webhook
 
 
 async def delete_webhook(uow: UnitOfWork, id_: int) -> int:
-    await _webhook(uow, id_)
+    webhook = await _webhook(uow, id_)
     await uow.webhooks.delete(id_)
+    await audit.record(uow, "delete", _WH, id_, audit.webhook(webhook), None)
     return id_
 
 

@@ -5,9 +5,12 @@ from __future__ import annotations
 import hashlib
 import secrets
 import time
+from typing import Any
 
 from sqlalchemy import func, insert, select, update
+from sqlalchemy.engine import Row
 
+from domain import audit
 from domain.auth import ApiKey, Principal
 from domain.model import utcnow
 from domain.roles import Role
@@ -15,6 +18,11 @@ from persistence import tables as t
 from persistence.database import Database
 
 KEY_PREFIX = "lf_"
+_KEY = audit.AuditEntityType.API_KEY
+
+
+def _key(x: Row[Any]) -> ApiKey:
+    return ApiKey(x.id, x.name, Role(x.role), x.prefix, x.created_at, x.revoked_at)
 
 
 def hash_key(secret: str) -> str:
@@ -30,7 +38,9 @@ class ApiKeyStore:
         self.cache_seconds = cache_seconds
         self._cache: dict[str, tuple[float, Principal | None]] = {}
 
-    async def create(self, name: str, role: Role) -> tuple[ApiKey, str]:
+    async def create(
+        self, name: str, role: Role, actor: Principal | None = None
+    ) -> tuple[ApiKey, str]:
         """A new key; the secret is returned once and only its hash is stored."""
         name = name.strip()
         if not name or len(name) > 200:
@@ -38,7 +48,7 @@ class ApiKeyStore:
         secret = KEY_PREFIX + secrets.token_urlsafe(32)
         prefix = secret[: len(KEY_PREFIX) + 6]
         now = utcnow()
-        async with self.db.uow() as uow:
+        async with self.db.uow(actor) as uow:
             key_id = await uow.conn.scalar(
                 insert(t.api_keys)
                 .values(
@@ -50,27 +60,40 @@ class ApiKeyStore:
                 )
                 .returning(t.api_keys.c.id)
             )
+            key = ApiKey(int(key_id), name, role, prefix, now)
+            await audit.record(uow, "create", _KEY, key.id, None, audit.api_key(key))
             await uow.commit()
-        return ApiKey(int(key_id), name, role, prefix, now), secret
+        return key, secret
 
     async def list(self) -> list[ApiKey]:
         async with self.db.read() as r:
             rows = (await r.conn.execute(select(t.api_keys).order_by(t.api_keys.c.id))).all()
-        return [
-            ApiKey(x.id, x.name, Role(x.role), x.prefix, x.created_at, x.revoked_at) for x in rows
-        ]
+        return [_key(x) for x in rows]
 
-    async def revoke(self, key_id: int) -> bool:
+    async def revoke(self, key_id: int, actor: Principal | None = None) -> bool:
         """Revoke a key; False when no active key has this id."""
-        async with self.db.uow() as uow:
-            done = await uow.conn.execute(
-                update(t.api_keys)
-                .where(t.api_keys.c.id == key_id, t.api_keys.c.revoked_at.is_(None))
-                .values(revoked_at=utcnow())
+        now = utcnow()
+        async with self.db.uow(actor) as uow:
+            row = (
+                await uow.conn.execute(
+                    select(t.api_keys).where(t.api_keys.c.id == key_id).with_for_update()
+                )
+            ).first()
+            if row is None or row.revoked_at is not None:
+                return False
+            await uow.conn.execute(
+                update(t.api_keys).where(t.api_keys.c.id == key_id).values(revoked_at=now)
+            )
+            before = _key(row)
+            after = ApiKey(
+                before.id, before.name, before.role, before.prefix, before.created_at, now
+            )
+            await audit.record(
+                uow, "revoke", _KEY, key_id, audit.api_key(before), audit.api_key(after)
             )
             await uow.commit()
         self._cache.clear()
-        return bool(done.rowcount)
+        return True
 
     async def count_active(self) -> int:
         async with self.db.read() as r:

@@ -6,6 +6,7 @@ import asyncio
 import hashlib
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from dataclasses import replace
 from types import TracebackType
 from typing import Any
 
@@ -13,7 +14,10 @@ from sqlalchemy import event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
+from domain.auth import Principal
 from domain.errors import ServiceUnavailable
+from domain.events import LeadEvent
+from persistence.audit_repo import AuditRepository
 from persistence.faults import is_unavailable
 from persistence.outbox import EVENTS_WRITTEN
 from persistence.qualification_repo import QualificationModelRepository
@@ -63,6 +67,11 @@ class Repositories:
         self.assignment_rules = AssignmentRuleRepository(conn)
         self.stakeholders = StakeholderRepository(conn)
         self.activities = ActivityRepository(conn)
+        self.audit = AuditRepository(conn)
+
+
+_ALL_EVENTS = 1 << 62
+_HANDED_OVER = 1000  # at most this many events of a commit are handed to the hooks
 
 
 UNAVAILABLE_MESSAGE = "the database is unavailable; retry shortly"
@@ -80,8 +89,9 @@ def _lock_id(key: str) -> int:
 class SqlUnitOfWork(Repositories):
     """One write transaction; rolled back unless committed."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, actor: Principal | None = None) -> None:
         self._db = db
+        self.actor = actor
         self._conn_cm: Any = None
         self._committed = False
         self._held: set[int] = set()
@@ -135,12 +145,31 @@ class SqlUnitOfWork(Repositories):
             raise _unavailable(exc) from exc
 
     async def commit(self) -> None:
+        head: int | None = None
+        events: list[LeadEvent] = []
+        if self._db.is_sqlite and self.conn.info.get(EVENTS_WRITTEN):
+            # SQLite runs one writer at a time (BEGIN IMMEDIATE, across processes too), so this
+            # transaction can position its own events: positions stay dense and in commit
+            # order, and the events are readable at commit instead of after a relay
+            # transaction queued behind the next writers (persistence/relay.py).
+            before = await self.events.max_position()
+            await self.events.assign_positions(_ALL_EVENTS)
+            head = await self.events.max_position()
+            if self._db.head_committed and 0 < head - before <= _HANDED_OVER:
+                # The events with their leads as committed, for this process's fan-out: it
+                # need not read them back (api/fanout.py `offer`).
+                events = await self.events.after(before, head - before, until=head)
+                leads = await self.leads.get_many(sorted({e.lead_id for e in events}))
+                events = [replace(e, lead=leads.get(e.lead_id)) for e in events]
         await self.conn.commit()
         self._committed = True
         if self.conn.info.get(EVENTS_WRITTEN):
             self.conn.info[EVENTS_WRITTEN] = False
             for hook in self._db.events_committed:
                 hook()
+            if head is not None:
+                for head_hook in self._db.head_committed:
+                    head_hook(head, events)
 
     async def lock(self, key: str) -> None:
         # SQLite already serialises writers (BEGIN IMMEDIATE); PostgreSQL needs a lock per key.
@@ -172,6 +201,9 @@ class Database:
         self.write_lock = asyncio.Lock()
         # Called (synchronously, so keep them cheap) after a transaction that wrote events commits.
         self.events_committed: list[Callable[[], None]] = []
+        # Called after a commit that positioned its events (SQLite) with the new head position
+        # and those events (with their leads; empty when there were too many to hand over).
+        self.head_committed: list[Callable[[int, list[LeadEvent]], None]] = []
         if self.is_sqlite:
             self.write_engine = self._sqlite_engine(url, busy_timeout_ms, "BEGIN IMMEDIATE", 1)
             self.read_engine = self._sqlite_engine(url, busy_timeout_ms, None, pool_size)
@@ -218,9 +250,9 @@ class Database:
 
         return engine
 
-    def uow(self) -> SqlUnitOfWork:
-        """A new unit of work (write transaction)."""
-        return SqlUnitOfWork(self)
+    def uow(self, actor: Principal | None = None) -> SqlUnitOfWork:
+        """A new unit of work (write transaction); `actor` is who the audit log names."""
+        return SqlUnitOfWork(self, actor)
 
     def read(self) -> AbstractAsyncContextManager[Repositories]:
         """Repositories on a pooled connection for reading, outside any write transaction."""

@@ -15,8 +15,11 @@ The relay reads `max(position)` after taking the lock, and the lock is held unti
   "positioned events after p, in position order" is complete and gap-free at any moment.
 
 Readers (the `leadEvents` query, subscriptions, the fan-out) only ever see positioned events.
-An event becomes visible one relay run after its commit: the unit of work wakes the relay at
-once after a commit that wrote events, and a periodic run catches up with events committed by
+On SQLite, where writers are serialised anyway, the committing transaction positions its own
+events (persistence/database.py) and hands them, with the new head, to this process's fan-out
+and relay: they are visible at commit, and the relay only announces them. On PostgreSQL an
+event becomes visible one relay run after its commit: the unit of work wakes the relay at once
+after a commit that wrote events. On both, a periodic run catches up with events committed by
 other processes, or left unpositioned by a crash. An event's position is its commit order as the
 relay observed it, which is the order in which any reader can learn about it.
 
@@ -31,14 +34,17 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 
 from domain.errors import ServiceUnavailable
+from domain.events import LeadEvent
 from domain.ports import EventBroker
 from persistence.database import Database
 
 log = logging.getLogger("leadflow.events")
 
 POSITION_LOCK = "lead_events:position"
+HANDED_OVER = 1000  # at most this many positioned events are handed to `on_events` at once
 
 
 class Relay:
@@ -50,14 +56,20 @@ class Relay:
         *,
         interval: float = 1.0,
         batch: int = 5000,
+        on_events: Callable[[list[LeadEvent]], None] | None = None,
     ) -> None:
         self.db = db
         self.broker = broker
         self.on_head = on_head
+        # Given the events this relay positioned (with their leads, read in the same
+        # transaction), so this process's fan-out need not read them back.
+        self.on_events = on_events
         self.interval = interval
         self.batch = batch
         self._wake = asyncio.Event()
         self._unannounced: int | None = None
+        self._seen = 0  # the highest head this relay has read or been told
+        self._committed_head = 0  # the highest head a commit of this process positioned
         self._broker_down = False
         self._db_down = False
 
@@ -65,32 +77,48 @@ class Relay:
         """Ask for a run now (called after a commit that wrote events)."""
         self._wake.set()
 
+    def committed(self, head: int) -> None:
+        """A commit positioned its own events up to `head` (SQLite): announce it at once."""
+        self._committed_head = max(self._committed_head, head)
+        self._wake.set()
+
     async def position(self) -> int:
         """Position every unpositioned event, one batch per transaction; how many."""
         total = 0
         while True:
+            events: list[LeadEvent] = []
             async with self.db.uow() as uow:
                 await uow.lock(POSITION_LOCK)
+                before = await uow.events.max_position() if self.on_events else 0
                 done = await uow.events.assign_positions(self.batch)
+                if self.on_events is not None and 0 < done <= HANDED_OVER:
+                    events = await uow.events.after(before, done, until=before + done)
+                    leads = await uow.leads.get_many(sorted({e.lead_id for e in events}))
+                    events = [replace(e, lead=leads.get(e.lead_id)) for e in events]
                 await uow.commit()
+            if events and self.on_events is not None:
+                self.on_events(events)
             total += done
             if done < self.batch:
                 return total
 
     async def run_once(self, *, check_first: bool = True) -> int:
         """Position what is pending, announce the new head; returns the head position."""
-        pending = True
-        if check_first:
+        positioned = 0
+        if self._committed_head > self._seen:  # told by a commit: nothing to read or write
+            head = self._committed_head
+        else:
+            pending = True
+            if check_first:
+                async with self.db.read() as r:
+                    pending = await r.events.has_unpositioned()
+            positioned = await self.position() if pending else 0
             async with self.db.read() as r:
-                pending = await r.events.has_unpositioned()
-        positioned = await self.position() if pending else 0
-        async with self.db.read() as r:
-            head = await r.events.max_position()
-        if positioned:
+                head = await r.events.max_position()
+        if positioned or head > self._seen:  # on SQLite, commits position their own events
             self._unannounced = head
-        # This process's own subscribers first: they need no broker, so a slow or unreachable
-        # broker never delays them.
-        if self.on_head is not None:
+        self._seen = max(self._seen, head)
+        if self.on_head is not None:  # this process's fan-out first: telling it costs nothing
             await self.on_head(head)
         if self._unannounced is not None:
             try:
@@ -117,7 +145,8 @@ class Relay:
                 woken = True
             self._wake.clear()
             try:
-                await self.run_once(check_first=not woken)
+                # On SQLite a commit positions its own events: a wake-up needs no write.
+                await self.run_once(check_first=not woken or self.db.is_sqlite)
                 if self._db_down:
                     log.info("event relay: the database is back")
                 self._db_down = False

@@ -10,11 +10,16 @@ from operator import itemgetter
 from typing import Any, TypeVar
 
 from sqlalchemy import (
+    Boolean,
+    Column,
     ColumnElement,
     FromClause,
+    MetaData,
+    String,
     Table,
     and_,
     bindparam,
+    case,
     delete,
     exists,
     func,
@@ -49,6 +54,7 @@ from domain.ports import LeadFilter, LeadOrder
 from persistence import tables as t
 from persistence.listing import Criterion, Listing, Params, Sort, contains, contains_pattern
 from persistence.outbox import EVENTS_WRITTEN
+from persistence.tables import IdType
 
 T = TypeVar("T")
 _CHUNK = 500  # bound parameters per IN (...) list; SQLite allows 32766 in all
@@ -506,6 +512,22 @@ class ContactRepository(_Repo):
         return await _CONTACTS.count(self.conn, (search, account_id))
 
 
+# The leads follow_process moves, with what their STAGE_CHANGED events say (a temporary table,
+# created and dropped by each call, in its transaction).
+_MOVES = Table(
+    "lf_process_moves",
+    MetaData(),
+    # INTEGER PRIMARY KEY on SQLite: the rowid, so no separate index to fill.
+    Column("lead_id", IdType, primary_key=True, autoincrement=False),
+    Column("previous_stage", String(64), nullable=False),
+    Column("status_reason", String(32), nullable=False),
+    Column("sales_ready", Boolean, nullable=False),
+    # Moves to automated marketing qualification first (its first points).
+    Column("first", Boolean, nullable=False),
+    prefixes=["TEMPORARY"],
+)
+
+
 class LeadRepository(_Repo):
     table = t.leads
 
@@ -648,9 +670,18 @@ class LeadRepository(_Repo):
         acceptance moves there. Forward only, as `first_scored` and `follow_checkboxes` say.
         `scored_by` (after one model's publish, when only its scores changed) limits both moves
         to the leads that model scored, which spares a scan of every lead's scores.
+
+        One pass over the leads finds the moving ones (with what their events say) and puts
+        them in a temporary table; the events and the one UPDATE per lead are written from it,
+        so the leads are read once and each moving row is written once, whatever its moves.
         """
         c = t.leads.c
         s = t.lead_scores.c
+        stages = list(LeadStage)
+        earlier = [st.value for st in stages[: stages.index(LeadStage.SALES_ACCEPTANCE)]]
+        inquiry = c.stage == LeadStage.INQUIRY.value
+        source: FromClause = t.leads
+        touched: Any = true()
         if scored_by is None:
             live = select(t.scoring_models.c.id).where(
                 t.scoring_models.c.status == ModelStatus.LIVE.value
@@ -658,24 +689,20 @@ class LeadRepository(_Repo):
             points: Any = exists().where(
                 s.lead_id == c.id, s.score != 0, s.scoring_model_id.in_(live.scalar_subquery())
             )
-            touched: Any = true()
         else:
-            by_model = select(s.lead_id).where(s.scoring_model_id == scored_by)
-            points = c.id.in_(by_model.where(s.score != 0))
-            touched = c.id.in_(by_model)
-        stages = list(LeadStage)
-        earlier = [st.value for st in stages[: stages.index(LeadStage.SALES_ACCEPTANCE)]]
-        moves = [
-            (
-                LeadStage.AUTOMATED_MARKETING_QUALIFICATION,
-                and_(c.stage == LeadStage.INQUIRY.value, points),
-            ),
-            (LeadStage.SALES_ACCEPTANCE, and_(c.sales_ready, c.stage.in_(earlier), touched)),
-        ]
-        obj = (
-            func.jsonb_build_object if self.conn.dialect.name == "postgresql" else func.json_object
-        )
-        at = literal(now, t.UTCDateTime())
+            # Only the leads this model scored (the join), with points from it. `+ 0` keeps
+            # SQLite from driving the join by ix_lead_scores_model_score, which visits the
+            # leads in score order (a random read per lead once they outgrow the page cache):
+            # the leads are scanned in id order and their scores looked up by lead.
+            source = t.leads.join(
+                t.lead_scores, and_(s.lead_id == c.id, s.scoring_model_id + 0 == scored_by)
+            )
+            points = s.score != 0
+        first = and_(inquiry, points)  # to automated marketing qualification
+        ready = and_(c.sales_ready, c.stage.in_(earlier), touched)  # to sales acceptance
+        conn = self.conn
+        await conn.run_sync(lambda sc: _MOVES.drop(sc, checkfirst=True))
+        await conn.run_sync(_MOVES.create)
         parts = (
             [None]
             if lead_ids is None
@@ -683,32 +710,66 @@ class LeadRepository(_Repo):
                 sorted(set(lead_ids))[i : i + _CHUNK] for i in range(0, len(set(lead_ids)), _CHUNK)
             ]
         )
+        moving = 0
         for part in parts:
-            for stage, condition in moves:
-                where = and_(c.state == LeadState.OPEN.value, condition)
-                if part is not None:
-                    where = and_(c.id.in_(part), where)
-                payload = obj(
-                    "stage",
-                    literal(stage.value),
-                    "previousStage",
-                    c.stage,
-                    "statusReason",
-                    c.status_reason,
-                    "salesReady",
-                    c.sales_ready,
+            # The first term only reads the lead: its rows are filtered before the scores are
+            # looked at (after a model's publish, most leads are past inquiry already).
+            where = and_(
+                c.state == LeadState.OPEN.value,
+                or_(inquiry, and_(c.sales_ready, c.stage.in_(earlier))),
+                or_(first, ready),
+            )
+            if part is not None:
+                where = and_(c.id.in_(part), where)
+            found = select(
+                c.id, c.stage, c.status_reason, c.sales_ready, case((first, True), else_=False)
+            ).select_from(source)
+            done = await conn.execute(
+                insert(_MOVES).from_select(
+                    ["lead_id", "previous_stage", "status_reason", "sales_ready", "first"],
+                    found.where(where),
                 )
-                events = select(c.id, literal("STAGE_CHANGED"), at, payload).where(where)
-                done = await self.conn.execute(
-                    insert(t.lead_events).from_select(
-                        ["lead_id", "type", "occurred_at", "payload"], events.order_by(c.id)
-                    )
-                )
-                if done.rowcount:
-                    self.conn.info[EVENTS_WRITTEN] = True
-                    await self.conn.execute(
-                        update(t.leads).where(where).values(stage=stage.value, updated_at=now)
-                    )
+            )
+            moving += done.rowcount or 0
+        if moving:
+            await self._move(now)
+        await conn.run_sync(_MOVES.drop)
+
+    async def _move(self, now: datetime) -> None:
+        """The STAGE_CHANGED events of the leads in _MOVES (each lead's in order), then their
+        stage: sales acceptance for the sales-ready ones, else automated marketing
+        qualification."""
+        conn = self.conn
+        m = _MOVES.c
+        amq = LeadStage.AUTOMATED_MARKETING_QUALIFICATION.value
+        sa = LeadStage.SALES_ACCEPTANCE.value
+        obj = func.jsonb_build_object if conn.dialect.name == "postgresql" else func.json_object
+        at = literal(now, t.UTCDateTime())
+        columns = ["lead_id", "type", "occurred_at", "payload"]
+        for stage, previous, which in (
+            (amq, m.previous_stage, m.first),
+            (sa, case((m.first, amq), else_=m.previous_stage), m.sales_ready),
+        ):
+            payload = obj(
+                "stage",
+                literal(stage),
+                "previousStage",
+                previous,
+                "statusReason",
+                m.status_reason,
+                "salesReady",
+                m.sales_ready,
+            )
+            events = select(m.lead_id, literal("STAGE_CHANGED"), at, payload).where(which)
+            await conn.execute(
+                insert(t.lead_events).from_select(columns, events.order_by(m.lead_id))
+            )
+        conn.info[EVENTS_WRITTEN] = True
+        await conn.execute(
+            update(t.leads)
+            .where(t.leads.c.id == m.lead_id)
+            .values(stage=case((m.sales_ready, sa), else_=amq), updated_at=now)
+        )
 
 
 class MatchingStrategyRepository:

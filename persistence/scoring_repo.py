@@ -134,10 +134,24 @@ class InteractionRepository:
         return to_interaction(row), False
 
     async def add_many(self, interactions: Sequence[Interaction]) -> list[Interaction]:
+        """Store interactions in one go; returns them with their ids, in order."""
         if not interactions:
             return []
+        rows = [self._row(i) for i in interactions]
+        if len(rows) == 1:
+            stmt = insert(self.table).values(rows[0]).returning(self.table.c.id)
+            return [_with_id(interactions[0], int(await self.conn.scalar(stmt)))]
+        if self.conn.dialect.name == "sqlite":
+            # SQLAlchemy runs INSERT … RETURNING with sort_by_parameter_order one row per
+            # statement on SQLite. One executemany instead: this transaction is the only writer
+            # (BEGIN IMMEDIATE) and each row gets the next rowid, so the ids are the consecutive
+            # ones ending at the last inserted rowid.
+            await self.conn.execute(insert(self.table), rows)
+            last = int(await self.conn.scalar(text("SELECT last_insert_rowid()")) or 0)
+            first = last - len(rows) + 1
+            return [_with_id(i, first + n) for n, i in enumerate(interactions)]
         stmt = insert(self.table).returning(self.table.c.id, sort_by_parameter_order=True)
-        result = await self.conn.execute(stmt, [self._row(i) for i in interactions])
+        result = await self.conn.execute(stmt, rows)
         return [_with_id(i, int(row.id)) for i, row in zip(interactions, result.all(), strict=True)]
 
     async def for_subject(
@@ -451,13 +465,18 @@ class LeadScoreRepository:
         """The stored scores of these leads for these models, by (lead, model)."""
         c = self.table.c
         out: dict[tuple[int, int], float] = {}
+        models = set(model_ids)
         wanted = sorted(set(lead_ids))
         for i in range(0, len(wanted), _CHUNK):
+            # By lead only, the models picked here: with the model in the WHERE, SQLite reads
+            # every score of each model through ix_lead_scores_model_score instead of looking
+            # up these leads' few rows by the (lead_id, scoring_model_id) key.
             stmt = select(c.lead_id, c.scoring_model_id, c.score).where(
-                c.lead_id.in_(wanted[i : i + _CHUNK]), c.scoring_model_id.in_(list(model_ids))
+                c.lead_id.in_(wanted[i : i + _CHUNK])
             )
             for r in (await self.conn.execute(stmt)).all():
-                out[r.lead_id, r.scoring_model_id] = r.score
+                if r.scoring_model_id in models:
+                    out[r.lead_id, r.scoring_model_id] = r.score
         return out
 
     async def put_many(

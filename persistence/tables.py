@@ -15,6 +15,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     String,
     TypeDecorator,
     false,
@@ -490,3 +491,41 @@ lead_stakeholders = StakeholderRow.__table__  # type: ignore[attr-defined]
 lead_competitors = CompetitorRow.__table__  # type: ignore[attr-defined]
 activities = ActivityRow.__table__  # type: ignore[attr-defined]
 webhook_deliveries = WebhookDeliveryRow.__table__  # type: ignore[attr-defined]
+
+
+class AuditEntryRow(SQLModel, table=True):
+    __tablename__ = "audit_log"
+    __table_args__ = (
+        Index("ix_audit_log_entity", "entity_type", "entity_id", "id"),
+        Index("ix_audit_log_actor", "actor_key_id", "id"),
+        Index("ix_audit_log_occurred", "occurred_at", "id"),
+    )
+    id: int | None = Field(default=None, sa_column=Column(IdType, primary_key=True))
+    occurred_at: datetime = _ts()
+    action: str = Field(sa_column=Column(String(32), nullable=False))
+    entity_type: str = Field(sa_column=Column(String(32), nullable=False))
+    entity_id: str = Field(sa_column=Column(String(200), nullable=False))
+    # No foreign key: an entry outlives what it names, and API keys are never deleted anyway.
+    actor_key_id: int | None = Field(default=None, sa_column=Column(BigInteger))
+    actor_name: str = Field(sa_column=Column(String(200), nullable=False))
+    actor_role: str | None = _text(32)
+    before_state: Any = Field(default=None, sa_column=Column(JSONType))
+    after_state: Any = Field(default=None, sa_column=Column(JSONType))
+
+
+class IdempotencyKeyRow(SQLModel, table=True):
+    __tablename__ = "idempotency_keys"
+    __table_args__ = (Index("ix_idempotency_keys_expires", "expires_at"),)
+    api_key_id: int = Field(sa_column=Column(BigInteger, primary_key=True, autoincrement=False))
+    key: str = Field(sa_column=Column(String(200), primary_key=True))
+    request_hash: str = Field(sa_column=Column(String(64), nullable=False))
+    # NULL while the first request with this key runs; its answer once it completed.
+    response_status: int | None = Field(default=None, sa_column=Column(Integer))
+    content_type: str | None = _text(200)
+    body: bytes | None = Field(default=None, sa_column=Column(LargeBinary))
+    created_at: datetime = _ts()
+    expires_at: datetime = _ts()
+
+
+audit_log = AuditEntryRow.__table__  # type: ignore[attr-defined]
+idempotency_keys = IdempotencyKeyRow.__table__  # type: ignore[attr-defined]

@@ -17,7 +17,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from api.app import create_app
-from api.settings import Settings
+from api.settings import ROLE_NAMES, RateLimit, Settings
 from domain.roles import Role
 from persistence.apikeys import ApiKeyStore
 from persistence.database import Database
@@ -105,6 +105,9 @@ async def db(database_url: str) -> AsyncIterator[Database]:
     await database.dispose()
 
 
+UNLIMITED = {role: RateLimit(per_second=1e6, burst=1_000_000) for role in ROLE_NAMES}
+
+
 class Api:
     """A GraphQL client over ASGI with one API key per role."""
 
@@ -149,7 +152,11 @@ class Api:
 @pytest.fixture
 async def api(database_url: str) -> AsyncIterator[Api]:
     settings = Settings(
-        database_url=database_url, env="test", api_key_cache_seconds=0, webhook_interval_seconds=0
+        database_url=database_url,
+        env="test",
+        api_key_cache_seconds=0,
+        webhook_interval_seconds=0,
+        rate_limits=UNLIMITED,  # tests of the limits themselves build their own app
     )
     app = create_app(settings, migrate=False)
     store: ApiKeyStore = app.state.keys

@@ -82,9 +82,6 @@ async def test_bad_requests_get_the_views_answers(api: Api) -> None:
         r = await post(content)
         assert r.status_code == 400, (content, r.text)
         assert message in r.text, (content, r.text)
-    r = await post(b'{"query": "{ viewer { role } }"}', "text/plain")
-    assert r.status_code == 400
-    assert "Unsupported content type" in r.text
 
 
 async def test_auth_comes_before_the_body_is_read(api: Api) -> None:

@@ -84,3 +84,42 @@ async def test_get_requests_cannot_run_operations(api: Api) -> None:
         headers={"Authorization": f"Bearer {api.keys[Role.ADMIN]}"},
     )
     assert response.status_code in (400, 405)
+
+
+async def test_aliases_count_at_every_spread_of_a_fragment(api: Api) -> None:
+    fragment = (
+        "fragment F on Query { " + " ".join(f"a{i}: viewer {{ name }}" for i in range(16)) + " }"
+    )
+    assert (await api("{ ...F } " + fragment))["a0"]["name"]  # 16 aliases
+    errors = await api.errors("query Twice { ...F ...F } " + fragment)
+    assert errors[0]["message"] == "'Twice' uses 32 aliases; at most 30 are allowed"
+
+
+async def test_fragment_bombs_are_measured_without_expanding_them(api: Api) -> None:
+    """40 fragments each spreading the next twice: 2^40 aliases once expanded.
+
+    Strawberry's own limiters walk every expansion (2^40 steps); each fragment is measured once.
+    """
+    n = 40
+    fragments = " ".join(f"fragment F{i} on Query {{ ...F{i + 1} ...F{i + 1} }}" for i in range(n))
+    query = (
+        "query Bomb { ...F0 } " + fragments + f" fragment F{n} on Query {{ a: viewer {{ name }} }}"
+    )
+    errors = await api.errors(query)
+    assert errors[0]["message"] == f"'Bomb' uses {2**n} aliases; at most 30 are allowed"
+
+
+def test_measure_counts_depth_like_strawberry() -> None:
+    from graphql import parse
+
+    from api.limits import measure
+
+    doc = parse(
+        "query A { leads { edges { node { id } } } }"
+        " query B { ...L } fragment L on Query { leads { totalCount } }"
+        " query C { __schema { types { fields { name } } } }"
+        " query D { viewer { name @skip(if: false) } ... on Query @include(if: true) { viewer { role } } }"
+    )
+    m = measure(doc)
+    assert (m["A"].depth, m["B"].depth, m["C"].depth) == (3, 1, 0)
+    assert m["D"].directives == 2

@@ -8,6 +8,7 @@ slowed to 30 s, so what reaches them in time came through Redis.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import shutil
@@ -467,3 +468,61 @@ async def test_workers_share_events_without_redis(
             proc.wait(10)
         except subprocess.TimeoutExpired:
             proc.kill()
+
+
+async def test_shared_delivery_keeps_each_subscribers_variables_and_errors(
+    servers: Servers,
+) -> None:
+    """Subscribers of one document share its execution per event only when their variables
+    match: each still gets the payload (and the errors) of its own variables."""
+    query = (
+        "subscription($after: String, $types: [LeadEventType!], $n: Int) "
+        "{ leadEvents(after: $after, types: $types) "
+        "{ type lead { id topic timeline(first: $n) { edges { cursor } } } } }"
+    )
+    start = await servers.head()
+    async with contextlib.AsyncExitStack() as stack:
+
+        async def subscribe(**variables: Any) -> ClientConnection:
+            cm = subscription(servers, query, after=start, **variables)
+            return await stack.enter_async_context(cm)
+
+        ok = [await subscribe(types=["CREATED"], n=1) for _ in range(3)]
+        bad = await subscribe(types=["CREATED"], n=-1)
+        other = await subscribe(types=["STAGE_CHANGED"], n=1)
+        # A fragment at the root is not for the shared path: Strawberry runs it, as before.
+        fragment = (
+            "subscription($after: String) { ...F } "
+            "fragment F on Subscription { leadEvents(after: $after, types: [CREATED]) { type } }"
+        )
+        unshared = await stack.enter_async_context(subscription(servers, fragment, after=start))
+        first = await servers.lead("shared 1")
+        for ws in ok:
+            raw = await asyncio.wait_for(ws.recv(), 5)
+            # Written by the shared delivery: a text frame (Strawberry's own are binary).
+            assert isinstance(raw, str)
+            message = json.loads(raw)
+            assert message == {
+                "id": "1",
+                "type": "next",
+                "payload": message["payload"],
+            }
+            assert message["payload"]["data"]["leadEvents"]["lead"]["id"] == first
+        raw = await asyncio.wait_for(unshared.recv(), 5)
+        assert isinstance(raw, bytes)
+        assert json.loads(raw)["payload"] == {"data": {"leadEvents": {"type": "CREATED"}}}
+        await ok[1].close()  # one goes away: the others go on
+        second = await servers.lead("shared 2")
+        for ws in (ok[0], ok[2]):
+            (event,) = await receive_for(ws, {second}, 1)
+            assert event["type"] == "CREATED"
+            assert event["lead"]["topic"] == "shared 2"
+            assert len(event["lead"]["timeline"]["edges"]) == 1
+        for _ in range(2):  # first: -1 is an error, for this subscriber only, once per event
+            message = json.loads(await asyncio.wait_for(bad.recv(), 5))
+            assert message["type"] == "next"
+            (error,) = message["payload"]["errors"]
+            assert error["extensions"]["code"] == "BAD_USER_INPUT"
+            assert error["path"][-1] == "timeline"
+        with pytest.raises(TimeoutError):  # nothing CREATED for a STAGE_CHANGED subscriber
+            await asyncio.wait_for(other.recv(), 0.5)

@@ -9,7 +9,7 @@ import uuid
 from collections.abc import AsyncIterator
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from api.fanout import FanOut
 from domain.events import LeadEvent
@@ -56,6 +56,10 @@ async def test_relay_positions_committed_events_densely_in_id_order(db: Database
         await uow.leads.add(Lead(topic="u"))
         await uow.commit()
     assert woken == [1]
+    if db.is_sqlite:  # one writer at a time: the commit positioned its own events
+        assert [p for _, p in await _events(db)] == [1, 2, 3]
+        async with db.write_engine.begin() as conn:  # as if left unpositioned by a crash
+            await conn.execute(update(t.lead_events).values(position=None))
     assert [p for _, p in await _events(db)] == [None, None, None]
     heads: list[int] = []
 
@@ -203,3 +207,37 @@ async def test_relay_keeps_working_while_the_broker_is_down(db: Database) -> Non
     assert heads == [1]
     assert relay._unannounced == 1  # announced again on the next run
     await broker.close()
+
+
+async def test_relay_hands_the_events_it_positioned_to_its_process(db: Database) -> None:
+    lead = await _lead(db)
+    async with db.uow() as uow:
+        await uow.events.add_many([(lead, "CREATED", {}), (lead, "SCORE_CHANGED", {})], utcnow())
+        await uow.commit()
+    if db.is_sqlite:  # the commit positioned them: as if left unpositioned by a crash
+        async with db.write_engine.begin() as conn:
+            await conn.execute(update(t.lead_events).values(position=None))
+    handed: list[LeadEvent] = []
+    relay = Relay(db, MemoryBroker(), on_events=handed.extend)
+    assert await relay.run_once() == 2
+    assert [(e.position, e.type) for e in handed] == [(1, "CREATED"), (2, "SCORE_CHANGED")]
+    assert [e.lead.id if e.lead else None for e in handed] == [lead, lead]  # read with them
+
+
+async def test_a_sqlite_commit_hands_its_positioned_events_to_the_hooks(db: Database) -> None:
+    """On PostgreSQL commits leave positioning to the relay (the test above)."""
+    lead = await _lead(db)
+    handed: list[tuple[int, list[LeadEvent]]] = []
+    db.head_committed.append(lambda head, events: handed.append((head, events)))
+    async with db.uow() as uow:
+        await uow.events.add(lead, "CREATED", {}, utcnow())
+        await uow.events.add(lead, "SALES_READY", {}, utcnow())
+        await uow.commit()
+    if not db.is_sqlite:
+        assert handed == []
+        assert [p for _, p in await _events(db)] == [None, None]
+        return
+    ((head, events),) = handed
+    assert head == 2
+    assert [(e.position, e.type) for e in events] == [(1, "CREATED"), (2, "SALES_READY")]
+    assert all(e.lead is not None and e.lead.id == lead for e in events)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 from typing import Any
 
+import pytest
 from sqlalchemy import insert, select
 
 from domain import sales
@@ -15,35 +16,42 @@ from persistence import tables as t
 from persistence.database import Database
 
 
-async def test_follow_process_equals_the_python_rules(db: Database) -> None:
+@pytest.mark.parametrize("scope", ["some leads", "all leads", "scored by one model"])
+async def test_follow_process_equals_the_python_rules(db: Database, scope: str) -> None:
     rng = random.Random(5)
     now = utcnow()
     async with db.uow() as uow:
         live = await uow.scoring_models.add(
             ScoringModel(name="live", rules=[], status=ModelStatus.LIVE)
         )
+        other = await uow.scoring_models.add(
+            ScoringModel(name="other live", rules=[], status=ModelStatus.LIVE)
+        )
         stopped = await uow.scoring_models.add(
             ScoringModel(name="stopped", rules=[], status=ModelStatus.STOPPED)
         )
         leads: list[Lead] = []
-        for i in range(80):
+        for i in range(120):
             state = rng.choice([LeadState.OPEN] * 4 + [LeadState.QUALIFIED, LeadState.DISQUALIFIED])
             lead = Lead(
                 topic=f"l{i}",
                 state=state,
-                status_reason=LeadStatusReason.NEW,
+                status_reason=rng.choice([LeadStatusReason.NEW, LeadStatusReason.CONTACTED]),
                 stage=rng.choice(list(LeadStage)),
                 sales_ready=rng.random() < 0.3,
             )
             leads.append(await uow.leads.add(lead))
         rows: list[dict[str, Any]] = []
-        points: dict[int, bool] = {}
+        points: dict[int, set[int]] = {}  # lead → the models that gave it points
+        scored: dict[int, set[int]] = {}  # lead → the models that scored it
         for lead in leads:
-            points[lead.id] = False
-            for model in (live, stopped):
+            points[lead.id], scored[lead.id] = set(), set()
+            for model in (live, other, stopped):
                 if rng.random() < 0.6:
                     score = float(rng.choice([0, 0, 5, 20]))
-                    points[lead.id] |= model is live and score != 0
+                    scored[lead.id].add(model.id)
+                    if score != 0:
+                        points[lead.id].add(model.id)
                     rows.append(
                         {
                             "lead_id": lead.id,
@@ -58,21 +66,36 @@ async def test_follow_process_equals_the_python_rules(db: Database) -> None:
                     )
         await uow.conn.execute(insert(t.lead_scores), rows)
         await uow.commit()
-    chosen = [lead.id for lead in leads[::2]]
-    expected: dict[int, list[str]] = {}
+    if scope == "some leads":
+        chosen: list[int] | None = [lead.id for lead in leads[::2]]
+        included = set(chosen)
+        has_points = {i: bool(points[i] & {live.id, other.id}) for i in points}
+    elif scope == "all leads":
+        chosen, included = None, {lead.id for lead in leads}
+        has_points = {i: bool(points[i] & {live.id, other.id}) for i in points}
+    else:
+        chosen, included = None, {i for i in scored if live.id in scored[i]}
+        has_points = {i: live.id in points[i] for i in points}
+    expected: dict[int, list[dict[str, Any]]] = {}
     for lead in leads:
         copy = Lead(
-            topic=lead.topic, state=lead.state, stage=lead.stage, sales_ready=lead.sales_ready
+            topic=lead.topic,
+            state=lead.state,
+            status_reason=lead.status_reason,
+            stage=lead.stage,
+            sales_ready=lead.sales_ready,
         )
-        moves = []
-        if lead.id in chosen:
-            first = sales.first_scored(copy) if points[lead.id] else None
-            for change in (first, sales.follow_checkboxes(copy)):
-                if change is not None:
-                    moves.append(change.payload["stage"])
-        expected[lead.id] = moves
+        changes = []
+        if lead.id in included:
+            first = sales.first_scored(copy) if has_points[lead.id] else None
+            changes = [c.payload for c in (first, sales.follow_checkboxes(copy)) if c is not None]
+        expected[lead.id] = changes
+    moved_at = utcnow()
     async with db.uow() as uow:
-        await uow.leads.follow_process(chosen, utcnow())
+        if scope == "scored by one model":
+            await uow.leads.follow_process(None, moved_at, scored_by=live.id)
+        else:
+            await uow.leads.follow_process(chosen, moved_at)
         await uow.commit()
     async with db.read() as r:
         after = await r.leads.get_many([lead.id for lead in leads])
@@ -83,8 +106,32 @@ async def test_follow_process_equals_the_python_rules(db: Database) -> None:
                 .order_by(t.lead_events.c.id)
             )
         ).all()
+    assert any(expected.values())
     for lead in leads:
-        got = [e.payload["stage"] for e in events if e.lead_id == lead.id]
-        assert sorted(got) == sorted(expected[lead.id]), lead
-        final = expected[lead.id][-1] if expected[lead.id] else lead.stage.value
+        # Each lead's events in order, saying what the Python rules say.
+        got = [
+            {**e.payload, "salesReady": bool(e.payload["salesReady"])}
+            for e in events
+            if e.lead_id == lead.id
+        ]
+        assert got == expected[lead.id], lead
+        final = expected[lead.id][-1]["stage"] if expected[lead.id] else lead.stage.value
         assert after[lead.id].stage.value == final, lead
+        if expected[lead.id]:
+            assert after[lead.id].updated_at == moved_at
+        else:
+            assert after[lead.id].updated_at == lead.updated_at
+
+
+async def test_follow_process_without_moves_writes_nothing(db: Database) -> None:
+    async with db.uow() as uow:
+        lead = await uow.leads.add(Lead(topic="quiet", stage=LeadStage.INQUIRY))
+        await uow.commit()
+    async with db.uow() as uow:
+        await uow.leads.follow_process([lead.id], utcnow())
+        await uow.leads.follow_process(None, utcnow())  # the temporary table is gone again
+        await uow.commit()
+    async with db.read() as r:
+        assert await r.events.for_lead(lead.id) == []
+        stored = await r.leads.get(lead.id)
+        assert stored is not None and stored.stage is LeadStage.INQUIRY

@@ -12,6 +12,7 @@ from sqlalchemy import text
 from domain.model import Contact, Lead
 from domain.pagination import PageRequest
 from domain.ports import LeadFilter, LeadOrder
+from domain.scoring import Interaction, InteractionType, ScoreResult, ScoringModel
 from persistence.database import Database
 from persistence.tables import metadata
 
@@ -114,3 +115,67 @@ async def test_expiry_query_can_use_the_partial_expiry_index(db: Database) -> No
             sql = "SELECT indexdef FROM pg_indexes WHERE indexname = 'ix_lead_scores_expiry'"
         definition = str((await conn.execute(text(sql))).scalar())
         assert "next_expiry_us IS NOT NULL" in definition
+
+
+async def test_interactions_stored_in_one_go_get_their_own_ids(db: Database) -> None:
+    """add_many's ids (on SQLite: the consecutive rowids up to the last one) are the rows'."""
+    when = datetime(2026, 1, 1, tzinfo=UTC)
+    async with db.uow() as uow:
+        a, _ = await uow.contacts.add(Contact(first_name="A", email="a@example.com"))
+        b, _ = await uow.contacts.add(Contact(first_name="B", email="b@example.com"))
+        # Rows before, in the same transaction and a committed one: ids keep counting from them.
+        await uow.interactions.add_many(
+            [Interaction(contact_id=a.id, type=InteractionType.EMAIL_SENT, occurred_at=when)]
+        )
+        await uow.commit()
+    for round_ in range(2):
+        items = [
+            Interaction(
+                contact_id=(a.id, b.id)[n % 2],
+                type=InteractionType.CUSTOM,
+                name=f"r{round_}-{n}",
+                occurred_at=when,
+                properties={"n": n},
+            )
+            for n in range(7)
+        ]
+        async with db.uow() as uow:
+            stored = await uow.interactions.add_many(items)
+            await uow.commit()
+        assert [s.name for s in stored] == [i.name for i in items]
+        assert len({s.id for s in stored}) == len(items)
+        async with db.read() as r:
+            rows = await r.interactions.get_many([s.id for s in stored])
+        for s in stored:
+            row = rows[s.id]
+            assert (row.name, row.contact_id, row.properties) == (
+                s.name,
+                s.contact_id,
+                s.properties,
+            )
+
+
+async def test_current_scores_are_those_of_the_leads_and_models_asked_for(db: Database) -> None:
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    async with db.uow() as uow:
+        models = [
+            await uow.scoring_models.add(ScoringModel(name=f"m{i}", rules=[])) for i in range(3)
+        ]
+        leads = [await uow.leads.add(Lead(topic=f"L{i}")) for i in range(4)]
+        await uow.scores.put_many(
+            [
+                (lead.id, model, ScoreResult(float(10 * i + j), (), None))
+                for i, lead in enumerate(leads)
+                for j, model in enumerate(models)
+            ],
+            now,
+        )
+        await uow.commit()
+    async with db.read() as r:
+        got = await r.scores.current([leads[0].id, leads[2].id], [models[0].id, models[2].id])
+    assert got == {
+        (leads[0].id, models[0].id): 0.0,
+        (leads[0].id, models[2].id): 2.0,
+        (leads[2].id, models[0].id): 20.0,
+        (leads[2].id, models[2].id): 22.0,
+    }

@@ -20,6 +20,8 @@ from datetime import datetime
 from types import TracebackType
 from typing import Any, Generic, TypeVar
 
+from domain.audit import AuditEntry, AuditFilter
+from domain.auth import Principal
 from domain.fields import CONTACT_FIELDS, LEAD_FIELDS, FieldSpec
 from domain.lifecycle import ModelStatus
 from domain.matching import DEFAULT_STRATEGIES
@@ -65,6 +67,7 @@ class FakeDatabase:
     scoring_models: dict[int, ScoringModel] = field(default_factory=dict)
     scores: dict[tuple[int, int], StoredScore] = field(default_factory=dict)
     events: list[tuple[int, str, dict[str, Any]]] = field(default_factory=list)
+    audit: list[AuditEntry] = field(default_factory=list)
     next_id: int = 1
 
     @classmethod
@@ -549,6 +552,20 @@ class FakeEvents:
             await self.add(lead_id, type_, payload, now)
 
 
+class FakeAudit:
+    def __init__(self, db: FakeDatabase) -> None:
+        self.db = db
+
+    async def add(self, entry: AuditEntry) -> None:
+        self.db.audit.append(entry)
+
+    async def page(self, filter_: AuditFilter, page: PageRequest) -> Page[AuditEntry]:
+        raise NotImplementedError  # listed only through the SQL repository
+
+    async def count(self, filter_: AuditFilter) -> int:
+        return len(self.db.audit)
+
+
 class FakeUnitOfWork:
     """One 'transaction' over a FakeDatabase; `locks` records every lock taken, in order."""
 
@@ -556,6 +573,7 @@ class FakeUnitOfWork:
         self.db = db if db is not None else FakeDatabase.seeded()
         self.locks: list[str] = []
         self.commits = 0
+        self.actor: Principal | None = None
         self._snapshot: FakeDatabase | None = None
 
     @property
@@ -594,6 +612,10 @@ class FakeUnitOfWork:
     def events(self) -> FakeEvents:
         return FakeEvents(self.db)
 
+    @property
+    def audit(self) -> FakeAudit:
+        return FakeAudit(self.db)
+
     async def __aenter__(self) -> FakeUnitOfWork:
         self._snapshot = copy.deepcopy(self.db)
         return self
@@ -620,6 +642,7 @@ class FakeUnitOfWork:
                 target.clear()
                 target.update(getattr(self._snapshot, name))
             self.db.events[:] = self._snapshot.events
+            self.db.audit[:] = self._snapshot.audit
             self.db.next_id = self._snapshot.next_id
             self._snapshot = None
 

@@ -195,3 +195,21 @@ async def test_without_subscribers_nothing_is_read() -> None:
     await publish(fanout, table, 1)
     assert await pending == [11]
     await fanout.stop()
+
+
+async def test_offered_events_are_pushed_without_a_read_when_they_follow_on() -> None:
+    table = FakeTable()
+    fanout = await started(table)
+    stream = fanout.follow(None)
+    pending = asyncio.ensure_future(take(stream, 3))
+    await asyncio.sleep(0)
+    reads = table.reads
+    fanout.offer(table.add(2))  # committed by this process: handed over with the commit
+    await fanout.notify(2)  # the relay's notice that follows finds nothing left to read
+    table.add(1)
+    fanout.offer(table.add(1))  # position 4 does not follow on from 2: ignored, read instead
+    await fanout.notify(4)
+    assert await pending == [1, 2, 3]
+    assert await take(stream, 1) == [4]
+    assert table.reads - reads == 1  # only for 3 and 4
+    await fanout.stop()

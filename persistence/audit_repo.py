@@ -1,0 +1,79 @@
+"""The audit log in storage: entries written in the caller's transaction, read newest first."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import bindparam, insert
+from sqlalchemy.engine import Row
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from domain.audit import Actor, AuditEntityType, AuditEntry, AuditFilter
+from domain.pagination import Page, PageRequest
+from persistence import tables as t
+from persistence.listing import Criterion, Listing
+
+_C = t.audit_log.c
+
+
+def to_entry(r: Row[Any]) -> AuditEntry:
+    return AuditEntry(
+        action=r.action,
+        entity_type=AuditEntityType(r.entity_type),
+        entity_id=r.entity_id,
+        actor=Actor(r.actor_key_id, r.actor_name, r.actor_role),
+        before=r.before_state,
+        after=r.after_state,
+        occurred_at=r.occurred_at,
+        id=r.id,
+    )
+
+
+_ENTRIES = Listing[AuditFilter, AuditEntry](
+    t.audit_log,
+    {
+        "type": Criterion(
+            lambda f: None if f.entity_type is None else {"entity_type": f.entity_type.value},
+            lambda: _C.entity_type == bindparam("entity_type"),
+        ),
+        "entity": Criterion(
+            lambda f: None if f.entity_id is None else {"entity_id": f.entity_id},
+            lambda: _C.entity_id == bindparam("entity_id"),
+        ),
+        "actor": Criterion(
+            lambda f: None if f.actor_key_id is None else {"actor_key_id": f.actor_key_id},
+            lambda: _C.actor_key_id == bindparam("actor_key_id"),
+        ),
+        "since": Criterion(
+            lambda f: None if f.since is None else {"since": f.since},
+            lambda: _C.occurred_at >= bindparam("since", type_=_C.occurred_at.type),
+        ),
+    },
+    to_entry,
+)
+
+
+class AuditRepository:
+    def __init__(self, conn: AsyncConnection) -> None:
+        self.conn = conn
+
+    async def add(self, entry: AuditEntry) -> None:
+        await self.conn.execute(
+            insert(t.audit_log).values(
+                occurred_at=entry.occurred_at,
+                action=entry.action,
+                entity_type=entry.entity_type.value,
+                entity_id=entry.entity_id,
+                actor_key_id=entry.actor.key_id,
+                actor_name=entry.actor.name,
+                actor_role=entry.actor.role,
+                before_state=entry.before,
+                after_state=entry.after,
+            )
+        )
+
+    async def page(self, filter_: AuditFilter, page: PageRequest) -> Page[AuditEntry]:
+        return await _ENTRIES.page(self.conn, filter_, page, sort="id")
+
+    async def count(self, filter_: AuditFilter) -> int:
+        return await _ENTRIES.count(self.conn, filter_)
