@@ -35,6 +35,8 @@ from persistence.relay import Relay
 
 log = logging.getLogger("leadflow")
 
+READINESS_TIMEOUT = 3.0  # seconds per check: a load balancer's probe must get an answer
+
 
 def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Starlette:
     """The ASGI app for these settings; `migrate` upgrades the database on startup."""
@@ -88,15 +90,36 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Sta
     async def healthz(_: Request) -> JSONResponse:
         return JSONResponse({"status": "ok"})
 
-    async def readyz(_: Request) -> JSONResponse:
+    async def check_database() -> str:
         try:
-            await db.ping()
-            if await pending(db.read_engine):
-                return JSONResponse({"status": "migrations pending"}, status_code=503)
+            async with asyncio.timeout(READINESS_TIMEOUT):
+                await db.ping()
+                if await pending(db.read_engine):
+                    return "migrations pending"
         except Exception as e:  # any failure to reach the database means not ready
-            log.warning("readiness check failed: %s", e)
-            return JSONResponse({"status": "database unavailable"}, status_code=503)
-        return JSONResponse({"status": "ready"})
+            log.warning("readiness: database unavailable: %s", e)
+            return "unavailable"
+        return "ok"
+
+    async def check_redis() -> str:
+        if not isinstance(broker, RedisBroker):
+            return "ok"
+        try:
+            async with asyncio.timeout(READINESS_TIMEOUT):
+                await broker.ping()
+        except Exception as e:
+            log.warning("readiness: redis unavailable: %s", e)
+            return "unavailable"
+        return "ok"
+
+    async def readyz(_: Request) -> JSONResponse:
+        checks = {"database": await check_database()}
+        if settings.redis_url:
+            checks["redis"] = await check_redis()
+        if all(v == "ok" for v in checks.values()):
+            return JSONResponse({"status": "ready", **checks})
+        status = "migrations pending" if "migrations pending" in checks.values() else "unavailable"
+        return JSONResponse({"status": status, **checks}, status_code=503)
 
     @asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:

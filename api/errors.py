@@ -7,16 +7,29 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from graphql import GraphQLError
+from strawberry.extensions import MaskErrors
 
 from domain.auth import Principal
-from domain.errors import DomainError, ValidationErrors
+from domain.errors import DomainError, ServiceUnavailable, ValidationErrors
 from domain.roles import Permission
 
 T = TypeVar("T")
 log = logging.getLogger("leadflow.api")
 
 # Errors with these codes are ours and safe to show; everything else is masked.
-PUBLIC_CODES = frozenset({"UNAUTHENTICATED", "FORBIDDEN", "BAD_USER_INPUT"})
+PUBLIC_CODES = frozenset({"UNAUTHENTICATED", "FORBIDDEN", "BAD_USER_INPUT", "SERVICE_UNAVAILABLE"})
+UNAVAILABLE_MESSAGE = "the service is temporarily unavailable (database unreachable); retry shortly"
+
+
+def unavailable_cause(error: BaseException | None) -> ServiceUnavailable | None:
+    """The ServiceUnavailable behind `error` (itself or a cause), if any."""
+    seen: set[int] = set()
+    while error is not None and id(error) not in seen:
+        if isinstance(error, ServiceUnavailable):
+            return error
+        seen.add(id(error))
+        error = error.__cause__ or error.__context__
+    return None
 
 
 def forbidden(principal: Principal, permission: Permission) -> GraphQLError:
@@ -62,5 +75,30 @@ def should_mask(error: GraphQLError) -> bool:
     code = (error.extensions or {}).get("code")
     if code in PUBLIC_CODES:
         return False
+    if unavailable_cause(original) is not None:
+        # Replaced by a SERVICE_UNAVAILABLE error (ServiceErrors below); an outage is logged
+        # where it is noticed (readiness, background jobs), not once per failed field.
+        log.warning("%s: %s", ".".join(map(str, error.path or [])), original)
+        return True
     log.error("unexpected error in %s", error.path, exc_info=original)
     return True
+
+
+class ServiceErrors(MaskErrors):
+    """MaskErrors that tells an outage apart: SERVICE_UNAVAILABLE instead of "Unexpected error".
+
+    The client may retry such an operation; nothing was changed (or, for a commit cut off
+    mid-way, an interaction's idempotencyKey makes the retry safe).
+    """
+
+    def anonymise_error(self, error: GraphQLError) -> GraphQLError:
+        if unavailable_cause(error.original_error) is None:
+            return super().anonymise_error(error)
+        return GraphQLError(
+            message=UNAVAILABLE_MESSAGE,
+            nodes=error.nodes,
+            source=error.source,
+            positions=error.positions,
+            path=error.path,
+            extensions={"code": "SERVICE_UNAVAILABLE"},
+        )

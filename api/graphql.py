@@ -12,7 +12,6 @@ import strawberry
 from graphql import ASTValidationRule, GraphQLError, validate
 from strawberry.extensions import (
     AddValidationRules,
-    MaskErrors,
     MaxTokensLimiter,
     ParserCache,
     SchemaExtension,
@@ -21,11 +20,11 @@ from strawberry.extensions.disable_introspection import DisableIntrospection
 from strawberry.schema.config import StrawberryConfig
 from strawberry.schema.schema import validate_document
 from strawberry.tools import merge_types
-from strawberry.types import ExecutionResult
+from strawberry.types import ExecutionContext, ExecutionResult
 
 from api import types as gql
 from api.audit import AuditQuery
-from api.errors import should_mask
+from api.errors import ServiceErrors, should_mask, unavailable_cause
 from api.events import EventQuery, Subscription
 from api.execution import FastLeafExecutionContext
 from api.limits import operation_limits_rule
@@ -122,6 +121,15 @@ class LimitedSchema(strawberry.Schema):
                 error.message = _SUGGESTION.sub("", error.message)
         return result
 
+    def process_errors(
+        self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
+    ) -> None:
+        # Errors caused by an unreachable database are logged (one line each, no traceback)
+        # where they are masked as SERVICE_UNAVAILABLE.
+        rest = [e for e in errors if unavailable_cause(e.original_error) is None]
+        if rest:
+            super().process_errors(rest, execution_context)
+
 
 def build_schema(settings: Settings | None = None) -> strawberry.Schema:
     """The schema; limits come from settings (defaults when none are given)."""
@@ -140,7 +148,7 @@ def build_schema(settings: Settings | None = None) -> strawberry.Schema:
         partial(ParserCache, maxsize=512),
         partial(AddValidationRules, rules),
         partial(DocumentValidationCache, hide_suggestions=settings.production),
-        partial(MaskErrors, should_mask_error=should_mask),
+        partial(ServiceErrors, should_mask_error=should_mask),
     ]
     if settings.production:
         extensions.append(DisableIntrospection)

@@ -35,9 +35,11 @@ from strawberry.types.graphql import OperationType
 
 from api.context import Context, Services
 from api.delivery import Hub
+from api.errors import UNAVAILABLE_MESSAGE, log
 from api.idempotency import Idempotency, has_mutation
 from api.settings import Settings
 from domain.auth import Principal
+from domain.errors import ServiceUnavailable
 from domain.ports import Authenticator, RateLimiter
 from domain.roles import Permission, Role, allows
 
@@ -71,6 +73,11 @@ def too_many_requests(wait: float) -> Response:
         f"rate limit of this API key exceeded: retry in {seconds} s",
         {"Retry-After": str(seconds)},
     )
+
+
+def service_unavailable() -> Response:
+    """503 for a request whose API key cannot be checked because the database is down."""
+    return refusal(503, "SERVICE_UNAVAILABLE", UNAVAILABLE_MESSAGE, {"Retry-After": "1"})
 
 
 class BodyTooLarge(Exception):
@@ -185,7 +192,15 @@ class AuthenticatingTransportWS(BaseGraphQLTransportWSHandler[Context, None]):
             return
         header = payload.get("authorization") if isinstance(payload, dict) else None
         token = bearer_token(header if isinstance(header, str) else None)
-        principal = await self.view.keys.authenticate(token) if token is not None else None
+        try:
+            principal = await self.view.keys.authenticate(token) if token is not None else None
+        except ServiceUnavailable as e:
+            log.warning("connection_init: %s", e)
+            if self.connection_init_timeout_task:
+                self.connection_init_timeout_task.cancel()
+            # 1013 "try again later": the key could not be checked, the client should reconnect.
+            await self.websocket.close(code=1013, reason="service unavailable: retry shortly")
+            return
         if principal is None or not allows(principal.role, Permission.SUBSCRIBE):
             if self.connection_init_timeout_task:
                 self.connection_init_timeout_task.cancel()
@@ -317,7 +332,12 @@ class GraphQLEndpoint(GraphQL[Context, None]):
                     scope, receive, send
                 )
                 return
-            principal = await self.keys.authenticate(token)
+            try:
+                principal = await self.keys.authenticate(token)
+            except ServiceUnavailable as e:
+                log.warning("authentication: %s", e)
+                await service_unavailable()(scope, receive, send)
+                return
             if principal is None:
                 await unauthenticated("the API key is unknown or revoked")(scope, receive, send)
                 return

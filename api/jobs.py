@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
+from domain.errors import ServiceUnavailable
 from domain.model import utcnow
 from domain.ports import IdempotencyStore, ReadAccess, UnitOfWorkFactory, WebhookSender
 from domain.scoring_services import rescore_expired
@@ -43,6 +44,8 @@ async def expiry_loop(reads: ReadAccess, uow: UnitOfWorkFactory, interval: float
                 pass  # a full batch may leave more: go on until none is left
         except asyncio.CancelledError:
             raise
+        except ServiceUnavailable as e:
+            log.warning("score expiry skipped: %s", e)
         except Exception:
             log.exception("score expiry failed; retrying in %s s", interval)
 
@@ -58,6 +61,8 @@ async def webhook_loop(
                 pass
         except asyncio.CancelledError:
             raise
+        except ServiceUnavailable as e:
+            log.warning("webhook delivery skipped: %s", e)
         except Exception:
             log.exception("webhook delivery failed; retrying in %s s", interval)
 

@@ -46,3 +46,14 @@ class ValidationErrors(DomainError):
     def __init__(self, errors: Sequence[DomainError]) -> None:
         super().__init__("; ".join(e.message for e in errors))
         self.errors = list(errors)
+
+
+class ServiceUnavailable(Exception):
+    """A service the operation needs (the database) cannot be reached; retry later.
+
+    Not a DomainError: nothing about the request was wrong, so it is not a userError but a
+    top-level error with the code SERVICE_UNAVAILABLE. Nothing was changed, except that a commit
+    cut off mid-way may or may not have happened: retries must be idempotent.
+    """
+
+    code = "SERVICE_UNAVAILABLE"

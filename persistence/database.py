@@ -15,8 +15,10 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from domain.auth import Principal
+from domain.errors import ServiceUnavailable
 from domain.events import LeadEvent
 from persistence.audit_repo import AuditRepository
+from persistence.faults import is_unavailable
 from persistence.outbox import EVENTS_WRITTEN
 from persistence.qualification_repo import QualificationModelRepository
 from persistence.repositories import (
@@ -76,6 +78,14 @@ _ALL_EVENTS = 1 << 62
 _HANDED_OVER = 1000  # at most this many events of a commit are handed to the hooks
 
 
+UNAVAILABLE_MESSAGE = "the database is unavailable; retry shortly"
+
+
+def _unavailable(error: BaseException) -> ServiceUnavailable:
+    """What a connection failure becomes at the storage boundary (the cause stays chained)."""
+    return ServiceUnavailable(f"{UNAVAILABLE_MESSAGE} ({type(error).__name__})")
+
+
 def _lock_id(key: str) -> int:
     return int.from_bytes(hashlib.blake2b(key.encode(), digest_size=8).digest(), "big", signed=True)
 
@@ -97,11 +107,17 @@ class SqlUnitOfWork(Repositories):
         try:
             self._conn_cm = self._db.write_engine.connect()
             conn = await self._conn_cm.__aenter__()
-            conn.info[EVENTS_WRITTEN] = False  # info outlives the checkout: reset it
-            await conn.begin()
-        except BaseException:
+            try:
+                conn.info[EVENTS_WRITTEN] = False  # info outlives the checkout: reset it
+                await conn.begin()
+            except BaseException as e:
+                await self._conn_cm.__aexit__(type(e), e, e.__traceback__)
+                raise
+        except BaseException as e:
             if self._db.is_sqlite:
                 self._db.write_lock.release()
+            if isinstance(e, Exception) and is_unavailable(e):
+                raise _unavailable(e) from e
             raise
         super().__init__(conn)
         return self
@@ -113,12 +129,24 @@ class SqlUnitOfWork(Repositories):
         tb: TracebackType | None,
     ) -> None:
         try:
-            if not self._committed and self.conn.in_transaction():
-                await self.conn.rollback()
-            await self._conn_cm.__aexit__(exc_type, exc, tb)
+            try:
+                if not self._committed and self.conn.in_transaction():
+                    await self.conn.rollback()
+            except Exception as e:
+                # A connection that died mid-transaction cannot roll back (the server already
+                # did); the error that ended the transaction is the one to report.
+                if exc is None:
+                    if is_unavailable(e):
+                        raise _unavailable(e) from e
+                    raise
+            finally:
+                await self._conn_cm.__aexit__(exc_type, exc, tb)
         finally:
             if self._db.is_sqlite:
                 self._db.write_lock.release()
+        unavailable = isinstance(exc, Exception) and not isinstance(exc, ServiceUnavailable)
+        if unavailable and exc is not None and is_unavailable(exc):
+            raise _unavailable(exc) from exc
 
     async def commit(self) -> None:
         head: int | None = None
@@ -188,10 +216,18 @@ class Database:
                 url,
                 pool_size=pool_size,
                 max_overflow=pool_size,
+                # A connection the server dropped (restart, failover) is replaced on checkout
+                # instead of failing the request that drew it.
                 pool_pre_ping=True,
-                # asyncpg keeps statements prepared; a generic plan chosen while a table was
-                # small (e.g. early in an import) would otherwise stick as it grows.
-                connect_args={"server_settings": {"plan_cache_mode": "force_custom_plan"}},
+                pool_timeout=10,
+                # A connect gives up after 5 s (asyncpg waits 60 by default), so a request
+                # during an outage fails with SERVICE_UNAVAILABLE instead of hanging.
+                connect_args={
+                    "timeout": 5,
+                    # asyncpg keeps statements prepared; a generic plan chosen while a table was
+                    # small (e.g. early in an import) would otherwise stick as it grows.
+                    "server_settings": {"plan_cache_mode": "force_custom_plan"},
+                },
             )
             self.read_engine = self.write_engine
 
@@ -228,8 +264,15 @@ class Database:
 
     @asynccontextmanager
     async def _read(self) -> AsyncIterator[Repositories]:
-        async with self.read_engine.connect() as conn:
-            yield Repositories(conn)
+        try:
+            async with self.read_engine.connect() as conn:
+                yield Repositories(conn)
+        except ServiceUnavailable:
+            raise
+        except Exception as e:
+            if is_unavailable(e):
+                raise _unavailable(e) from e
+            raise
 
     async def ping(self) -> None:
         """Raise unless the database answers."""

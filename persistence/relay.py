@@ -36,6 +36,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
 
+from domain.errors import ServiceUnavailable
 from domain.events import LeadEvent
 from domain.ports import EventBroker
 from persistence.database import Database
@@ -70,6 +71,7 @@ class Relay:
         self._seen = 0  # the highest head this relay has read or been told
         self._committed_head = 0  # the highest head a commit of this process positioned
         self._broker_down = False
+        self._db_down = False
 
     def wake(self) -> None:
         """Ask for a run now (called after a commit that wrote events)."""
@@ -145,8 +147,18 @@ class Relay:
             try:
                 # On SQLite a commit positions its own events: a wake-up needs no write.
                 await self.run_once(check_first=not woken or self.db.is_sqlite)
+                if self._db_down:
+                    log.info("event relay: the database is back")
+                self._db_down = False
             except asyncio.CancelledError:
                 raise
+            except ServiceUnavailable as e:
+                # Events committed before the outage are positioned once it is back; say so
+                # once, not every interval.
+                if not self._db_down:
+                    log.warning("event relay paused: %s", e)
+                self._db_down = True
+                await asyncio.sleep(min(self.interval, 1.0))
             except Exception:
                 log.exception("event relay run failed; retrying")
                 await asyncio.sleep(self.interval)
