@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 from domain.auth import Principal
 from domain.events import LeadEvent
 from persistence.audit_repo import AuditRepository
-from persistence.outbox import EVENTS_WRITTEN
+from persistence.outbox import EVENTS_WRITTEN, POSITIONED_AFTER, SELF_POSITIONED
 from persistence.qualification_repo import QualificationModelRepository
 from persistence.repositories import (
     AccountRepository,
@@ -94,6 +94,8 @@ class SqlUnitOfWork(Repositories):
             self._conn_cm = self._db.write_engine.connect()
             conn = await self._conn_cm.__aenter__()
             conn.info[EVENTS_WRITTEN] = False  # info outlives the checkout: reset it
+            conn.info.pop(POSITIONED_AFTER, None)
+            conn.info[SELF_POSITIONED] = self._db.is_sqlite
             await conn.begin()
         except BaseException:
             if self._db.is_sqlite:
@@ -108,6 +110,9 @@ class SqlUnitOfWork(Repositories):
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        # Other users of this pooled connection (the relay, scripts) position nothing early.
+        self.conn.info.pop(SELF_POSITIONED, None)
+        self.conn.info.pop(POSITIONED_AFTER, None)
         try:
             if not self._committed and self.conn.in_transaction():
                 await self.conn.rollback()
@@ -124,7 +129,10 @@ class SqlUnitOfWork(Repositories):
             # transaction can position its own events: positions stay dense and in commit
             # order, and the events are readable at commit instead of after a relay
             # transaction queued behind the next writers (persistence/relay.py).
-            before = await self.events.max_position()
+            # Set-based inserts may have positioned their events already (insert_events).
+            before = self.conn.info.pop(POSITIONED_AFTER, None)
+            if before is None:
+                before = await self.events.max_position()
             await self.events.assign_positions(_ALL_EVENTS)
             head = await self.events.max_position()
             if self._db.head_committed and 0 < head - before <= _HANDED_OVER:

@@ -49,7 +49,7 @@ from domain.scoring import (
 )
 from persistence import tables as t
 from persistence.listing import Criterion, Listing
-from persistence.outbox import EVENTS_WRITTEN
+from persistence.outbox import EVENTS_WRITTEN, insert_events
 from persistence.repositories import _CHUNK, upsert_insert
 from persistence.scoring_sql import GROUPED, ScoringCompiler, sales_ready, score_expressions
 from persistence.tables import IdType, JSONType
@@ -676,7 +676,6 @@ class LeadScoreRepository:
 
     async def _record_set_events(self, model: ScoringModel, now: datetime) -> None:
         conn = self.conn
-        conn.info[EVENTS_WRITTEN] = True
         n, old, lead = NEW_SCORES.c, self.table.alias("old"), t.leads
         pg = conn.dialect.name == "postgresql"
         obj = func.jsonb_build_object if pg else func.json_object
@@ -690,28 +689,26 @@ class LeadScoreRepository:
         payload = obj(
             "scoringModelId", literal(model.id), "score", n.score, "previousScore", old.c.score
         )
-        await conn.execute(
-            insert(t.lead_events).from_select(
-                ["lead_id", "type", "occurred_at", "payload"],
-                select(n.lead_id, literal("SCORE_CHANGED"), literal(now, t.UTCDateTime()), payload)
-                .select_from(joined)
-                .where(changed)
-                .order_by(n.lead_id),
-            )
+        await insert_events(
+            conn,
+            select(n.lead_id, literal("SCORE_CHANGED"), literal(now, t.UTCDateTime()), payload)
+            .select_from(joined)
+            .where(changed)
+            .order_by(n.lead_id),
+            n.lead_id,
         )
         ready = obj("scoringModelId", literal(model.id), "score", n.score)
-        await conn.execute(
-            insert(t.lead_events).from_select(
-                ["lead_id", "type", "occurred_at", "payload"],
-                select(n.lead_id, literal("SALES_READY"), literal(now, t.UTCDateTime()), ready)
-                .select_from(NEW_SCORES.join(lead, lead.c.id == n.lead_id))
-                .where(
-                    sales_ready(model, n.score),
-                    ~lead.c.sales_ready,
-                    lead.c.state == LeadState.OPEN.value,
-                )
-                .order_by(n.lead_id),
+        await insert_events(
+            conn,
+            select(n.lead_id, literal("SALES_READY"), literal(now, t.UTCDateTime()), ready)
+            .select_from(NEW_SCORES.join(lead, lead.c.id == n.lead_id))
+            .where(
+                sales_ready(model, n.score),
+                ~lead.c.sales_ready,
+                lead.c.state == LeadState.OPEN.value,
             )
+            .order_by(n.lead_id),
+            n.lead_id,
         )
 
 
