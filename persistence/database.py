@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 from collections.abc import AsyncIterator, Callable
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, suppress
 from dataclasses import replace
 from types import TracebackType
 from typing import Any
@@ -17,7 +17,12 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 from domain.auth import Principal
 from domain.events import LeadEvent
 from persistence.audit_repo import AuditRepository
-from persistence.outbox import EVENTS_WRITTEN, POSITIONED_AFTER, SELF_POSITIONED
+from persistence.outbox import (
+    CHECKPOINT_LATER,
+    EVENTS_WRITTEN,
+    POSITIONED_AFTER,
+    SELF_POSITIONED,
+)
 from persistence.qualification_repo import QualificationModelRepository
 from persistence.repositories import (
     AccountRepository,
@@ -69,11 +74,22 @@ class Repositories:
 
 
 _ALL_EVENTS = 1 << 62
+_AUTOCHECKPOINT = 1000  # SQLite's default: checkpoint at commit once the WAL has 1000 pages
 _HANDED_OVER = 1000  # at most this many events of a commit are handed to the hooks
 
 
 def _lock_id(key: str) -> int:
     return int.from_bytes(hashlib.blake2b(key.encode(), digest_size=8).digest(), "big", signed=True)
+
+
+async def _checkpoint_at_commit(conn: AsyncConnection) -> None:
+    """Turn SQLite's automatic checkpoint at commit back on (see CHECKPOINT_LATER), through the
+    driver: outside a transaction, where SQLAlchemy would begin one (BEGIN IMMEDIATE)."""
+    with suppress(Exception):  # a broken connection is discarded anyway
+        driver = (await conn.get_raw_connection()).driver_connection
+        if driver is not None:
+            await driver.execute(f"PRAGMA wal_autocheckpoint = {_AUTOCHECKPOINT}")
+            del conn.info[CHECKPOINT_LATER]
 
 
 class SqlUnitOfWork(Repositories):
@@ -96,6 +112,8 @@ class SqlUnitOfWork(Repositories):
             conn.info[EVENTS_WRITTEN] = False  # info outlives the checkout: reset it
             conn.info.pop(POSITIONED_AFTER, None)
             conn.info[SELF_POSITIONED] = self._db.is_sqlite
+            if conn.info.get(CHECKPOINT_LATER):  # the last unit of work could not reset it
+                await _checkpoint_at_commit(conn)
             await conn.begin()
         except BaseException:
             if self._db.is_sqlite:
@@ -116,6 +134,10 @@ class SqlUnitOfWork(Repositories):
         try:
             if not self._committed and self.conn.in_transaction():
                 await self.conn.rollback()
+            if self.conn.info.get(CHECKPOINT_LATER):
+                await _checkpoint_at_commit(self.conn)
+                if self._committed:
+                    self._db.checkpoint_soon()
             await self._conn_cm.__aexit__(exc_type, exc, tb)
         finally:
             if self._db.is_sqlite:
@@ -184,6 +206,8 @@ class Database:
         # Called after a commit that positioned its events (SQLite) with the new head position
         # and those events (with their leads; empty when there were too many to hand over).
         self.head_committed: list[Callable[[int, list[LeadEvent]], None]] = []
+        self._checkpoint: asyncio.Task[None] | None = None
+        self._checkpoint_again = False
         if self.is_sqlite:
             self.write_engine = self._sqlite_engine(url, busy_timeout_ms, "BEGIN IMMEDIATE", 1)
             self.read_engine = self._sqlite_engine(url, busy_timeout_ms, None, pool_size)
@@ -240,7 +264,30 @@ class Database:
         async with self.read_engine.connect() as conn:
             await conn.execute(text("SELECT 1"))
 
+    def checkpoint_soon(self) -> None:
+        """Checkpoint the WAL (PASSIVE: it never blocks a writer or reader) in the background,
+        on a connection of the read pool; one at a time, once more if asked while running."""
+        if self._checkpoint is not None and not self._checkpoint.done():
+            self._checkpoint_again = True
+            return
+        self._checkpoint = asyncio.get_running_loop().create_task(self._run_checkpoints())
+
+    async def _run_checkpoints(self) -> None:
+        again = True
+        while again:
+            self._checkpoint_again = False
+            with suppress(Exception):  # the next commit's automatic checkpoint still runs
+                async with self.read_engine.connect() as conn:
+                    await conn.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)")
+            again = self._checkpoint_again
+
+    async def checkpointed(self) -> None:
+        """Wait for a background checkpoint (checkpoint_soon) that is running, if any."""
+        if self._checkpoint is not None:
+            await asyncio.wait({self._checkpoint})
+
     async def dispose(self) -> None:
+        await self.checkpointed()
         await self.write_engine.dispose()
         if self.read_engine is not self.write_engine:
             await self.read_engine.dispose()

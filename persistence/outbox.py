@@ -61,3 +61,11 @@ POSITION_ALL = text(
     WHERE lead_events.id = todo.id
     """
 )
+
+
+# Set on a connection's info (True) by a SQLite transaction that writes a lot (a publish's
+# re-scoring): its commit skips the automatic WAL checkpoint, which would copy every page it
+# wrote into the database file before the commit returns; the unit of work turns automatic
+# checkpoints back on right after and has a connection of the read pool checkpoint in the
+# background instead (persistence/database.py).
+CHECKPOINT_LATER = "leadflow.checkpoint_later"
