@@ -128,13 +128,16 @@ class SqlUnitOfWork(Repositories):
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        # Other users of this pooled connection (the relay, scripts) position nothing early.
-        self.conn.info.pop(SELF_POSITIONED, None)
-        self.conn.info.pop(POSITIONED_AFTER, None)
         try:
+            info: dict[Any, Any] = {}
+            with suppress(Exception):  # a closed connection has no info to read
+                info = self.conn.info
+            # Other users of this pooled connection (the relay, scripts) position nothing early.
+            info.pop(SELF_POSITIONED, None)
+            info.pop(POSITIONED_AFTER, None)
             if not self._committed and self.conn.in_transaction():
                 await self.conn.rollback()
-            if self.conn.info.get(CHECKPOINT_LATER):
+            if info.get(CHECKPOINT_LATER):
                 await _checkpoint_at_commit(self.conn)
                 if self._committed:
                     self._db.checkpoint_soon()
