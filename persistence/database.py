@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 from collections.abc import AsyncIterator, Callable
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, suppress
 from dataclasses import replace
 from types import TracebackType
 from typing import Any
@@ -19,7 +19,12 @@ from domain.errors import ServiceUnavailable
 from domain.events import LeadEvent
 from persistence.audit_repo import AuditRepository
 from persistence.faults import is_unavailable
-from persistence.outbox import EVENTS_WRITTEN
+from persistence.outbox import (
+    CHECKPOINT_LATER,
+    EVENTS_WRITTEN,
+    POSITIONED_AFTER,
+    SELF_POSITIONED,
+)
 from persistence.qualification_repo import QualificationModelRepository
 from persistence.repositories import (
     AccountRepository,
@@ -75,6 +80,7 @@ class Repositories:
 
 
 _ALL_EVENTS = 1 << 62
+_AUTOCHECKPOINT = 1000  # SQLite's default: checkpoint at commit once the WAL has 1000 pages
 _HANDED_OVER = 1000  # at most this many events of a commit are handed to the hooks
 
 
@@ -88,6 +94,16 @@ def _unavailable(error: BaseException) -> ServiceUnavailable:
 
 def _lock_id(key: str) -> int:
     return int.from_bytes(hashlib.blake2b(key.encode(), digest_size=8).digest(), "big", signed=True)
+
+
+async def _checkpoint_at_commit(conn: AsyncConnection) -> None:
+    """Turn SQLite's automatic checkpoint at commit back on (see CHECKPOINT_LATER), through the
+    driver: outside a transaction, where SQLAlchemy would begin one (BEGIN IMMEDIATE)."""
+    with suppress(Exception):  # a broken connection is discarded anyway
+        driver = (await conn.get_raw_connection()).driver_connection
+        if driver is not None:
+            await driver.execute(f"PRAGMA wal_autocheckpoint = {_AUTOCHECKPOINT}")
+            del conn.info[CHECKPOINT_LATER]
 
 
 class SqlUnitOfWork(Repositories):
@@ -109,6 +125,10 @@ class SqlUnitOfWork(Repositories):
             conn = await self._conn_cm.__aenter__()
             try:
                 conn.info[EVENTS_WRITTEN] = False  # info outlives the checkout: reset it
+                conn.info.pop(POSITIONED_AFTER, None)
+                conn.info[SELF_POSITIONED] = self._db.is_sqlite
+                if conn.info.get(CHECKPOINT_LATER):  # the last unit of work could not reset it
+                    await _checkpoint_at_commit(conn)
                 await conn.begin()
             except BaseException as e:
                 await self._conn_cm.__aexit__(type(e), e, e.__traceback__)
@@ -130,15 +150,26 @@ class SqlUnitOfWork(Repositories):
     ) -> None:
         try:
             try:
-                if not self._committed and self.conn.in_transaction():
-                    await self.conn.rollback()
-            except Exception as e:
-                # A connection that died mid-transaction cannot roll back (the server already
-                # did); the error that ended the transaction is the one to report.
-                if exc is None:
-                    if is_unavailable(e):
-                        raise _unavailable(e) from e
-                    raise
+                info: dict[Any, Any] = {}
+                with suppress(Exception):  # a closed connection has no info to read
+                    info = self.conn.info
+                # Other users of this pooled connection (the relay, scripts) position nothing early.
+                info.pop(SELF_POSITIONED, None)
+                info.pop(POSITIONED_AFTER, None)
+                try:
+                    if not self._committed and self.conn.in_transaction():
+                        await self.conn.rollback()
+                except Exception as e:
+                    # A connection that died mid-transaction cannot roll back (the server already
+                    # did); the error that ended the transaction is the one to report.
+                    if exc is None:
+                        if is_unavailable(e):
+                            raise _unavailable(e) from e
+                        raise
+                if info.get(CHECKPOINT_LATER):
+                    await _checkpoint_at_commit(self.conn)
+                    if self._committed:
+                        self._db.checkpoint_soon()
             finally:
                 await self._conn_cm.__aexit__(exc_type, exc, tb)
         finally:
@@ -156,7 +187,10 @@ class SqlUnitOfWork(Repositories):
             # transaction can position its own events: positions stay dense and in commit
             # order, and the events are readable at commit instead of after a relay
             # transaction queued behind the next writers (persistence/relay.py).
-            before = await self.events.max_position()
+            # Set-based inserts may have positioned their events already (insert_events).
+            before = self.conn.info.pop(POSITIONED_AFTER, None)
+            if before is None:
+                before = await self.events.max_position()
             await self.events.assign_positions(_ALL_EVENTS)
             head = await self.events.max_position()
             if self._db.head_committed and 0 < head - before <= _HANDED_OVER:
@@ -208,6 +242,8 @@ class Database:
         # Called after a commit that positioned its events (SQLite) with the new head position
         # and those events (with their leads; empty when there were too many to hand over).
         self.head_committed: list[Callable[[int, list[LeadEvent]], None]] = []
+        self._checkpoint: asyncio.Task[None] | None = None
+        self._checkpoint_again = False
         if self.is_sqlite:
             self.write_engine = self._sqlite_engine(url, busy_timeout_ms, "BEGIN IMMEDIATE", 1)
             self.read_engine = self._sqlite_engine(url, busy_timeout_ms, None, pool_size)
@@ -279,7 +315,30 @@ class Database:
         async with self.read_engine.connect() as conn:
             await conn.execute(text("SELECT 1"))
 
+    def checkpoint_soon(self) -> None:
+        """Checkpoint the WAL (PASSIVE: it never blocks a writer or reader) in the background,
+        on a connection of the read pool; one at a time, once more if asked while running."""
+        if self._checkpoint is not None and not self._checkpoint.done():
+            self._checkpoint_again = True
+            return
+        self._checkpoint = asyncio.get_running_loop().create_task(self._run_checkpoints())
+
+    async def _run_checkpoints(self) -> None:
+        again = True
+        while again:
+            self._checkpoint_again = False
+            with suppress(Exception):  # the next commit's automatic checkpoint still runs
+                async with self.read_engine.connect() as conn:
+                    await conn.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)")
+            again = self._checkpoint_again
+
+    async def checkpointed(self) -> None:
+        """Wait for a background checkpoint (checkpoint_soon) that is running, if any."""
+        if self._checkpoint is not None:
+            await asyncio.wait({self._checkpoint})
+
     async def dispose(self) -> None:
+        await self.checkpointed()
         await self.write_engine.dispose()
         if self.read_engine is not self.write_engine:
             await self.read_engine.dispose()

@@ -38,7 +38,7 @@ from domain.qualification import (
 )
 from persistence import tables as t
 from persistence.listing import Criterion, Listing
-from persistence.outbox import EVENTS_WRITTEN
+from persistence.outbox import insert_events
 
 _CHUNK = 500  # lead ids per IN (...) list
 
@@ -219,7 +219,6 @@ class QualificationModelRepository:
         if model.actions.mark_sales_ready:
             payload = obj("qualificationModelId", model_id)
             marks.append(("SALES_READY", _marks_sr(), {"sales_ready": True}, payload))
-        columns = ["lead_id", "type", "occurred_at", "payload"]
         changed = 0
         for part in _chunks(lead_ids):
             base = and_(_guards(), _meets(model))
@@ -228,12 +227,9 @@ class QualificationModelRepository:
             count = select(func.count()).select_from(t.leads).where(base, _changes(model))
             changed += int(await conn.scalar(count) or 0)
             # Events first: they record the leads' values before the marks.
-            conn.info[EVENTS_WRITTEN] = True  # the relay publishes them after commit
             for type_, needed, _, payload in marks:
                 events = select(_l.id, literal(type_), at, payload).where(base, needed)
-                await conn.execute(
-                    insert(t.lead_events).from_select(columns, events.order_by(_l.id))
-                )
+                await insert_events(conn, events.order_by(_l.id), _l.id)
             for _, needed, values, _ in marks:
                 await conn.execute(
                     update(t.leads).where(base, needed).values(**values, updated_at=now)

@@ -53,7 +53,7 @@ from domain.pagination import Page, PageRequest
 from domain.ports import LeadFilter, LeadOrder
 from persistence import tables as t
 from persistence.listing import Criterion, Listing, Params, Sort, contains, contains_pattern
-from persistence.outbox import EVENTS_WRITTEN
+from persistence.outbox import insert_events
 from persistence.tables import IdType
 
 T = TypeVar("T")
@@ -745,7 +745,6 @@ class LeadRepository(_Repo):
         sa = LeadStage.SALES_ACCEPTANCE.value
         obj = func.jsonb_build_object if conn.dialect.name == "postgresql" else func.json_object
         at = literal(now, t.UTCDateTime())
-        columns = ["lead_id", "type", "occurred_at", "payload"]
         for stage, previous, which in (
             (amq, m.previous_stage, m.first),
             (sa, case((m.first, amq), else_=m.previous_stage), m.sales_ready),
@@ -761,10 +760,7 @@ class LeadRepository(_Repo):
                 m.sales_ready,
             )
             events = select(m.lead_id, literal("STAGE_CHANGED"), at, payload).where(which)
-            await conn.execute(
-                insert(t.lead_events).from_select(columns, events.order_by(m.lead_id))
-            )
-        conn.info[EVENTS_WRITTEN] = True
+            await insert_events(conn, events.order_by(m.lead_id), m.lead_id)
         await conn.execute(
             update(t.leads)
             .where(t.leads.c.id == m.lead_id)

@@ -49,7 +49,7 @@ from domain.scoring import (
 )
 from persistence import tables as t
 from persistence.listing import Criterion, Listing
-from persistence.outbox import EVENTS_WRITTEN
+from persistence.outbox import CHECKPOINT_LATER, EVENTS_WRITTEN, insert_events
 from persistence.repositories import _CHUNK, upsert_insert
 from persistence.scoring_sql import GROUPED, ScoringCompiler, sales_ready, score_expressions
 from persistence.tables import IdType, JSONType
@@ -408,6 +408,10 @@ def to_stored(r: Row[Any]) -> StoredScore:
 LARGE_RESCORE = 300_000
 LARGE_RESCORE_CACHE_KIB = 256 * 1024
 
+# From this many new scores, SQLite checkpoints the WAL after the commit, in the background
+# (see CHECKPOINT_LATER in persistence/outbox.py): a tenth of a publish of 100,000 leads.
+CHECKPOINT_LATER_SCORES = 10_000
+
 _tmp_meta = MetaData()
 NEW_SCORES = Table(
     "lf_new_scores",
@@ -582,6 +586,9 @@ class LeadScoreRepository:
             scored += result.rowcount
         for table in temporary:
             await conn.run_sync(table.drop)
+        if conn.dialect.name == "sqlite" and scored >= CHECKPOINT_LATER_SCORES:
+            await conn.execute(text("PRAGMA wal_autocheckpoint = 0"))
+            conn.info[CHECKPOINT_LATER] = True
         if conn.dialect.name == "sqlite" and scored >= LARGE_RESCORE:
             await self._store_with_large_cache(model, now)
         else:
@@ -676,7 +683,6 @@ class LeadScoreRepository:
 
     async def _record_set_events(self, model: ScoringModel, now: datetime) -> None:
         conn = self.conn
-        conn.info[EVENTS_WRITTEN] = True
         n, old, lead = NEW_SCORES.c, self.table.alias("old"), t.leads
         pg = conn.dialect.name == "postgresql"
         obj = func.jsonb_build_object if pg else func.json_object
@@ -690,28 +696,26 @@ class LeadScoreRepository:
         payload = obj(
             "scoringModelId", literal(model.id), "score", n.score, "previousScore", old.c.score
         )
-        await conn.execute(
-            insert(t.lead_events).from_select(
-                ["lead_id", "type", "occurred_at", "payload"],
-                select(n.lead_id, literal("SCORE_CHANGED"), literal(now, t.UTCDateTime()), payload)
-                .select_from(joined)
-                .where(changed)
-                .order_by(n.lead_id),
-            )
+        await insert_events(
+            conn,
+            select(n.lead_id, literal("SCORE_CHANGED"), literal(now, t.UTCDateTime()), payload)
+            .select_from(joined)
+            .where(changed)
+            .order_by(n.lead_id),
+            n.lead_id,
         )
         ready = obj("scoringModelId", literal(model.id), "score", n.score)
-        await conn.execute(
-            insert(t.lead_events).from_select(
-                ["lead_id", "type", "occurred_at", "payload"],
-                select(n.lead_id, literal("SALES_READY"), literal(now, t.UTCDateTime()), ready)
-                .select_from(NEW_SCORES.join(lead, lead.c.id == n.lead_id))
-                .where(
-                    sales_ready(model, n.score),
-                    ~lead.c.sales_ready,
-                    lead.c.state == LeadState.OPEN.value,
-                )
-                .order_by(n.lead_id),
+        await insert_events(
+            conn,
+            select(n.lead_id, literal("SALES_READY"), literal(now, t.UTCDateTime()), ready)
+            .select_from(NEW_SCORES.join(lead, lead.c.id == n.lead_id))
+            .where(
+                sales_ready(model, n.score),
+                ~lead.c.sales_ready,
+                lead.c.state == LeadState.OPEN.value,
             )
+            .order_by(n.lead_id),
+            n.lead_id,
         )
 
 

@@ -9,11 +9,13 @@ import uuid
 from collections.abc import AsyncIterator
 
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import select, text, update
 
 from api.fanout import FanOut
+from domain import scoring_services as ss
 from domain.events import LeadEvent
-from domain.model import Lead, utcnow
+from domain.model import Contact, Feature, Lead, utcnow
+from persistence import scoring_repo
 from persistence import tables as t
 from persistence.brokers import MemoryBroker, RedisBroker
 from persistence.database import Database
@@ -241,3 +243,70 @@ async def test_a_sqlite_commit_hands_its_positioned_events_to_the_hooks(db: Data
     assert head == 2
     assert [(e.position, e.type) for e in events] == [(1, "CREATED"), (2, "SALES_READY")]
     assert all(e.lead is not None and e.lead.id == lead for e in events)
+
+
+FIT = {
+    "name": "fit",
+    "salesReadyThreshold": 5,
+    "rules": [
+        {
+            "name": "has an e-mail",
+            "points": 10,
+            "condition": {
+                "attribute": {"entity": "CONTACT", "field": "email", "operator": "IS_SET"}
+            },
+        }
+    ],
+}
+
+
+async def test_a_publish_writes_its_events_in_order_with_those_around_it(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Set-based event inserts position their events at once in a SQLite unit of work: events
+    written before them in the same transaction (unpositioned) and after them still end up
+    densely positioned in id order, and the commit hands every one of them to the hooks."""
+    monkeypatch.setattr(scoring_repo, "CHECKPOINT_LATER_SCORES", 1)  # that path too
+    async with db.uow() as uow:
+        await uow.settings.set_feature(Feature.LEAD_MANAGEMENT, True)
+        leads = []
+        for n in range(3):
+            contact, _ = await uow.contacts.add(Contact(email=f"p{n}@x.io"))
+            leads.append((await uow.leads.add(Lead(topic="t", contact_id=contact.id))).id)
+        model = await ss.create_scoring_model(uow, FIT)
+        await uow.commit()
+    handed: list[tuple[int, list[LeadEvent]]] = []
+    db.head_committed.append(lambda head, events: handed.append((head, events)))
+    before = len(await _events(db))
+    async with db.uow() as uow:
+        await uow.events.add(leads[0], "NOTE", {}, utcnow())  # unpositioned until the commit
+        await ss.publish_scoring_model(uow, model.id, utcnow())
+        await uow.events.add(leads[1], "NOTE", {}, utcnow())
+        await uow.commit()
+    rows = (await _events(db))[before:]
+    async with db.read() as r:
+        c = t.lead_events.c
+        types = [
+            row.type
+            for row in await r.conn.execute(select(c.type).where(c.id > before).order_by(c.id))
+        ]
+    # The note, each lead's score change, its sales-ready mark, its two stage moves, the note.
+    assert types == [
+        "NOTE",
+        *["SCORE_CHANGED"] * 3,
+        *["SALES_READY"] * 3,
+        *["STAGE_CHANGED"] * 6,
+        "NOTE",
+    ]
+    if not db.is_sqlite:  # the relay positions them after the commit
+        assert all(p is None for _, p in rows)
+        assert handed == []
+        return
+    assert [p for _, p in rows] == list(range(before + 1, before + 1 + len(rows)))
+    ((head, events),) = handed
+    assert head == before + len(rows)
+    assert [e.position for e in events] == [p for _, p in rows]
+    # The commit left the WAL checkpoint to the background and turned the automatic one back on.
+    await db.checkpointed()
+    async with db.write_engine.connect() as conn:  # the pool's one write connection
+        assert await conn.scalar(text("PRAGMA wal_autocheckpoint")) == 1000
