@@ -313,6 +313,18 @@ _LEADS = Listing[LeadFilter, Lead](
 # ---------------------------------------------------------------- repositories
 
 
+_BY_IDS: dict[str, Any] = {}
+
+
+def _by_ids(table: Table) -> Any:
+    """SELECT * ... WHERE id IN :ids, built once per table (every batch loader runs one)."""
+    stmt = _BY_IDS.get(table.name)
+    if stmt is None:
+        ids = bindparam("ids", expanding=True, type_=table.c.id.type)
+        stmt = _BY_IDS[table.name] = select(table).where(table.c.id.in_(ids))
+    return stmt
+
+
 class _Repo:
     table: Table
 
@@ -322,11 +334,10 @@ class _Repo:
     async def _rows_by_ids(self, ids: Sequence[int]) -> list[Row[Any]]:
         rows: list[Row[Any]] = []
         unique = sorted(set(ids))
+        stmt = _by_ids(self.table)
         for i in range(0, len(unique), _CHUNK):
             part = unique[i : i + _CHUNK]
-            rows.extend(
-                (await self.conn.execute(select(self.table).where(self.table.c.id.in_(part)))).all()
-            )
+            rows.extend((await self.conn.execute(stmt, {"ids": part})).all())
         return rows
 
     async def _insert(self, record: Any) -> None:
