@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from datetime import datetime
 from operator import itemgetter
 from types import SimpleNamespace
@@ -470,6 +470,58 @@ def to_activity(r: Row[Any]) -> Activity:
     )
 
 
+_KINDS = {m.value: m for m in ActivityKind}
+_DIRECTIONS = {m.value: m for m in Direction}
+_ACTIVITY_READERS: dict[tuple[int, str], Callable[[Row[Any]], Activity]] = {}
+
+
+def _activity_reader(stmt: Any, prefix: str) -> Callable[[Row[Any]], Activity]:
+    """`to_activity` for the `prefix`ed activity columns of a merged page's rows, read by
+    position (a page is 50 of them: a namespace per row and the enum lookups add up)."""
+    key = (id(stmt), prefix)
+    found = _ACTIVITY_READERS.get(key)
+    if found is not None:
+        return found
+    keys = list(stmt.selected_columns.keys())
+    at = {k[len(prefix) :]: i for i, k in enumerate(keys) if k.startswith(prefix)}
+    kind, subject, occurred, body = at["kind"], at["subject"], at["occurred_at"], at["body"]
+    lead, contact, opp, owner = (
+        at["lead_id"],
+        at["contact_id"],
+        at["opportunity_id"],
+        at["owner_id"],
+    )
+    direction, completed, id_, created = (
+        at["direction"],
+        at["completed"],
+        at["id"],
+        at["created_at"],
+    )
+    kinds, directions = _KINDS, _DIRECTIONS
+
+    def read(r: Row[Any]) -> Activity:
+        k, d = r[kind], r[direction]
+        member = kinds.get(k)
+        way = directions.get(d) if d else None
+        return Activity(
+            kind=ActivityKind(k) if member is None else member,
+            subject=r[subject],
+            occurred_at=r[occurred],
+            body=r[body],
+            lead_id=r[lead],
+            contact_id=r[contact],
+            opportunity_id=r[opp],
+            owner_id=r[owner],
+            direction=(Direction(d) if way is None else way) if d else None,
+            completed=r[completed],
+            id=r[id_],
+            created_at=r[created],
+        )
+
+    _ACTIVITY_READERS[key] = read
+    return read
+
+
 def _timeline_statement(kind: str, after_src: str | None) -> Any:
     a, e = t.activities.c, t.lead_events.c
     lead_id = bindparam("lead_id", type_=a.lead_id.type)
@@ -652,12 +704,13 @@ class ActivityRepository:
         rows = list((await self.conn.execute(stmt, params)).all())
         more = len(rows) > first
         rows = rows[:first]
+        activity = _activity_reader(stmt, "a_")
         entries = [
             TimelineEntry(
                 r.at,
                 r.src,
                 r.id,
-                to_activity(_unprefixed(stmt, r, "a_")) if r.src == "a" else None,
+                activity(r) if r.src == "a" else None,
                 to_lead_event(_unprefixed(stmt, r, "e_")) if r.src == "e" else None,
             )
             for r in rows
@@ -798,10 +851,11 @@ class SequenceRepository:
         more = len(rows) > first
         rows = rows[:first]
         leads = _reader(stmt, "l_")
+        activities = _activity_reader(stmt, "a_")
         items = []
         for x in rows:
             run = to_run(_unprefixed(stmt, x, "s_")) if x.src == "s" else None
-            activity = to_activity(_unprefixed(stmt, x, "a_")) if x.src == "a" else None
+            activity = activities(x) if x.src == "a" else None
             lead = None if x.lead_id is None else to_lead(leads.values(x))  # type: ignore[arg-type]
             items.append(WorkItem(x.at, x.src, x.id, x.lead_id, run, activity, lead))
         return items, more
