@@ -459,10 +459,13 @@ def keyset_cursor(at: datetime, source: str, id_: int) -> str:
         raw = f'["{at.isoformat()}","{source}",{id_}]'
     else:
         raw = _COMPACT.encode([at.isoformat(), source, id_])
-    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+    # base64.urlsafe_b64encode, without its two wrapper calls.
+    encoded = binascii.b2a_base64(raw.encode(), newline=False).translate(_URLSAFE)
+    return encoded.decode().rstrip("=")
 
 
 _SOURCES = frozenset(("a", "e", "s"))
+_URLSAFE = bytes.maketrans(b"+/", b"-_")
 
 
 def encode_timeline_cursor(entry: TimelineEntry) -> str:
