@@ -241,12 +241,26 @@ def _generate(parts: list[tuple[str, _Leaf | Getter]]) -> Getter:
     for i, (key, part) in enumerate(parts):
         namespace[f"k{i}"] = key
         if not isinstance(part, _Leaf):
-            namespace[f"g{i}"] = part
-            lines.append(f"    v{i} = g{i}(source)")
+            inline: _Inline | None = getattr(part, "inline", None)
+            if inline is None or not _plain_name(inline.attribute):
+                namespace[f"g{i}"] = part
+                lines.append(f"    v{i} = g{i}(source)")
+                continue
+            # A plain nested object read inline: the same steps as its getter (`_child`).
+            namespace[f"b{i}"] = inline.build
+            lines.append(f"    v{i} = source.{inline.attribute}")
+            lines.append(f"    if v{i} is None:")
+            lines.append("      pass" if inline.nullable else "      raise _Slow")
+            lines.append("    else:")
+            if inline.check is not None:
+                namespace[f"t{i}"] = inline.check
+                lines.append(f"      if t{i}(v{i}, None) is not True:")
+                lines.append("        raise _Slow")
+            lines.append(f"      v{i} = b{i}(v{i})")
             continue
         namespace[f"s{i}"] = part.slow
         attr = part.attribute
-        if attr is not None and attr.isidentifier() and not keyword.iskeyword(attr):
+        if _plain_name(attr):
             lines.append(f"    v{i} = source.{attr}")
         else:
             namespace[f"r{i}"] = part.read
@@ -267,6 +281,21 @@ def _generate(parts: list[tuple[str, _Leaf | Getter]]) -> Getter:
     lines.append(f"  return {{{items}}}")
     exec(compile("\n".join(lines), "<leadflow fast object>", "exec"), namespace)
     return namespace["build"]  # type: ignore[no-any-return]
+
+
+def _plain_name(attr: str | None) -> bool:
+    """Whether `attr` can be written as `source.<attr>` in generated code."""
+    return attr is not None and attr.isidentifier() and not keyword.iskeyword(attr)
+
+
+@dataclass(frozen=True, slots=True)
+class _Inline:
+    """How `_generate` reads a nested object whose field is a plain attribute, inline."""
+
+    attribute: str
+    nullable: bool
+    check: Callable[[Any, Any], Any] | None  # the type's is_type_of, if it has one
+    build: Getter
 
 
 def _child(field_def: Any, node: FieldNode) -> Getter | None:
@@ -294,6 +323,11 @@ def _child(field_def: Any, node: FieldNode) -> Getter | None:
             raise _Slow
         return build(value)
 
+    definition = _definition(field_def)
+    if definition.base_resolver is None:
+        get.inline = _Inline(  # type: ignore[attr-defined]
+            definition.python_name, nullable, inner.is_type_of, build
+        )
     return get
 
 

@@ -24,12 +24,11 @@ from typing import Any
 from domain.errors import Conflict, Invalid
 from domain.fields import LEAD_FIELDS
 from domain.model import Lead, LeadState, utcnow
-from domain.sales import Activity, ActivityKind, Change, Direction
+from domain.sales import Activity, ActivityKind, Change, Direction, keyset_cursor
 
 MAX_STEPS = 100
 MAX_WAIT_DAYS = 365
 MAX_STAGES = 50
-_COMPACT = json.JSONEncoder(separators=(",", ":"))
 
 
 class StepKind(enum.Enum):
@@ -211,8 +210,7 @@ class WorkItem:
 
 
 def encode_work_cursor(item: WorkItem) -> str:
-    raw = _COMPACT.encode([item.due_at.isoformat(), item.source, item.id])
-    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+    return keyset_cursor(item.due_at, item.source, item.id)
 
 
 def decode_work_cursor(cursor: str) -> tuple[datetime, str, int]:

@@ -313,6 +313,22 @@ _LEADS = Listing[LeadFilter, Lead](
 # ---------------------------------------------------------------- repositories
 
 
+_BY_IDS: dict[tuple[str, bool], Any] = {}
+
+
+def _by_ids(table: Table, one: bool) -> Any:
+    """SELECT * ... WHERE id IN :ids (or, for `one` id, id = :ids: an IN list is rendered
+    anew for every execution), built once per table (every batch loader runs one)."""
+    stmt = _BY_IDS.get((table.name, one))
+    if stmt is None:
+        if one:
+            where = table.c.id == bindparam("ids", type_=table.c.id.type)
+        else:
+            where = table.c.id.in_(bindparam("ids", expanding=True, type_=table.c.id.type))
+        stmt = _BY_IDS[(table.name, one)] = select(table).where(where)
+    return stmt
+
+
 class _Repo:
     table: Table
 
@@ -322,11 +338,13 @@ class _Repo:
     async def _rows_by_ids(self, ids: Sequence[int]) -> list[Row[Any]]:
         rows: list[Row[Any]] = []
         unique = sorted(set(ids))
+        if len(unique) == 1:
+            stmt = _by_ids(self.table, True)
+            return list((await self.conn.execute(stmt, {"ids": unique[0]})).all())
+        stmt = _by_ids(self.table, False)
         for i in range(0, len(unique), _CHUNK):
             part = unique[i : i + _CHUNK]
-            rows.extend(
-                (await self.conn.execute(select(self.table).where(self.table.c.id.in_(part)))).all()
-            )
+            rows.extend((await self.conn.execute(stmt, {"ids": part})).all())
         return rows
 
     async def _insert(self, record: Any) -> None:

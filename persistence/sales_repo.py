@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from datetime import datetime
+from operator import itemgetter
 from types import SimpleNamespace
 from typing import Any
 
@@ -11,13 +12,11 @@ from sqlalchemy import (
     Integer,
     and_,
     bindparam,
-    cast,
     delete,
     false,
     func,
     insert,
     literal,
-    null,
     or_,
     select,
     text,
@@ -390,7 +389,7 @@ def keyset_branch(
 
 def merged(branches: list[Any], *, descending: bool) -> Any:
     """The branches' rows together, in page order, at most `page_limit` (each row: src, id, at
-    and the branches' payload columns, see `payload`)."""
+    and whatever else the branches select, alike)."""
     union = union_all(*(select(b) for b in branches)).subquery()
     u = union.c
     order = (u.at.desc(), u.src.desc(), u.id.desc()) if descending else (u.at, u.src, u.id)
@@ -416,34 +415,27 @@ def _merged_statement(key: Hashable, build: Any) -> Any:
     return found
 
 
-def payload(own: str, groups: Mapping[str, Sequence[Any]]) -> list[Any]:
-    """The payload columns of a union branch: every group's columns labelled <group>_<key>,
-    the branch's own group real, the others typed NULLs (so one statement returns whole rows
-    of every source)."""
-    out = []
-    for name, columns in groups.items():
-        for col in columns:
-            label = f"{name}_{col.key}"
-            out.append(col.label(label) if name == own else cast(null(), col.type).label(label))
-    return out
-
-
 class _Prefixed:
     """The columns of one source in a merged page's rows, read by position (a row's mapping is
     slow to walk for each of 50 rows and 20 columns)."""
 
-    __slots__ = ("_fields",)
+    __slots__ = ("_get", "_names")
 
     def __init__(self, stmt: Any, prefix: str) -> None:
         keys = list(stmt.selected_columns.keys())
-        self._fields = [(k[len(prefix) :], i) for i, k in enumerate(keys) if k.startswith(prefix)]
+        fields = [(k[len(prefix) :], i) for i, k in enumerate(keys) if k.startswith(prefix)]
+        self._names = tuple(name for name, _ in fields)
+        positions = [i for _, i in fields]
+        # itemgetter of one position returns the value itself, not a 1-tuple.
+        getter = itemgetter(*positions) if len(positions) > 1 else None
+        self._get: Any = getter or (lambda r: tuple(r[i] for i in positions))
 
     def __call__(self, r: Row[Any]) -> SimpleNamespace:
-        return SimpleNamespace(**{name: r[i] for name, i in self._fields})
+        return SimpleNamespace(**dict(zip(self._names, self._get(r), strict=True)))
 
     def values(self, r: Row[Any]) -> tuple[Any, ...]:
         """The source's values in the order they were selected."""
-        return tuple(r[i] for _, i in self._fields)
+        return self._get(r)  # type: ignore[no-any-return]
 
 
 _READERS: dict[tuple[int, str], _Prefixed] = {}
@@ -478,6 +470,58 @@ def to_activity(r: Row[Any]) -> Activity:
     )
 
 
+_KINDS = {m.value: m for m in ActivityKind}
+_DIRECTIONS = {m.value: m for m in Direction}
+_ACTIVITY_READERS: dict[tuple[int, str], Callable[[Row[Any]], Activity]] = {}
+
+
+def _activity_reader(stmt: Any, prefix: str) -> Callable[[Row[Any]], Activity]:
+    """`to_activity` for the `prefix`ed activity columns of a merged page's rows, read by
+    position (a page is 50 of them: a namespace per row and the enum lookups add up)."""
+    key = (id(stmt), prefix)
+    found = _ACTIVITY_READERS.get(key)
+    if found is not None:
+        return found
+    keys = list(stmt.selected_columns.keys())
+    at = {k[len(prefix) :]: i for i, k in enumerate(keys) if k.startswith(prefix)}
+    kind, subject, occurred, body = at["kind"], at["subject"], at["occurred_at"], at["body"]
+    lead, contact, opp, owner = (
+        at["lead_id"],
+        at["contact_id"],
+        at["opportunity_id"],
+        at["owner_id"],
+    )
+    direction, completed, id_, created = (
+        at["direction"],
+        at["completed"],
+        at["id"],
+        at["created_at"],
+    )
+    kinds, directions = _KINDS, _DIRECTIONS
+
+    def read(r: Row[Any]) -> Activity:
+        k, d = r[kind], r[direction]
+        member = kinds.get(k)
+        way = directions.get(d) if d else None
+        return Activity(
+            kind=ActivityKind(k) if member is None else member,
+            subject=r[subject],
+            occurred_at=r[occurred],
+            body=r[body],
+            lead_id=r[lead],
+            contact_id=r[contact],
+            opportunity_id=r[opp],
+            owner_id=r[owner],
+            direction=(Direction(d) if way is None else way) if d else None,
+            completed=r[completed],
+            id=r[id_],
+            created_at=r[created],
+        )
+
+    _ACTIVITY_READERS[key] = read
+    return read
+
+
 def _timeline_statement(kind: str, after_src: str | None) -> Any:
     a, e = t.activities.c, t.lead_events.c
     lead_id = bindparam("lead_id", type_=a.lead_id.type)
@@ -489,12 +533,9 @@ def _timeline_statement(kind: str, after_src: str | None) -> Any:
                 or_(a.lead_id.is_(None), a.lead_id != lead_id),
             )
         )
-    groups = {"a": list(a), "e": list(e)}
     branches = [
         keyset_branch(
-            select(
-                literal("a").label("src"), a.id, a.occurred_at.label("at"), *payload("a", groups)
-            ).where(where),
+            select(literal("a").label("src"), a.id, a.occurred_at.label("at")).where(where),
             a.occurred_at,
             a.id,
             "a",
@@ -503,24 +544,33 @@ def _timeline_statement(kind: str, after_src: str | None) -> Any:
         )
         for where in wheres
     ]
-    events = select(
-        literal("e").label("src"), e.id, e.occurred_at.label("at"), *payload("e", groups)
-    ).where(e.lead_id == lead_id, e.position.is_not(None))
+    events = select(literal("e").label("src"), e.id, e.occurred_at.label("at")).where(
+        e.lead_id == lead_id, e.position.is_not(None)
+    )
     branches.append(keyset_branch(events, e.occurred_at, e.id, "e", after_src, descending=True))
-    return merged(branches, descending=True)
+    page = merged(branches, descending=True).subquery()
+    p = page.c
+    # The page is found on narrow (src, id, at) rows; only its own rows are then read whole,
+    # by primary key (carrying every column through the merge costs more than the page).
+    return (
+        select(
+            p.src,
+            p.id,
+            p.at,
+            *(c.label(f"a_{c.key}") for c in a),
+            *(c.label(f"e_{c.key}") for c in e),
+        )
+        .select_from(
+            page.outerjoin(t.activities, and_(p.src == "a", a.id == p.id)).outerjoin(
+                t.lead_events, and_(p.src == "e", e.id == p.id)
+            )
+        )
+        .order_by(p.at.desc(), p.src.desc(), p.id.desc())
+    )
 
 
 def _work_statement(after_src: str | None) -> Any:
     r, ld, a, sq = t.sequence_runs.c, t.leads.c, t.activities.c, t.sequences.c
-    groups = {
-        "a": list(a),
-        "s": [
-            *r,
-            sq.name.label("seq_name"),
-            sq.steps.label("seq_steps"),
-            sq.created_at.label("seq_created_at"),
-        ],
-    }
     owner = bindparam("owner_id", type_=ld.owner_id.type)
     now = bindparam("now", type_=t.UTCDateTime())
     tasks = select(
@@ -528,7 +578,6 @@ def _work_statement(after_src: str | None) -> Any:
         a.id,
         a.occurred_at.label("at"),
         a.lead_id.label("lead_id"),
-        *payload("a", groups),
     ).where(
         a.owner_id == owner,
         a.kind == ActivityKind.TASK.value,
@@ -541,13 +590,8 @@ def _work_statement(after_src: str | None) -> Any:
             r.id,
             r.due_at.label("at"),
             r.lead_id.label("lead_id"),
-            *payload("s", groups),
         )
-        .select_from(
-            t.sequence_runs.join(t.leads, ld.id == r.lead_id).join(
-                t.sequences, sq.id == r.sequence_id
-            )
-        )
+        .select_from(t.sequence_runs.join(t.leads, ld.id == r.lead_id))
         .where(ld.owner_id == owner, ld.state == "OPEN", _ACTIVE, r.due_at <= now)
     )
     page = merged(
@@ -557,11 +601,29 @@ def _work_statement(after_src: str | None) -> Any:
         ],
         descending=False,
     ).subquery()
-    # The page's leads come with it (one statement for the whole page).
+    p = page.c
+    # The page is found on narrow (src, id, at, lead) rows; its own rows (task or run with its
+    # sequence) and its leads are then read whole by primary key, in the same statement.
     return (
-        select(page, *(c.label(f"l_{c.key}") for c in ld))
-        .select_from(page.outerjoin(t.leads, ld.id == page.c.lead_id))
-        .order_by(page.c.at, page.c.src, page.c.id)
+        select(
+            p.src,
+            p.id,
+            p.at,
+            p.lead_id,
+            *(c.label(f"a_{c.key}") for c in a),
+            *(c.label(f"s_{c.key}") for c in r),
+            sq.name.label("s_seq_name"),
+            sq.steps.label("s_seq_steps"),
+            sq.created_at.label("s_seq_created_at"),
+            *(c.label(f"l_{c.key}") for c in ld),
+        )
+        .select_from(
+            page.outerjoin(t.activities, and_(p.src == "a", a.id == p.id))
+            .outerjoin(t.sequence_runs, and_(p.src == "s", r.id == p.id))
+            .outerjoin(t.sequences, sq.id == r.sequence_id)
+            .outerjoin(t.leads, ld.id == p.lead_id)
+        )
+        .order_by(p.at, p.src, p.id)
     )
 
 
@@ -642,12 +704,13 @@ class ActivityRepository:
         rows = list((await self.conn.execute(stmt, params)).all())
         more = len(rows) > first
         rows = rows[:first]
+        activity = _activity_reader(stmt, "a_")
         entries = [
             TimelineEntry(
                 r.at,
                 r.src,
                 r.id,
-                to_activity(_unprefixed(stmt, r, "a_")) if r.src == "a" else None,
+                activity(r) if r.src == "a" else None,
                 to_lead_event(_unprefixed(stmt, r, "e_")) if r.src == "e" else None,
             )
             for r in rows
@@ -788,10 +851,11 @@ class SequenceRepository:
         more = len(rows) > first
         rows = rows[:first]
         leads = _reader(stmt, "l_")
+        activities = _activity_reader(stmt, "a_")
         items = []
         for x in rows:
             run = to_run(_unprefixed(stmt, x, "s_")) if x.src == "s" else None
-            activity = to_activity(_unprefixed(stmt, x, "a_")) if x.src == "a" else None
+            activity = activities(x) if x.src == "a" else None
             lead = None if x.lead_id is None else to_lead(leads.values(x))  # type: ignore[arg-type]
             items.append(WorkItem(x.at, x.src, x.id, x.lead_id, run, activity, lead))
         return items, more

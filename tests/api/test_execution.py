@@ -75,3 +75,75 @@ async def test_null_in_a_non_null_field_is_still_an_error(
     assert result.errors[0].path == ["leads", "edges", 0, "node", "topic"]
     assert "Cannot return null for non-nullable field Lead.topic" in caplog.text
     await db.dispose()
+
+
+WORK_AND_TIMELINE = [
+    """query($o: ID!) { workList(ownerId: $o, first: 50) {
+      edges { cursor node { dueAt lead { id topic stage } sequenceRun { id status dueAt
+        currentStep { position kind title notes waitDays } sequence { name } }
+        activity { id kind subject completed direction occurredAt } } }
+      pageInfo { hasNextPage endCursor } } }""",
+    """query($l: ID!) { lead(id: $l) { id timeline(first: 50) {
+      edges { cursor node { at activity { id kind subject body completed direction }
+        event { type occurredAt } } }
+      pageInfo { hasNextPage endCursor } } } }""",
+    # Aliases, __typename and a nested object asked twice under two keys.
+    """query($o: ID!) { workList(ownerId: $o) { edges { node { __typename when: dueAt
+      l1: lead { topic } l2: lead { id } run: sequenceRun { __typename currentStep { title } } } } } }""",
+]
+
+
+@pytest.mark.parametrize("query", WORK_AND_TIMELINE)
+async def test_work_list_and_timeline_same_as_plain_execution(
+    api: Api, database_url: str, query: str
+) -> None:
+    """Work items and timeline entries hold nested objects that may be null (a run or an
+    activity, an activity or an event): the generated builders read them inline."""
+    from datetime import UTC, datetime, timedelta
+
+    from graphql import ExecutionResult
+    from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
+
+    from tests.api.test_sales import op
+    from tests.api.test_sequences import ATTACH, LOG, STAGE, owned_lead, seller, sequence, set_due
+
+    db = Database(database_url)
+    sam = await seller(api, "Sam")
+    seq = await sequence(api)
+    now = datetime.now(UTC)
+    leads = [await owned_lead(api, sam, f"Lead {i}") for i in range(3)]
+    for i, lead in enumerate(leads):
+        assert (await op(api, ATTACH, l=lead["id"], s=seq))["userErrors"] == []
+        await set_due(db, lead["id"], now - timedelta(hours=i + 1))
+    assert (await op(api, STAGE, id=leads[0]["id"], s="SALES_ACCEPTANCE"))["userErrors"] == []
+    for i, (kind, direction) in enumerate(
+        [("TASK", None), ("PHONE_CALL", "OUTGOING"), ("EMAIL", "INCOMING"), ("TASK", None)]
+    ):
+        value = {
+            "kind": kind,
+            "subject": f"{kind} {i}",
+            "leadId": leads[0]["id"],
+            "ownerId": sam,
+            "occurredAt": (now - timedelta(minutes=30 * i + 5)).isoformat(),
+        }
+        if direction:
+            value |= {"direction": direction, "body": "b"}
+        assert (await op(api, LOG, i=value))["userErrors"] == []
+
+    fast = build_schema()
+    plain = build_schema()
+    plain.execution_context_class = StrawberryGraphQLCoreExecutionContext
+    context = Context(Principal(1, "t", Role.ADMIN), Services(uow=db.uow, reads=db))
+    variables = {"o": sam, "l": leads[0]["id"]}
+
+    async def run(schema: strawberry.Schema) -> ExecutionResult:
+        fresh = Context(context.principal, context.services)
+        return await schema.execute(query, variable_values=variables, context_value=fresh)
+
+    expected, got = await run(plain), await run(fast)
+    assert expected.errors is None and got.errors is None
+    assert got.data == expected.data
+    data = got.data or {}
+    page = data["workList"] if "workList" in data else data["lead"]["timeline"]
+    assert len(page["edges"]) >= 4
+    await db.dispose()

@@ -2,11 +2,22 @@
 
 from __future__ import annotations
 
+import base64
+import json
+from datetime import UTC, datetime, timedelta, timezone
+
 import pytest
 
 from domain import sales
 from domain.errors import Conflict, Invalid
 from domain.model import Lead, LeadStage, LeadState, LeadStatusReason
+from domain.sales import (
+    TimelineEntry,
+    decode_timeline_cursor,
+    encode_timeline_cursor,
+    keyset_cursor,
+)
+from domain.sequences import WorkItem, encode_work_cursor
 
 
 def test_first_score_moves_an_inquiry_only() -> None:
@@ -50,3 +61,34 @@ def test_closing_rules() -> None:
     assert (lead.state, lead.status_reason) == (LeadState.DISQUALIFIED, LeadStatusReason.CANCELED)
     sales.reactivate(lead, False)
     assert (lead.state, lead.status_reason) == (LeadState.OPEN, LeadStatusReason.NEW)
+
+
+# ---------------------------------------------------------------- keyset cursors
+
+
+@pytest.mark.parametrize(
+    ("at", "source", "id_"),
+    [
+        (datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC), "a", 1),
+        (datetime(2026, 1, 2, 3, 4, 5, 123456, tzinfo=UTC), "e", 2**40),
+        (datetime(1999, 12, 31, 23, 59, tzinfo=timezone(timedelta(hours=-5))), "s", 0),
+        (datetime(2026, 1, 2), "a", -7),
+        # Outside the direct format: the JSON encoder answers.
+        (datetime(2026, 1, 2, tzinfo=UTC), 'q"\\é', 3),
+        (datetime(2026, 1, 2, tzinfo=UTC), "a", True),
+    ],
+)
+def test_keyset_cursor_is_the_compact_json_array_in_base64(
+    at: datetime, source: str, id_: int
+) -> None:
+    raw = json.dumps([at.isoformat(), source, id_], separators=(",", ":"))
+    expected = base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+    assert keyset_cursor(at, source, id_) == expected
+    if source in ("a", "e") and id_.__class__ is int:
+        entry = TimelineEntry(at, source, id_, None, None)
+        assert encode_timeline_cursor(entry) == expected
+        if at.tzinfo is not None:
+            assert decode_timeline_cursor(expected) == (at, source, id_)
+    if source in ("a", "s") and id_.__class__ is int:
+        item = WorkItem(at, source, id_, None, None, None)
+        assert encode_work_cursor(item) == expected

@@ -1,0 +1,50 @@
+"""Work-list and timeline pages read their rows by position: the same records as a plain read."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from domain.model import Lead
+from domain.sales import Activity, ActivityKind, Direction, User
+from persistence.database import Database
+
+
+async def test_page_activities_equal_the_plain_read(db: Database) -> None:
+    now = datetime.now(UTC).replace(microsecond=0)
+    async with db.uow() as uow:
+        owner = await uow.users.add(User(name="S", email="s@x.io"))
+        lead = await uow.leads.add(Lead(topic="t", owner_id=owner.id))
+        made = []
+        for i, kind in enumerate(ActivityKind):
+            for direction in (None, *Direction):
+                made.append(
+                    await uow.activities.add(
+                        Activity(
+                            kind=kind,
+                            subject=f"{kind.value} {i} é",
+                            occurred_at=now - timedelta(minutes=len(made) + 1, microseconds=7),
+                            body=None if direction is None else "b",
+                            lead_id=lead.id,
+                            owner_id=owner.id,
+                            direction=direction,
+                            completed=direction is Direction.INCOMING,
+                        )
+                    )
+                )
+        await uow.commit()
+    async with db.read() as r:
+        plain = await r.activities.get_many([a.id for a in made])
+        entries, more = await r.activities.timeline(lead.id, 100, None)
+        items, _ = await r.sequences.work_list(owner.id, now, 100, None)
+    assert not more and len(plain) == len(made) == len(ActivityKind) * 3
+    timeline = [e.activity for e in entries if e.activity is not None]
+    assert sorted(a.id for a in timeline) == sorted(plain)
+    for activity in timeline:
+        assert activity == plain[activity.id]
+        assert activity.kind is plain[activity.id].kind
+        assert activity.direction is plain[activity.id].direction
+    tasks = [i.activity for i in items if i.activity is not None]
+    open_tasks = [a for a in made if a.kind is ActivityKind.TASK and not a.completed]
+    assert sorted(a.id for a in tasks) == sorted(a.id for a in open_tasks)
+    for activity in tasks:
+        assert activity == plain[activity.id]
