@@ -63,9 +63,22 @@ class RedisRateLimiter:
     """
 
     def __init__(
-        self, url: str, prefix: str = "leadflow:rate:", retry_seconds: float = 5.0
+        self,
+        url: str,
+        prefix: str = "leadflow:rate:",
+        retry_seconds: float = 5.0,
+        max_connections: int = 32,
     ) -> None:
-        self._redis = aioredis.Redis.from_url(url, socket_timeout=1.0, socket_connect_timeout=1.0)
+        # A bounded pool: a burst of requests (10,000 WebSocket subscribes at once) waits for a
+        # connection instead of opening one each and running into Redis's client limit.
+        pool = aioredis.BlockingConnectionPool.from_url(
+            url,
+            max_connections=max_connections,
+            timeout=1.0,
+            socket_timeout=1.0,
+            socket_connect_timeout=1.0,
+        )
+        self._redis = aioredis.Redis(connection_pool=pool)
         self._script = self._redis.register_script(_TAKE)
         self._prefix = prefix
         self._fallback = MemoryRateLimiter()
@@ -88,5 +101,5 @@ class RedisRateLimiter:
         return float(wait)
 
     async def close(self) -> None:
-        await self._redis.aclose()
+        await self._redis.aclose(close_connection_pool=True)
         await self._fallback.close()

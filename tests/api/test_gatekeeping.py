@@ -107,6 +107,23 @@ async def test_redis_bucket_is_shared_between_processes() -> None:
         await second.close()
 
 
+async def test_a_burst_waits_for_pooled_redis_connections() -> None:
+    """2,000 takes at once share a small pool: every one counted in Redis, none in memory."""
+    if not REDIS_URL:
+        _missing("Redis", "LEADFLOW_TEST_REDIS_URL")
+    prefix = f"leadflow:test-rate:{uuid.uuid4().hex}:"
+    limiter = RedisRateLimiter(REDIS_URL, prefix, max_connections=4)
+    other = RedisRateLimiter(REDIS_URL, prefix)
+    try:
+        waits = await asyncio.gather(*(limiter.take("key:1", 0.001, 1500) for _ in range(2000)))
+        assert sum(1 for w in waits if w == 0.0) == 1500  # one shared bucket of 1,500
+        # The bucket lives in Redis (a second limiter sees it empty), not in the fallback.
+        assert await other.take("key:1", 0.001, 1500) > 100
+    finally:
+        await limiter.close()
+        await other.close()
+
+
 async def test_redis_outage_falls_back_to_counting_in_the_process() -> None:
     limiter = RedisRateLimiter("redis://127.0.0.1:1/0")  # nothing listens on port 1
     try:
