@@ -36,6 +36,7 @@ from domain.roles import Role
 from persistence.apikeys import ApiKeyStore
 from persistence.database import Database
 from tests.conftest import PG_URL, REDIS_URL, _missing
+from tests.services import free_port, start_server
 
 ROOT = Path(__file__).resolve().parents[2]
 CREATE_LEAD = (
@@ -47,37 +48,8 @@ SUBSCRIBE = (
 )
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _start(db_url: str, extra: dict[str, str]) -> tuple[subprocess.Popen[bytes], str]:
-    port = _free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("LEADFLOW_")}
-    env.update(
-        LEADFLOW_DATABASE_URL=db_url,
-        LEADFLOW_ENV="test",
-        LEADFLOW_API_KEY_CACHE_SECONDS="0",
-        LEADFLOW_SCORE_EXPIRY_INTERVAL_SECONDS="0",
-        **extra,
-    )
-    cmd = [sys.executable, "-m", "uvicorn", "--factory", "api.app:app_factory"]
-    cmd += ["--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"]
-    proc = subprocess.Popen(cmd, env=env, cwd=ROOT)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 20
-    while True:
-        try:
-            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                return proc, url
-        except httpx.TransportError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            raise RuntimeError(f"server did not start (exit {proc.poll()})")
-        time.sleep(0.1)
+    return start_server(db_url, {"LEADFLOW_API_KEY_CACHE_SECONDS": "0", **extra})
 
 
 async def _pg(sql: str) -> None:
@@ -353,7 +325,7 @@ def own_redis() -> Iterator[tuple[int, list[subprocess.Popen[bytes]]]]:
     """A redis-server of this test's own on a free port (never the shared one)."""
     if shutil.which("redis-server") is None:
         pytest.skip("redis-server is not installed")
-    port = _free_port()
+    port = free_port()
     procs = [_redis_server(port)]
     yield port, procs
     for proc in procs:
@@ -431,7 +403,7 @@ async def test_workers_share_events_without_redis(
     admin = (await ApiKeyStore(db).create("workers admin", Role.ADMIN))[1]
     viewer = (await ApiKeyStore(db).create("workers viewer", Role.VIEWER))[1]
     await db.dispose()
-    port = _free_port()
+    port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("LEADFLOW_")}
     env.update(
         LEADFLOW_DATABASE_URL=db_url, LEADFLOW_ENV="test", LEADFLOW_API_KEY_CACHE_SECONDS="0"
