@@ -20,7 +20,7 @@ from api.fanout import FanOut
 from api.graphql import build_schema
 from api.http import GraphQLEndpoint
 from api.idempotency import Idempotency
-from api.jobs import expiry_loop, idempotency_cleanup_loop, webhook_loop
+from api.jobs import expiry_loop, idempotency_cleanup_loop, memory_trim_loop, webhook_loop
 from api.settings import Settings, get_settings
 from api.webhooks import HttpSender, render
 from domain.ports import EventBroker, RateLimiter
@@ -144,6 +144,9 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Sta
         if settings.webhook_interval_seconds > 0:
             interval = settings.webhook_interval_seconds
             jobs.append(asyncio.create_task(webhook_loop(db.uow, sender, render, interval)))
+        if settings.memory_trim_interval_seconds > 0:
+            interval = settings.memory_trim_interval_seconds
+            jobs.append(asyncio.create_task(memory_trim_loop(interval)))
         yield
         for job in jobs:
             job.cancel()

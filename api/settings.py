@@ -71,6 +71,8 @@ class Settings(BaseSettings):
     # keys are deleted (0: never).
     idempotency_key_ttl_seconds: float = Field(86400.0, gt=0)
     idempotency_cleanup_interval_seconds: float = Field(600.0, ge=0)
+    # How often freed memory is handed back to the OS (glibc's malloc_trim; 0: never).
+    memory_trim_interval_seconds: float = Field(60.0, ge=0)
 
     @field_validator("rate_limits")
     @classmethod

@@ -3,6 +3,7 @@
     python bench/soak.py [--minutes 15] [--warmup-minutes W] [--subscribers 20]
                          [--ingest-rate 20] [--batch-rate 1] [--batch-size 50] [--list-rate 10]
                          [--leads 2000] [--database-url URL] [--redis-url URL]
+                         [--server-setting NAME=VALUE ...]
 
 Seeds a fresh database (embedded SQLite by default) with --leads leads, each with its contact,
 a LIVE scoring model that gives a point per page visit (so nearly every interaction changes a
@@ -582,6 +583,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--leads", type=int, default=2000)
     p.add_argument("--database-url", default=SQLITE)
     p.add_argument("--redis-url", default=None)
+    p.add_argument(
+        "--server-setting",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a server setting, e.g. MEMORY_TRIM_INTERVAL_SECONDS=0 (LEADFLOW_ is added)",
+    )
     args = p.parse_args(argv)
     if args.warmup_minutes is None:
         args.warmup_minutes = min(3.0, args.minutes / 5)
@@ -598,6 +606,9 @@ def main(argv: list[str] | None = None) -> int:
         env.update(LEADFLOW_DATABASE_URL=url, LEADFLOW_ENV="production")
         if args.redis_url:
             env["LEADFLOW_REDIS_URL"] = args.redis_url
+        for setting in args.server_setting:
+            name, _, value = setting.partition("=")
+            env[f"LEADFLOW_{name.upper().removeprefix('LEADFLOW_')}"] = value
         port = free_port()
         command = [sys.executable, "-m", "uvicorn", "--factory", "api.app:app_factory"]
         command += ["--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"]
