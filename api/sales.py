@@ -76,6 +76,10 @@ class ActivityType(gql.Node):
         return isinstance(obj, Activity)
 
 
+# An edge of a timeline page and its node are both the domain TimelineEntry itself (its `at`,
+# `activity` and `event` are the node's fields): no objects made per entry to show it.
+
+
 @strawberry.type
 class TimelineItem:
     """An activity or a lead event: exactly one of the two is set."""
@@ -87,8 +91,15 @@ class TimelineItem:
 
 @strawberry.type
 class TimelineEdge:
-    cursor: str
-    node: TimelineItem
+    @strawberry.field
+    @pure
+    def cursor(self) -> str:
+        return encode_timeline_cursor(self)  # type: ignore[arg-type]
+
+    @strawberry.field
+    @pure
+    def node(self) -> TimelineItem:
+        return self  # type: ignore[return-value]
 
 
 @strawberry.type
@@ -200,16 +211,10 @@ async def _timeline(
     if page is None:
         page = await ctx.read(lambda r: read(r, size, cursor))
     entries, more = page
-    edges = [
-        TimelineEdge(
-            cursor=encode_timeline_cursor(e),
-            node=TimelineItem(at=e.at, activity=e.activity, event=e.event),
-        )
-        for e in entries
-    ]
-    end = edges[-1].cursor if edges else None
+    end = encode_timeline_cursor(entries[-1]) if entries else None
     return TimelineConnection(
-        edges=edges, page_info=gql.PageInfo(has_next_page=more, end_cursor=end)
+        edges=entries,
+        page_info=gql.PageInfo(has_next_page=more, end_cursor=end),
     )
 
 
