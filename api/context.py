@@ -111,6 +111,9 @@ class Context:
     # its arguments, records them here and returns without following anything.
     probe: dict[str, Any] | None = None
     loaders: Loaders = field(init=False)
+    # Pages read ahead with a parent record, in the same read, for the field below it that
+    # asks for them (taken once; see api/sales.py `lead_with_timeline`).
+    _ahead: dict[Any, Any] | None = field(default=None, init=False)
 
     def __post_init__(self) -> None:
         self.loaders = Loaders(self.services.reads)
@@ -130,6 +133,16 @@ class Context:
                 "a user (leadflow apikey create --user USER_ID)"
             )
         return user_id
+
+    def keep_ahead(self, key: Any, value: Any) -> None:
+        """Keep a result read ahead for the resolver that will ask for it by `key`."""
+        if self._ahead is None:
+            self._ahead = {}
+        self._ahead[key] = value
+
+    def take_ahead(self, key: Any) -> Any:
+        """The result kept for `key` (None: none), given once."""
+        return None if self._ahead is None else self._ahead.pop(key, None)
 
     async def read(self, fn: Callable[[Repositories], Awaitable[T]]) -> T:
         """Run one read on a pooled connection of its own."""

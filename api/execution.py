@@ -7,9 +7,10 @@ paths cut that, each taking the normal path whenever it cannot give exactly the 
 - a *leaf* field that Strawberry would read with a plain `getattr` (no resolver, no extensions,
   no permissions, no arguments), or whose resolver is marked `@pure` (a sync function of the
   source alone), and whose type is a scalar or enum, is read and serialised directly;
-- a *list of objects* (e.g. a connection's `edges`) whose sub-selection is made only of such
-  leaves and of plain nested objects (e.g. `node`) is built in one go by a function generated
-  once per selection (Python source made of generated names only), instead of field by field;
+- a *list of objects* (e.g. a connection's `edges`), or a single object (e.g. its `pageInfo`),
+  whose sub-selection is made only of such leaves and of plain nested objects (e.g. `node`) is
+  built in one go by a function generated once per selection (Python source made of generated
+  names only), instead of field by field;
   strings, booleans, timestamps and enum members are serialised inline there.
 
 Anything else — fragments, directives, arguments, resolvers that are not pure, abstract types,
@@ -389,7 +390,8 @@ def _compiled(parent_type: GraphQLObjectType, node: FieldNode) -> Getter | None:
             leaf = _leaf(field_def)
             getter = None if leaf is None else _leaf_getter(leaf)
         else:
-            getter = _list(field_def, node)
+            # A list of plain objects, or one plain object (e.g. a connection's pageInfo).
+            getter = _list(field_def, node) or _child(field_def, node)
     if len(_CACHE) >= _CACHE_LIMIT:
         _CACHE.clear()
     _CACHE[key] = (node, getter)

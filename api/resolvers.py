@@ -13,6 +13,7 @@ from api import types as gql
 from api.context import Info
 from api.errors import bad_input, user_errors
 from api.ids import decode_arg, decode_id, from_global_id, to_global_id
+from api.sales import lead_with_timeline
 from domain import importing, services
 from domain.errors import DomainError, Invalid, NotFound
 from domain.model import Account, Contact, Lead, LeadSource, MatchingStrategy
@@ -234,7 +235,7 @@ class Query:
     @strawberry.field
     async def lead(self, info: Info, id: strawberry.ID) -> gql.LeadType | None:
         info.context.require(Permission.READ)
-        return await info.context.loaders.lead.load(decode_arg(id, "Lead"))  # type: ignore[return-value]
+        return await lead_with_timeline(info, decode_arg(id, "Lead"))  # type: ignore[return-value]
 
     @strawberry.field
     async def leads(

@@ -118,20 +118,36 @@ class SequenceRunType(gql.Node):
         return isinstance(obj, SequenceRun)
 
 
+# An edge of a work list page and its node are both the domain WorkItem itself: no objects
+# made per item to show it.
+
+
+@pure
+def _run_of(root: Any) -> SequenceRunType | None:
+    return root.run  # type: ignore[no-any-return]
+
+
 @strawberry.type
 class WorkItem:
     """A due sequence step or an open task: exactly one of sequenceRun and activity is set."""
 
     due_at: dt.datetime
     lead: gql.LeadType | None
-    sequence_run: SequenceRunType | None
+    sequence_run: SequenceRunType | None = strawberry.field(resolver=_run_of)
     activity: ActivityType | None
 
 
 @strawberry.type
 class WorkItemEdge:
-    cursor: str
-    node: WorkItem
+    @strawberry.field
+    @pure
+    def cursor(self) -> str:
+        return encode_work_cursor(self)  # type: ignore[arg-type]
+
+    @strawberry.field
+    @pure
+    def node(self) -> WorkItem:
+        return self  # type: ignore[return-value]
 
 
 @strawberry.type
@@ -308,21 +324,10 @@ class SequenceQuery:
         now = utcnow()
 
         items, more = await ctx.read(lambda r: r.sequences.work_list(owner, now, size, cursor))
-        edges = [
-            WorkItemEdge(
-                cursor=encode_work_cursor(i),
-                node=WorkItem(
-                    due_at=i.due_at,
-                    lead=i.lead,  # type: ignore[arg-type]
-                    sequence_run=i.run,  # type: ignore[arg-type]
-                    activity=i.activity,  # type: ignore[arg-type]
-                ),
-            )
-            for i in items
-        ]
-        end = edges[-1].cursor if edges else None
+        end = encode_work_cursor(items[-1]) if items else None
         return WorkItemConnection(
-            edges=edges, page_info=gql.PageInfo(has_next_page=more, end_cursor=end)
+            edges=items,  # type: ignore[arg-type]
+            page_info=gql.PageInfo(has_next_page=more, end_cursor=end),
         )
 
 

@@ -7,6 +7,7 @@ import hashlib
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, suppress
 from dataclasses import replace
+from functools import cached_property
 from types import TracebackType
 from typing import Any
 
@@ -53,30 +54,91 @@ from persistence.webhook_repo import WebhookRepository
 
 
 class Repositories:
-    """Every repository, bound to one connection."""
+    """Every repository, bound to one connection; each made on first use (a read uses one or
+    two of them)."""
 
     def __init__(self, conn: AsyncConnection) -> None:
         self.conn = conn
-        self.accounts = AccountRepository(conn)
-        self.contacts = ContactRepository(conn)
-        self.leads = LeadRepository(conn)
-        self.strategies = MatchingStrategyRepository(conn)
-        self.settings = SettingsRepository(conn)
-        self.interactions = InteractionRepository(conn)
-        self.scoring_models = ScoringModelRepository(conn)
-        self.scores = LeadScoreRepository(conn)
-        self.events = LeadEventRepository(conn)
-        self.qualification_models = QualificationModelRepository(conn)
-        self.webhooks = WebhookRepository(conn)
-        self.opportunities = OpportunityRepository(conn)
-        self.users = UserRepository(conn)
-        self.teams = TeamRepository(conn)
-        self.assignment_rules = AssignmentRuleRepository(conn)
-        self.stakeholders = StakeholderRepository(conn)
-        self.activities = ActivityRepository(conn)
-        self.audit = AuditRepository(conn)
-        self.sequences = SequenceRepository(conn)
-        self.processes = ProcessRepository(conn)
+
+    @cached_property
+    def accounts(self) -> AccountRepository:
+        return AccountRepository(self.conn)
+
+    @cached_property
+    def contacts(self) -> ContactRepository:
+        return ContactRepository(self.conn)
+
+    @cached_property
+    def leads(self) -> LeadRepository:
+        return LeadRepository(self.conn)
+
+    @cached_property
+    def strategies(self) -> MatchingStrategyRepository:
+        return MatchingStrategyRepository(self.conn)
+
+    @cached_property
+    def settings(self) -> SettingsRepository:
+        return SettingsRepository(self.conn)
+
+    @cached_property
+    def interactions(self) -> InteractionRepository:
+        return InteractionRepository(self.conn)
+
+    @cached_property
+    def scoring_models(self) -> ScoringModelRepository:
+        return ScoringModelRepository(self.conn)
+
+    @cached_property
+    def scores(self) -> LeadScoreRepository:
+        return LeadScoreRepository(self.conn)
+
+    @cached_property
+    def events(self) -> LeadEventRepository:
+        return LeadEventRepository(self.conn)
+
+    @cached_property
+    def qualification_models(self) -> QualificationModelRepository:
+        return QualificationModelRepository(self.conn)
+
+    @cached_property
+    def webhooks(self) -> WebhookRepository:
+        return WebhookRepository(self.conn)
+
+    @cached_property
+    def opportunities(self) -> OpportunityRepository:
+        return OpportunityRepository(self.conn)
+
+    @cached_property
+    def users(self) -> UserRepository:
+        return UserRepository(self.conn)
+
+    @cached_property
+    def teams(self) -> TeamRepository:
+        return TeamRepository(self.conn)
+
+    @cached_property
+    def assignment_rules(self) -> AssignmentRuleRepository:
+        return AssignmentRuleRepository(self.conn)
+
+    @cached_property
+    def stakeholders(self) -> StakeholderRepository:
+        return StakeholderRepository(self.conn)
+
+    @cached_property
+    def activities(self) -> ActivityRepository:
+        return ActivityRepository(self.conn)
+
+    @cached_property
+    def audit(self) -> AuditRepository:
+        return AuditRepository(self.conn)
+
+    @cached_property
+    def sequences(self) -> SequenceRepository:
+        return SequenceRepository(self.conn)
+
+    @cached_property
+    def processes(self) -> ProcessRepository:
+        return ProcessRepository(self.conn)
 
 
 _ALL_EVENTS = 1 << 62

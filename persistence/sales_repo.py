@@ -20,13 +20,16 @@ from sqlalchemy import (
     or_,
     select,
     text,
+    type_coerce,
     union_all,
     update,
 )
-from sqlalchemy.engine import Row
+from sqlalchemy.engine import Dialect, Row
 from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.types import NullType
 
 from domain.errors import Conflict, Duplicate
+from domain.model import Lead
 from domain.pagination import Page, PageRequest
 from domain.sales import (
     Activity,
@@ -554,7 +557,7 @@ def _timeline_statement(kind: str, after_src: str | None) -> Any:
     # by primary key (carrying every column through the merge costs more than the page).
     return (
         select(
-            p.src,
+            p.src,  # src, id, at first: read by position
             p.id,
             p.at,
             *(c.label(f"a_{c.key}") for c in a),
@@ -606,7 +609,7 @@ def _work_statement(after_src: str | None) -> Any:
     # sequence) and its leads are then read whole by primary key, in the same statement.
     return (
         select(
-            p.src,
+            p.src,  # src, id, at, lead_id first: read by position
             p.id,
             p.at,
             p.lead_id,
@@ -615,7 +618,8 @@ def _work_statement(after_src: str | None) -> Any:
             sq.name.label("s_seq_name"),
             sq.steps.label("s_seq_steps"),
             sq.created_at.label("s_seq_created_at"),
-            *(c.label(f"l_{c.key}") for c in ld),
+            # Undecoded: a page often holds several items of one lead, decoded once (_LeadDecoder).
+            *(type_coerce(c, NullType()).label(f"l_{c.key}") for c in ld),
         )
         .select_from(
             page.outerjoin(t.activities, and_(p.src == "a", a.id == p.id))
@@ -625,6 +629,43 @@ def _work_statement(after_src: str | None) -> Any:
         )
         .order_by(p.at, p.src, p.id)
     )
+
+
+_LEAD_DECODERS: dict[str, tuple[tuple[int, Callable[[Any], Any]], ...]] = {}
+
+
+def _lead_decoding(dialect: Dialect) -> tuple[tuple[int, Callable[[Any], Any]], ...]:
+    """(position, result processor) of the lead columns the dialect processes, as SQLAlchemy
+    itself would have applied them had they been selected with their own types."""
+    found = _LEAD_DECODERS.get(dialect.name)
+    if found is None:
+        processors = (
+            (i, c.type.dialect_impl(dialect).result_processor(dialect, None))
+            for i, c in enumerate(t.leads.c)
+        )
+        found = _LEAD_DECODERS[dialect.name] = tuple((i, p) for i, p in processors if p)
+    return found
+
+
+class _LeadDecoder:
+    """The leads of one page, from their undecoded `l_` columns: each distinct lead is decoded
+    and built once, and its items share it (as the request's lead loader would hand out)."""
+
+    __slots__ = ("_done", "_processors", "_values")
+
+    def __init__(self, stmt: Any, dialect: Dialect) -> None:
+        self._values = _reader(stmt, "l_").values
+        self._processors = _lead_decoding(dialect)
+        self._done: dict[Any, Lead] = {}
+
+    def __call__(self, lead_id: Any, r: Row[Any]) -> Lead:
+        lead = self._done.get(lead_id)
+        if lead is None:
+            values = list(self._values(r))
+            for i, process in self._processors:
+                values[i] = process(values[i])
+            lead = self._done[lead_id] = to_lead(values)  # type: ignore[arg-type]
+        return lead
 
 
 class ActivityRepository:
@@ -705,16 +746,14 @@ class ActivityRepository:
         more = len(rows) > first
         rows = rows[:first]
         activity = _activity_reader(stmt, "a_")
-        entries = [
-            TimelineEntry(
-                r.at,
-                r.src,
-                r.id,
-                activity(r) if r.src == "a" else None,
-                to_lead_event(_unprefixed(stmt, r, "e_")) if r.src == "e" else None,
-            )
-            for r in rows
-        ]
+        entries = []
+        for r in rows:
+            src, id_, at = r[0], r[1], r[2]  # by position: a row's names are slower to look up
+            if src == "a":
+                entries.append(TimelineEntry(at, src, id_, activity(r), None))
+            else:
+                event = to_lead_event(_unprefixed(stmt, r, "e_")) if src == "e" else None
+                entries.append(TimelineEntry(at, src, id_, None, event))
         return entries, more
 
     async def opportunity_timeline(
@@ -850,14 +889,15 @@ class SequenceRepository:
         rows = list((await self.conn.execute(stmt, params)).all())
         more = len(rows) > first
         rows = rows[:first]
-        leads = _reader(stmt, "l_")
+        lead_of = _LeadDecoder(stmt, self.conn.dialect)
         activities = _activity_reader(stmt, "a_")
         items = []
         for x in rows:
-            run = to_run(_unprefixed(stmt, x, "s_")) if x.src == "s" else None
-            activity = activities(x) if x.src == "a" else None
-            lead = None if x.lead_id is None else to_lead(leads.values(x))  # type: ignore[arg-type]
-            items.append(WorkItem(x.at, x.src, x.id, x.lead_id, run, activity, lead))
+            src, id_, at, lead_id = x[0], x[1], x[2], x[3]  # by position: faster than names
+            run = to_run(_unprefixed(stmt, x, "s_")) if src == "s" else None
+            activity = activities(x) if src == "a" else None
+            lead = None if lead_id is None else lead_of(lead_id, x)
+            items.append(WorkItem(at, src, id_, lead_id, run, activity, lead))
         return items, more
 
     async def list(self, page: PageRequest) -> Page[Sequence_]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from sqlalchemy import func, select
@@ -485,3 +486,50 @@ async def test_reminders_list_upcoming_appointments_and_tasks(api: Api) -> None:
     assert [r["subject"] for r in week["reminders"]] == ["demo", "send quote", "next week"]
     bad = await api.post(query, {"o": sam, "h": 0})
     assert bad.json()["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT"
+
+
+async def test_lead_with_its_timeline_reads_ahead_with_the_same_answers(api: Api) -> None:
+    """`lead(id:) { timeline }` reads the page with the lead (one read); the answers and errors
+    are those of the timeline's own resolver, which a fragment (no read-ahead) still uses."""
+    lead = await new_lead(api, topic="Ahead")
+    for i in range(4):
+        at = f"2026-02-0{i + 1}T10:00:00Z"
+        logged = await api(
+            LOG, {"i": {"kind": "NOTE", "subject": f"n{i}", "leadId": lead["id"], "occurredAt": at}}
+        )
+        assert logged["logActivity"]["userErrors"] == []
+    page = "edges { cursor node { at activity { subject } } } pageInfo { hasNextPage endCursor }"
+    plain = f"query($id: ID!, $n: Int, $a: String) {{ lead(id: $id) {{ topic timeline(first: $n, after: $a) {{ {page} }} }} }}"
+    spread = f"query($id: ID!, $n: Int, $a: String) {{ lead(id: $id) {{ topic ... on Lead {{ timeline(first: $n, after: $a) {{ {page} }} }} }} }}"
+    literal = f"query($id: ID!) {{ lead(id: $id) {{ timeline(first: 2, after: null) {{ {page} }} topic }} }}"
+    both = f"query($id: ID!) {{ lead(id: $id) {{ x: timeline(first: 1) {{ {page} }} y: timeline {{ {page} }} }} }}"
+
+    async def answer(query: str, **variables: Any) -> Any:
+        return (await api.post(query, {"id": lead["id"], **variables})).json()
+
+    for _ in range(250):  # the CREATED event shows once the relay has positioned it
+        newest = (await answer(plain, n=1))["data"]["lead"]["timeline"]["edges"][0]["node"]
+        if newest["activity"] is None:
+            break
+        await asyncio.sleep(0.02)
+    first = await answer(plain, n=2, a=None)
+    assert first == await answer(spread, n=2, a=None)
+    assert first["data"]["lead"]["timeline"] == (await answer(literal))["data"]["lead"]["timeline"]
+    after = first["data"]["lead"]["timeline"]["pageInfo"]["endCursor"]
+    second = await answer(plain, n=2, a=after)
+    assert second == await answer(spread, n=2, a=after)
+    assert [
+        e["node"]["activity"]["subject"] for e in second["data"]["lead"]["timeline"]["edges"]
+    ] == ["n2", "n1"]
+    assert (await answer(plain))["data"]["lead"]["timeline"]["edges"]  # no arguments: 50
+    two = (await answer(both))["data"]["lead"]
+    assert len(two["x"]["edges"]) == 1 and two["y"]["edges"][0] == two["x"]["edges"][0]
+    for bad in ({"n": -1}, {"n": 10_000}, {"a": "nope"}):
+        wrong, right = await answer(plain, **bad), await answer(spread, **bad)
+        for e in wrong["errors"] + right["errors"]:
+            e.pop("locations")  # the queries differ in their layout
+        assert wrong == right and wrong["data"] == {"lead": None}
+        assert wrong["errors"][0]["path"] == ["lead", "timeline"]
+        assert wrong["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT"
+    missing = await api.post(plain, {"id": "TGVhZDo5OTk5OTk=", "n": 2})  # Lead:999999
+    assert missing.json() == {"data": {"lead": None}}

@@ -48,3 +48,42 @@ async def test_page_activities_equal_the_plain_read(db: Database) -> None:
     assert sorted(a.id for a in tasks) == sorted(a.id for a in open_tasks)
     for activity in tasks:
         assert activity == plain[activity.id]
+
+
+async def test_work_list_leads_equal_the_plain_read(db: Database) -> None:
+    """The work list decodes each distinct lead of its page once; its items of one lead share
+    that lead, equal to what a plain read returns (JSON attributes, flags, timestamps)."""
+    now = datetime.now(UTC).replace(microsecond=0)
+    async with db.uow() as uow:
+        owner = await uow.users.add(User(name="S", email="s@x.io"))
+        busy = await uow.leads.add(
+            Lead(
+                topic="busy",
+                owner_id=owner.id,
+                attributes={"n": 1, "tags": ["a", "é"], "nested": {"x": None}},
+                sales_ready=True,
+                teleprospect_accepted=True,
+            )
+        )
+        quiet = await uow.leads.add(Lead(topic="quiet", owner_id=owner.id))
+        for i, lead in enumerate((busy, busy, quiet, busy)):
+            await uow.activities.add(
+                Activity(
+                    kind=ActivityKind.TASK,
+                    subject=f"task {i}",
+                    occurred_at=now - timedelta(minutes=10 - i),
+                    lead_id=lead.id,
+                    owner_id=owner.id,
+                    completed=False,
+                )
+            )
+        await uow.commit()
+    async with db.read() as r:
+        plain = await r.leads.get_many([busy.id, quiet.id])
+        items, more = await r.sequences.work_list(owner.id, now, 100, None)
+    assert not more and [i.lead_id for i in items] == [busy.id, busy.id, quiet.id, busy.id]
+    for item in items:
+        assert item.lead is not None and item.lead == plain[item.lead_id]
+        assert item.lead.state is plain[item.lead_id].state
+        assert item.lead.created_at.tzinfo is UTC
+    assert items[0].lead is items[1].lead is items[3].lead
