@@ -554,6 +554,12 @@ async def soak(url: str, seed_: Seed, pid: int, port: int, args: argparse.Namesp
         f"RSS drift after warm-up (least squares): {kib_h / 1024:+.1f} MiB/h = {pct_h:+.2f} %/h"
     )
     if stats.publish_at is not None:
+        # The same line without the publish's one-off step (it adds a LIVE model's working set):
+        # before it, and once it has settled.
+        before = [(at, kib) for at, kib in stats.rss if warmup <= at < stats.publish_at]
+        if len(before) >= 3:
+            _, before_pct = drift_per_hour(before)
+            console.print(f"  from the end of warm-up to the publish: {before_pct:+.2f} %/h")
         settled = [(at, kib) for at, kib in stats.rss if at >= max(warmup, stats.publish_at + 30)]
         if len(settled) >= 3:
             _, settled_pct = drift_per_hour(settled)
