@@ -20,7 +20,8 @@ from api.fanout import FanOut
 from api.graphql import build_schema
 from api.http import GraphQLEndpoint
 from api.idempotency import Idempotency
-from api.jobs import expiry_loop, idempotency_cleanup_loop, memory_trim_loop, webhook_loop
+from api.jobs import expiry_loop, idempotency_cleanup_loop, webhook_loop
+from api.memory import limit_malloc_arenas, memory_trim_loop
 from api.settings import Settings, get_settings
 from api.webhooks import HttpSender, render
 from domain.ports import EventBroker, RateLimiter
@@ -180,4 +181,7 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Sta
 
 def app_factory() -> Starlette:
     """Entry point for `uvicorn --factory api.app:app_factory` (the CLI has migrated)."""
-    return create_app(migrate=False)
+    settings = get_settings()
+    # Before the database threads start: they then share a few allocator arenas.
+    limit_malloc_arenas(settings.malloc_arenas)
+    return create_app(settings, migrate=False)

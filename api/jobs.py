@@ -1,13 +1,9 @@
-"""Background jobs of the server process: score expiry, webhook delivery, key cleanup, and
-handing freed memory back to the operating system."""
+"""Background jobs of the server process: score expiry, webhook delivery, key cleanup."""
 
 from __future__ import annotations
 
 import asyncio
-import ctypes
-import ctypes.util
 import logging
-from collections.abc import Callable
 
 from domain.errors import ServiceUnavailable
 from domain.model import utcnow
@@ -81,40 +77,3 @@ async def idempotency_cleanup_loop(store: IdempotencyStore, interval: float) -> 
             raise
         except Exception:
             log.exception("idempotency key cleanup failed; retrying in %s s", interval)
-
-
-def _malloc_trim() -> Callable[[], object] | None:
-    """glibc's malloc_trim(0), or None where the C library has none (musl, macOS, Windows)."""
-    name = ctypes.util.find_library("c")
-    if name is None:
-        return None
-    try:
-        fn = ctypes.CDLL(name).malloc_trim
-    except (OSError, AttributeError):
-        return None
-    fn.argtypes, fn.restype = [ctypes.c_size_t], ctypes.c_int
-    return lambda: fn(0)
-
-
-async def memory_trim_loop(interval: float) -> None:
-    """Every `interval` seconds, give the memory the C allocator holds free back to the OS.
-
-    Whatever Python frees outside its own small-object arenas (result rows, JSON, request and
-    response bodies, SQLite's page caches; one allocator arena per database thread) goes back
-    to glibc's malloc, which keeps it for reuse: scattered between live blocks, it stays in the
-    process's RSS, which then creeps up with the busiest moments seen so far (a publish, a
-    burst of subscribers) although nothing leaks. malloc_trim releases those free pages; it
-    runs in a thread, as it walks every arena. Nothing to do where the C library has no such
-    call.
-    """
-    trim = _malloc_trim()
-    if trim is None:
-        return
-    while True:
-        await asyncio.sleep(interval)
-        try:
-            await asyncio.to_thread(trim)
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            log.exception("memory trim failed; retrying in %s s", interval)

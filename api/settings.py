@@ -73,6 +73,8 @@ class Settings(BaseSettings):
     idempotency_cleanup_interval_seconds: float = Field(600.0, ge=0)
     # How often freed memory is handed back to the OS (glibc's malloc_trim; 0: never).
     memory_trim_interval_seconds: float = Field(60.0, ge=0)
+    # glibc malloc arenas the server's threads share (MALLOC_ARENA_MAX; 0: glibc's default).
+    malloc_arenas: int = Field(2, ge=0)
 
     @field_validator("rate_limits")
     @classmethod

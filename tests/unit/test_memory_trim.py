@@ -1,16 +1,18 @@
-"""The memory trim job: freed C-allocator memory goes back to the OS; failures never stop it."""
+"""Process memory: freed C-allocator memory goes back to the OS (failures never stop the job);
+the allocator arena cap."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from pathlib import Path
 
 import pytest
 
-from api import jobs
+from api import memory
 
-GLIBC = jobs._malloc_trim()
+GLIBC = memory._malloc_trim()
 
 
 def _rss_kib() -> int:
@@ -48,8 +50,8 @@ async def test_the_loop_trims_every_interval_and_survives_failures(
             raise OSError("boom")
         return 1
 
-    monkeypatch.setattr(jobs, "_malloc_trim", lambda: trim)
-    task = asyncio.create_task(jobs.memory_trim_loop(0.01))
+    monkeypatch.setattr(memory, "_malloc_trim", lambda: trim)
+    task = asyncio.create_task(memory.memory_trim_loop(0.01))
     with caplog.at_level(logging.ERROR, logger="leadflow.jobs"):
         for _ in range(200):
             await asyncio.sleep(0.01)
@@ -63,5 +65,12 @@ async def test_the_loop_trims_every_interval_and_survives_failures(
 
 
 async def test_the_loop_ends_at_once_without_malloc_trim(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(jobs, "_malloc_trim", lambda: None)
-    await asyncio.wait_for(jobs.memory_trim_loop(0.01), timeout=1)
+    monkeypatch.setattr(memory, "_malloc_trim", lambda: None)
+    await asyncio.wait_for(memory.memory_trim_loop(0.01), timeout=1)
+
+
+@pytest.mark.skipif(GLIBC is None, reason="the C library has no mallopt (not glibc)")
+def test_the_arena_cap_is_set_and_zero_keeps_the_default() -> None:
+    assert memory.limit_malloc_arenas(0) is False
+    # glibc's own default (8 per core), so the rest of the test run is not changed by it.
+    assert memory.limit_malloc_arenas(8 * (os.cpu_count() or 1)) is True
