@@ -15,7 +15,7 @@ import binascii
 import enum
 import json
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
@@ -472,14 +472,20 @@ def encode_timeline_cursor(entry: TimelineEntry) -> str:
     return keyset_cursor(entry.at, entry.source, entry.id)
 
 
-def decode_timeline_cursor(cursor: str) -> tuple[datetime, str, int]:
-    """The (time, source, id) a timeline cursor stands for; Invalid when it is not one."""
+def decode_keyset_cursor(cursor: str, sources: Collection[str]) -> tuple[datetime, str, int]:
+    """The (time, source, id) a `keyset_cursor` stands for; Invalid when it is not one, or its
+    source is not one of `sources`."""
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
         at, source, id_ = json.loads(base64.urlsafe_b64decode(padded.encode()))
         when = datetime.fromisoformat(at)
-        if source not in ("a", "e") or not isinstance(id_, int) or when.tzinfo is None:
+        if source not in sources or not isinstance(id_, int) or when.tzinfo is None:
             raise ValueError
         return when, source, id_
     except (ValueError, TypeError, binascii.Error, UnicodeDecodeError):
         raise Invalid(f"'{cursor[:64]}' is not a valid cursor", ["after"]) from None
+
+
+def decode_timeline_cursor(cursor: str) -> tuple[datetime, str, int]:
+    """The (time, source, id) a timeline cursor stands for; Invalid when it is not one."""
+    return decode_keyset_cursor(cursor, ("a", "e"))

@@ -12,10 +12,7 @@ a lead assigned to one has a `process_stage` besides the default process's `stag
 
 from __future__ import annotations
 
-import base64
-import binascii
 import enum
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -24,7 +21,14 @@ from typing import Any
 from domain.errors import Conflict, Invalid
 from domain.fields import LEAD_FIELDS
 from domain.model import Lead, LeadState, utcnow
-from domain.sales import Activity, ActivityKind, Change, Direction, keyset_cursor
+from domain.sales import (
+    Activity,
+    ActivityKind,
+    Change,
+    Direction,
+    decode_keyset_cursor,
+    keyset_cursor,
+)
 
 MAX_STEPS = 100
 MAX_WAIT_DAYS = 365
@@ -214,15 +218,8 @@ def encode_work_cursor(item: WorkItem) -> str:
 
 
 def decode_work_cursor(cursor: str) -> tuple[datetime, str, int]:
-    try:
-        padded = cursor + "=" * (-len(cursor) % 4)
-        at, source, id_ = json.loads(base64.urlsafe_b64decode(padded.encode()))
-        when = datetime.fromisoformat(at)
-        if source not in ("a", "s") or not isinstance(id_, int) or when.tzinfo is None:
-            raise ValueError
-        return when, source, id_
-    except (ValueError, TypeError, binascii.Error, UnicodeDecodeError):
-        raise Invalid(f"'{cursor[:64]}' is not a valid cursor", ["after"]) from None
+    """The (due time, source, id) a work-list cursor stands for; Invalid when it is not one."""
+    return decode_keyset_cursor(cursor, ("a", "s"))
 
 
 # ---------------------------------------------------------------- custom processes
