@@ -16,12 +16,14 @@ import ctypes
 import ctypes.util
 import logging
 from collections.abc import Callable
+from functools import cache
 
 log = logging.getLogger("leadflow.jobs")
 
 _M_ARENA_MAX = -8  # glibc's mallopt parameter number for the arena cap
 
 
+@cache  # find_library runs ldconfig: once per process
 def _libc() -> ctypes.CDLL | None:
     name = ctypes.util.find_library("c")
     if name is None:
