@@ -72,7 +72,11 @@ async def _prepare(demo: bool, host: str, port: int) -> None:
 def server_options(settings: Settings) -> dict[str, Any]:
     """uvicorn options that carry the request limits to the server itself."""
     # A WebSocket message larger than the HTTP body cap is refused by uvicorn (close 1009).
-    return {"ws_max_size": settings.max_body_bytes, "proxy_headers": True}
+    return {
+        "ws_max_size": settings.max_body_bytes,
+        "proxy_headers": True,
+        "timeout_keep_alive": settings.keep_alive_seconds,
+    }
 
 
 def serve(args: argparse.Namespace) -> int:

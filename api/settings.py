@@ -51,6 +51,10 @@ class Settings(BaseSettings):
     execution_timeout_seconds: float = Field(30.0, ge=0)
     # Request bodies: callers whose role may import CSV (importRecords) get the larger cap.
     max_body_bytes: int = Field(1 * MiB, ge=1024)
+    # How long an idle HTTP connection is kept open. Longer than the idle timeouts of clients
+    # and proxies (httpx 5 s, AWS load balancers 60 s), so a client never sends a request on a
+    # connection the server is closing at that moment.
+    keep_alive_seconds: float = Field(65.0, gt=0)
     max_import_body_bytes: int = Field(24 * MiB, ge=1024)
     rate_limit_enabled: bool = True
     # JSON, e.g. {"VIEWER": {"per_second": 5, "burst": 10}}; roles left out keep their defaults.

@@ -8,7 +8,7 @@
 Seeds a fresh database (embedded SQLite by default) with --leads leads, each with its contact,
 a LIVE scoring model that gives a point per page visit (so nearly every interaction changes a
 score and records a SCORE_CHANGED event) and a second model in DRAFT. Then it starts the real
-server (`uvicorn --factory api.app:app_factory`, production settings) in a subprocess and runs,
+server as users run it (`leadflow serve`, production settings) in a subprocess and runs,
 at fixed rates for --minutes:
 
 * `recordInteraction` (single), `recordInteractions` (batches of --batch-size), each with
@@ -22,8 +22,11 @@ at fixed rates for --minutes:
 Report: lost events per subscriber (events in the table after the start position against events
 received: must be 0), duplicates and gaps, errors by kind, p95 per operation (overall, and in
 the first against the last minute after warm-up: the same run's baseline for latency drift),
-and the server's RSS sampled every few seconds, with its drift after the warm-up extrapolated
-per hour from a least-squares line (goal < 5 %/h; the RSS at the end of warm-up is the baseline).
+and the server's RSS sampled every few seconds, with its drift extrapolated per hour from
+least-squares lines (goal < 5 %/h of the RSS at the start of each stretch): the verdict takes
+the steady stretches, from the end of warm-up to the publish and from 30 s after the publish to
+the end, and reports the publish's one-off step between them in MiB; the line across the
+publish is printed too.
 A rich live display shows progress on a terminal. Not run in CI.
 """
 
@@ -551,21 +554,30 @@ async def soak(url: str, seed_: Seed, pid: int, port: int, args: argparse.Namesp
         f"max {max(rss_values) / 1024:.1f} MiB; {len(stats.rss)} samples every {RSS_EVERY:g} s"
     )
     console.print(
-        f"RSS drift after warm-up (least squares): {kib_h / 1024:+.1f} MiB/h = {pct_h:+.2f} %/h"
+        f"RSS line after warm-up (least squares, across the publish): {kib_h / 1024:+.1f} MiB/h "
+        f"= {pct_h:+.2f} %/h"
     )
+    # Drift is growth under steady load. The publish adds a one-off step (a second LIVE model's
+    # working set, the caches its re-scoring fills) that a line across it turns into a slope;
+    # the verdict takes the steeper of the steady stretches before it and once it has settled.
+    steady = [pct_h]
     if stats.publish_at is not None:
-        # The same line without the publish's one-off step (it adds a LIVE model's working set):
-        # before it, and once it has settled.
         before = [(at, kib) for at, kib in stats.rss if warmup <= at < stats.publish_at]
-        if len(before) >= 3:
-            _, before_pct = drift_per_hour(before)
-            console.print(f"  from the end of warm-up to the publish: {before_pct:+.2f} %/h")
         settled = [(at, kib) for at, kib in stats.rss if at >= max(warmup, stats.publish_at + 30)]
-        if len(settled) >= 3:
+        if len(before) >= 3 and len(settled) >= 3:
+            _, before_pct = drift_per_hour(before)
             _, settled_pct = drift_per_hour(settled)
-            console.print(f"  from 30 s after the publish to the end: {settled_pct:+.2f} %/h")
-    drift_ok = pct_h < DRIFT_GOAL
-    console.print(f"RSS drift < {DRIFT_GOAL:g} %/h: {verdict(drift_ok)}")
+            step = (settled[0][1] - before[-1][1]) / 1024
+            console.print(
+                f"  from the end of warm-up to the publish: {before_pct:+.2f} %/h; the publish: "
+                f"{step:+.1f} MiB once; from 30 s after it to the end: {settled_pct:+.2f} %/h"
+            )
+            steady = [before_pct, settled_pct]
+    drift_ok = max(steady) < DRIFT_GOAL
+    console.print(
+        f"RSS drift under steady load < {DRIFT_GOAL:g} %/h "
+        f"(steepest stretch {max(steady):+.2f} %/h): {verdict(drift_ok)}"
+    )
     events_ok = sum(lost) == 0 and duplicates == 0 and gaps == 0 and pending == 0
     console.print(f"no lost, duplicated or out-of-order event: {verdict(events_ok)}")
     return events_ok and drift_ok
@@ -609,16 +621,18 @@ def main(argv: list[str] | None = None) -> int:
     with fresh_database(args.database_url, "soak") as url:
         seed_ = asyncio.run(seed(url, args.leads))
         env = {k: v for k, v in os.environ.items() if not k.startswith("LEADFLOW_")}
-        env.update(LEADFLOW_DATABASE_URL=url, LEADFLOW_ENV="production")
+        env.update(
+            LEADFLOW_DATABASE_URL=url, LEADFLOW_ENV="production", LEADFLOW_LOG_LEVEL="warning"
+        )
         if args.redis_url:
             env["LEADFLOW_REDIS_URL"] = args.redis_url
         for setting in args.server_setting:
             name, _, value = setting.partition("=")
             env[f"LEADFLOW_{name.upper().removeprefix('LEADFLOW_')}"] = value
         port = free_port()
-        command = [sys.executable, "-m", "uvicorn", "--factory", "api.app:app_factory"]
-        command += ["--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"]
-        command += ["--no-access-log"]
+        # `leadflow serve`: uvicorn with the server's own options (keep-alive, message cap).
+        command = [sys.executable, "-m", "api.cli", "serve", "--host", "127.0.0.1"]
+        command += ["--port", str(port)]
         with running(command, env, f"http://127.0.0.1:{port}", "/readyz") as pid:
             ok = asyncio.run(soak(url, seed_, pid, port, args))
     return 0 if ok else 1

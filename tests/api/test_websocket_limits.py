@@ -273,3 +273,34 @@ async def test_lowering_the_role_closes_open_subscriptions_4403(
             )
             await uow.commit()
         assert await closed_with(ws) == (4403, "Forbidden: the VIEWER role may not subscribe")
+
+
+# ---------------------------------------------------------------- HTTP keep-alive
+
+
+def test_keep_alive_outlasts_client_and_proxy_idle_timeouts() -> None:
+    # httpx drops idle connections after 5 s, AWS load balancers after 60 s: the server must
+    # not close first, or a request sent at that moment gets a dropped connection.
+    assert server_options(Settings())["timeout_keep_alive"] > 60
+
+
+async def test_idle_http_connections_stay_open_for_keep_alive_seconds(database_url: str) -> None:
+    async def answered(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bytes:
+        writer.write(b"GET /healthz HTTP/1.1\r\nHost: test\r\n\r\n")
+        await writer.drain()
+        head = await reader.readuntil(b"\r\n\r\n")
+        length = int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
+        await reader.readexactly(length)
+        return head.split(b"\r\n")[0]
+
+    async with running(database_url, keep_alive_seconds=0.5) as server:
+        host, port = server.host.split(":")
+        reader, writer = await asyncio.open_connection(host, int(port))
+        try:
+            assert await answered(reader, writer) == b"HTTP/1.1 200 OK"
+            await asyncio.sleep(0.2)  # within keep-alive: the same connection serves again
+            assert await answered(reader, writer) == b"HTTP/1.1 200 OK"
+            async with asyncio.timeout(5):  # idle past keep-alive: the server closes it
+                assert await reader.read() == b""
+        finally:
+            writer.close()
