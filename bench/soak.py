@@ -230,6 +230,7 @@ class Stats:
     )
     errors: Counter[str] = field(default_factory=Counter)
     rss: list[tuple[float, int]] = field(default_factory=list)  # (seconds since start, KiB)
+    rss_parts: list[tuple[int, ...]] = field(default_factory=list)  # RSS_PARTS of each sample
     interactions: int = 0
     publish_at: float | None = None
 
@@ -240,12 +241,18 @@ class Stats:
         self.errors[kind] += 1
 
 
-def rss_kib(pid: int) -> int:
+RSS_PARTS = ("RssAnon", "RssFile", "RssShmem")  # heap, mapped files, shared memory (KiB)
+
+
+def rss_kib(pid: int) -> tuple[int, tuple[int, ...]]:
+    """The process's RSS and its parts (RSS_PARTS), from /proc."""
+    fields: dict[str, int] = {}
     with open(f"/proc/{pid}/status") as f:
         for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0
+            name, _, value = line.partition(":")
+            if name == "VmRSS" or name in RSS_PARTS:
+                fields[name] = int(value.split()[0])
+    return fields.get("VmRSS", 0), tuple(fields.get(p, 0) for p in RSS_PARTS)
 
 
 class Subscriber:
@@ -453,7 +460,9 @@ async def soak(url: str, seed_: Seed, pid: int, port: int, args: argparse.Namesp
 
     async def sample_rss() -> None:
         while True:
-            stats.rss.append((time.monotonic() - stats.started, rss_kib(pid)))
+            total, parts = rss_kib(pid)
+            stats.rss.append((time.monotonic() - stats.started, total))
+            stats.rss_parts.append(parts)
             await asyncio.sleep(RSS_EVERY)
 
     async def publish_halfway() -> None:
@@ -553,6 +562,21 @@ async def soak(url: str, seed_: Seed, pid: int, port: int, args: argparse.Namesp
         f"({args.warmup_minutes:g} min, the baseline), {rss_values[-1] / 1024:.1f} MiB at the end, "
         f"max {max(rss_values) / 1024:.1f} MiB; {len(stats.rss)} samples every {RSS_EVERY:g} s"
     )
+    # Where it is: the heap (anonymous memory), mapped files (the SQLite WAL index, libraries)
+    # or shared memory, at the end of warm-up, just before the publish and at the end.
+    marks = [("after warm-up", warmup), ("before the publish", stats.publish_at), ("end", None)]
+    shown = []
+    for label, at in marks:
+        if at is None and label != "end":
+            continue
+        index = len(stats.rss) - 1
+        if at is not None:
+            index = max((i for i, (t, _) in enumerate(stats.rss) if t < at), default=0)
+            if label == "after warm-up":
+                index = min(index + 1, len(stats.rss) - 1)
+        parts = stats.rss_parts[index]
+        shown.append(f"{label} " + " / ".join(f"{kib / 1024:.1f}" for kib in parts))
+    console.print(f"  RSS in MiB, {' / '.join(RSS_PARTS)}: " + "; ".join(shown))
     console.print(
         f"RSS line after warm-up (least squares, across the publish): {kib_h / 1024:+.1f} MiB/h "
         f"= {pct_h:+.2f} %/h"
