@@ -17,7 +17,7 @@ from api.ids import decode_arg, decode_id, to_global_id
 from domain import sales_services as services
 from domain.errors import Invalid
 from domain.model import Lead, LeadStage, LeadStatusReason, utcnow
-from domain.ports import Repositories, UnitOfWork
+from domain.ports import UnitOfWork
 from domain.roles import Permission
 from domain.sales import (
     Activity,
@@ -175,8 +175,9 @@ def _timeline_ahead(info: Info) -> tuple[int, tuple[dt.datetime, str, int] | Non
 
 async def lead_with_timeline(info: Info, lead_id: int) -> Lead | None:
     """`lead(id:)`: the lead, as its loader would give it. When the query asks for its timeline
-    too (and the lead is not loaded yet), that page is read in the same read, right after the
-    lead, and kept for the timeline resolver: one pooled connection and read instead of two."""
+    too (and the lead is not loaded yet), that page is read in the same statement as the lead
+    and kept for the timeline resolver: one pooled connection and trip to the database instead
+    of two."""
     ctx = info.context
     loader = ctx.loaders.lead
     ahead = None if loader.cache_map.get(lead_id) is not None else _timeline_ahead(info)
@@ -184,12 +185,7 @@ async def lead_with_timeline(info: Info, lead_id: int) -> Lead | None:
         return await loader.load(lead_id)
     size, cursor = ahead
 
-    async def read(r: Repositories) -> tuple[Lead | None, Any]:
-        lead = (await r.leads.get_many([lead_id])).get(lead_id)
-        page = None if lead is None else await r.activities.timeline(lead_id, size, cursor)
-        return lead, page
-
-    lead, page = await ctx.read(read)
+    lead, page = await ctx.read(lambda r: r.activities.lead_and_timeline(lead_id, size, cursor))
     loader.prime(lead_id, lead)
     if page is not None:
         ctx.keep_ahead(("timeline", lead_id, size, cursor), page)

@@ -597,6 +597,13 @@ class ActivityRepository(Protocol):
         """The lead's activities and events, newest first; whether more follow."""
         ...
 
+    async def lead_and_timeline(
+        self, lead_id: int, first: int, after: tuple[datetime, str, int] | None
+    ) -> tuple[Lead | None, tuple[list[TimelineEntry], bool] | None]:
+        """The lead and a page of its timeline (as `timeline`), read together; (None, None)
+        when there is no such lead."""
+        ...
+
     async def opportunity_timeline(
         self, opportunity: Opportunity, first: int, after: tuple[datetime, str, int] | None
     ) -> tuple[list[TimelineEntry], bool]:

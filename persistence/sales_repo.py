@@ -17,6 +17,7 @@ from sqlalchemy import (
     func,
     insert,
     literal,
+    null,
     or_,
     select,
     text,
@@ -525,8 +526,10 @@ def _activity_reader(stmt: Any, prefix: str) -> Callable[[Row[Any]], Activity]:
     return read
 
 
-def _timeline_statement(kind: str, after_src: str | None) -> Any:
-    a, e = t.activities.c, t.lead_events.c
+def _timeline_statement(kind: str, after_src: str | None, with_lead: bool = False) -> Any:
+    """A timeline page's statement; `with_lead`: the lead's own row comes with it (src "l",
+    its columns undecoded as l_<column>, time NULL), so one trip to the database reads both."""
+    a, e, ld = t.activities.c, t.lead_events.c, t.leads.c
     lead_id = bindparam("lead_id", type_=a.lead_id.type)
     wheres = [a.lead_id == lead_id]
     if kind == "opportunity":
@@ -552,9 +555,22 @@ def _timeline_statement(kind: str, after_src: str | None) -> Any:
     )
     branches.append(keyset_branch(events, e.occurred_at, e.id, "e", after_src, descending=True))
     page = merged(branches, descending=True).subquery()
+    lead_columns: list[Any] = []
+    if with_lead:
+        # Outside the page's limit; its NULL time sorts first or last, as the database likes.
+        the_lead = select(
+            literal("l").label("src"), ld.id, type_coerce(null(), t.UTCDateTime()).label("at")
+        ).where(ld.id == lead_id)
+        page = union_all(the_lead, select(page)).subquery()
+        lead_columns = [type_coerce(c, NullType()).label(f"l_{c.key}") for c in ld]
     p = page.c
     # The page is found on narrow (src, id, at) rows; only its own rows are then read whole,
     # by primary key (carrying every column through the merge costs more than the page).
+    joined = page.outerjoin(t.activities, and_(p.src == "a", a.id == p.id)).outerjoin(
+        t.lead_events, and_(p.src == "e", e.id == p.id)
+    )
+    if with_lead:
+        joined = joined.outerjoin(t.leads, and_(p.src == "l", ld.id == p.id))
     return (
         select(
             p.src,  # src, id, at first: read by position
@@ -562,12 +578,9 @@ def _timeline_statement(kind: str, after_src: str | None) -> Any:
             p.at,
             *(c.label(f"a_{c.key}") for c in a),
             *(c.label(f"e_{c.key}") for c in e),
+            *lead_columns,
         )
-        .select_from(
-            page.outerjoin(t.activities, and_(p.src == "a", a.id == p.id)).outerjoin(
-                t.lead_events, and_(p.src == "e", e.id == p.id)
-            )
-        )
+        .select_from(joined)
         .order_by(p.at.desc(), p.src.desc(), p.id.desc())
     )
 
@@ -726,7 +739,16 @@ class ActivityRepository:
         One keyset over both tables: (time, source, id) with source "a" (activity) or "e"
         (event), so equal times still page in a stable order.
         """
-        return await self._timeline("lead", {"lead_id": lead_id}, first, after)
+        page, _ = await self._timeline("lead", {"lead_id": lead_id}, first, after)
+        return page
+
+    async def lead_and_timeline(
+        self, lead_id: int, first: int, after: tuple[datetime, str, int] | None
+    ) -> tuple[Lead | None, tuple[list[TimelineEntry], bool] | None]:
+        """The lead and a page of its timeline (as `timeline`) in one statement; (None, None)
+        when there is no such lead."""
+        page, lead = await self._timeline("lead", {"lead_id": lead_id}, first, after, True)
+        return (None, None) if lead is None else (lead, page)
 
     async def _timeline(
         self,
@@ -734,15 +756,24 @@ class ActivityRepository:
         params: dict[str, Any],
         first: int,
         after: tuple[datetime, str, int] | None,
-    ) -> tuple[list[TimelineEntry], bool]:
+        with_lead: bool = False,
+    ) -> tuple[tuple[list[TimelineEntry], bool], Lead | None]:
         """A timeline page: `kind` "lead" (bound lead_id) or "opportunity" (bound lead_id and
-        opportunity_id: the opportunity's activities besides the lead's)."""
+        opportunity_id: the opportunity's activities besides the lead's); and with `with_lead`
+        the lead itself (None if there is none)."""
         after_src = None if after is None else after[1]
         stmt = _merged_statement(
-            ("timeline", kind, after_src), lambda: _timeline_statement(kind, after_src)
+            ("timeline", kind, after_src, with_lead),
+            lambda: _timeline_statement(kind, after_src, with_lead),
         )
         params = {**params, **page_params(first, after)}
         rows = list((await self.conn.execute(stmt, params)).all())
+        lead = None
+        if with_lead:
+            for i in (0, -1):  # the lead's row: first or last (NULL time)
+                if rows and rows[i][0] == "l":
+                    lead = _LeadDecoder(stmt, self.conn.dialect)(None, rows.pop(i))
+                    break
         more = len(rows) > first
         rows = rows[:first]
         activity = _activity_reader(stmt, "a_")
@@ -754,7 +785,7 @@ class ActivityRepository:
             else:
                 event = to_lead_event(_unprefixed(stmt, r, "e_")) if src == "e" else None
                 entries.append(TimelineEntry(at, src, id_, None, event))
-        return entries, more
+        return (entries, more), lead
 
     async def opportunity_timeline(
         self,
@@ -765,7 +796,8 @@ class ActivityRepository:
         """The opportunity's activities with the history of the lead it came from (the lead's
         activities and events), newest first, in the keyset of `timeline`."""
         params = {"lead_id": opportunity.lead_id, "opportunity_id": opportunity.id}
-        return await self._timeline("opportunity", params, first, after)
+        page, _ = await self._timeline("opportunity", params, first, after)
+        return page
 
 
 # ---------------------------------------------------------------- sequences and the work list

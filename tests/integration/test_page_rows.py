@@ -87,3 +87,47 @@ async def test_work_list_leads_equal_the_plain_read(db: Database) -> None:
         assert item.lead.state is plain[item.lead_id].state
         assert item.lead.created_at.tzinfo is UTC
     assert items[0].lead is items[1].lead is items[3].lead
+
+
+async def test_lead_and_timeline_equal_the_separate_reads(db: Database) -> None:
+    """`lead(id:) { timeline }` reads the lead and its page in one statement (the lead's row
+    sorts first on PostgreSQL, last on SQLite): the same lead and page as the separate reads,
+    on every page, and nothing for a lead that does not exist."""
+    now = datetime.now(UTC).replace(microsecond=0)
+    async with db.uow() as uow:
+        lead = await uow.leads.add(
+            Lead(topic="t", attributes={"tags": ["é"], "n": 2}, sales_ready=True)
+        )
+        other = await uow.leads.add(Lead(topic="other"))
+        for i in range(7):
+            for target in (lead, other):
+                await uow.activities.add(
+                    Activity(
+                        kind=ActivityKind.NOTE,
+                        subject=f"note {i}",
+                        occurred_at=now - timedelta(minutes=i % 3),  # equal times too
+                        lead_id=target.id,
+                    )
+                )
+        await uow.commit()
+    async with db.read() as r:
+        plain = (await r.leads.get_many([lead.id]))[lead.id]
+        after = None
+        pages = 0
+        while True:
+            separate = await r.activities.timeline(lead.id, 3, after)
+            found, together = await r.activities.lead_and_timeline(lead.id, 3, after)
+            assert found == plain and found is not None and found.state is plain.state
+            assert found.created_at.tzinfo is UTC
+            assert together == separate
+            pages += 1
+            entries, more = separate
+            if not more:
+                break
+            last = entries[-1]
+            after = (last.at, last.source, last.id)
+        assert pages == 3  # 7 notes, 3 a page
+        assert await r.activities.lead_and_timeline(other.id + 1000, 3, None) == (None, None)
+        found, page = await r.activities.lead_and_timeline(other.id, 50, None)
+        assert found is not None and found.id == other.id
+        assert page is not None and len(page[0]) == 7
