@@ -14,15 +14,17 @@ import shlex
 import shutil
 import sys
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 from rich.progress import Progress, ProgressColumn
-from sqlalchemy import text
+from sqlalchemy import insert, select, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
 from sqlalchemy.pool import NullPool
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -111,3 +113,36 @@ def change(value: float, reference: float) -> float:
 
 def verdict(ok: bool) -> str:
     return "[green]met[/]" if ok else "[red]missed[/]"
+
+
+async def insert_contacts_with_leads(
+    conn: AsyncConnection,
+    count: int,
+    now: datetime,
+    contact: Callable[[int], dict[str, Any]],
+    lead: Callable[[int, int], dict[str, Any]],
+) -> list[int]:
+    """Bulk-insert `count` contacts (`contact(i)`: their columns) and for each an OPEN, new,
+    not sales-ready lead at INQUIRY (`lead(i, contact_id)`: its other columns), in chunks of
+    5,000; the contacts' ids in order."""
+    from domain.model import LeadSource, LeadStage, LeadState, LeadStatusReason
+    from persistence import tables as t
+
+    stamps = {"created_at": now, "updated_at": now}
+    for low in range(0, count, 5000):
+        rows = [{**contact(i), **stamps} for i in range(low, min(low + 5000, count))]
+        await conn.execute(insert(t.contacts), rows)
+    ids = list((await conn.execute(select(t.contacts.c.id).order_by(t.contacts.c.id))).scalars())
+    defaults = {
+        "attributes": {},
+        "source": LeadSource.LANDING_PAGE.value,
+        "state": LeadState.OPEN.value,
+        "status_reason": LeadStatusReason.NEW.value,
+        "sales_ready": False,
+        "stage": LeadStage.INQUIRY.value,
+        **stamps,
+    }
+    leads = [{**defaults, **lead(i, c)} for i, c in enumerate(ids)]
+    for low in range(0, len(leads), 5000):
+        await conn.execute(insert(t.leads), leads[low : low + 5000])
+    return ids

@@ -51,18 +51,19 @@ from _support import (
     console,
     describe,
     fresh_database,
+    insert_contacts_with_leads,
     percentile,
     verdict,
 )
 from leads_list import free_port, running
 from rich.live import Live
 from rich.table import Table
-from sqlalchemy import func, insert, select
+from sqlalchemy import func, select
 
 from api.ids import to_global_id
 from domain import scoring_services as ss
 from domain.events import decode_event_cursor, encode_event_cursor
-from domain.model import Feature, LeadSource, LeadStage, LeadState, LeadStatusReason, utcnow
+from domain.model import Feature, utcnow
 from domain.roles import Role
 from persistence import tables as t
 from persistence.apikeys import ApiKeyStore
@@ -111,42 +112,22 @@ async def seed(url: str, leads: int) -> Seed:
         await upgrade(db.write_engine)
         now = utcnow()
         async with db.write_engine.begin() as conn:
-            for low in range(0, leads, 5000):
-                rows = [
-                    {
-                        "email": f"soak{i}@bench.io",
-                        "first_name": "Soak",
-                        "attributes": {"tier": random.choice(["gold", "silver"])},
-                        "created_at": now,
-                        "updated_at": now,
-                    }
-                    for i in range(low, min(low + 5000, leads))
-                ]
-                await conn.execute(insert(t.contacts), rows)
-            contacts = (
-                (await conn.execute(select(t.contacts.c.id).order_by(t.contacts.c.id)))
-                .scalars()
-                .all()
-            )
-            rows = [
-                {
+            contacts = await insert_contacts_with_leads(
+                conn,
+                leads,
+                now,
+                lambda i: {
+                    "email": f"soak{i}@bench.io",
+                    "first_name": "Soak",
+                    "attributes": {"tier": random.choice(["gold", "silver"])},
+                },
+                lambda i, c: {
                     "topic": f"Soak lead {c}",
                     "email": f"soak{i}@bench.io",
                     "company_name": f"Company {i % 97}",
                     "contact_id": c,
-                    "attributes": {},
-                    "source": LeadSource.LANDING_PAGE.value,
-                    "state": LeadState.OPEN.value,
-                    "status_reason": LeadStatusReason.NEW.value,
-                    "sales_ready": False,
-                    "stage": LeadStage.INQUIRY.value,
-                    "created_at": now,
-                    "updated_at": now,
-                }
-                for i, c in enumerate(contacts)
-            ]
-            for low in range(0, len(rows), 5000):
-                await conn.execute(insert(t.leads), rows[low : low + 5000])
+                },
+            )
         async with db.uow() as uow:
             await uow.settings.set_feature(Feature.LEAD_MANAGEMENT, True)
             visits = {

@@ -53,16 +53,17 @@ from _support import (
     console,
     describe,
     fresh_database,
+    insert_contacts_with_leads,
     percentile,
     verdict,
 )
 from leads_list import free_port, running
-from sqlalchemy import insert, select
+from sqlalchemy import select
 
 from api.ids import to_global_id
 from domain import qualification_services as qs
 from domain import scoring_services as ss
-from domain.model import Feature, LeadSource, LeadStage, LeadState, LeadStatusReason, utcnow
+from domain.model import Feature, utcnow
 from domain.roles import Role
 from persistence import tables as t
 from persistence.apikeys import ApiKeyStore
@@ -85,41 +86,13 @@ async def seed(url: str, leads: int) -> tuple[str, list[tuple[int, int]]]:
         await upgrade(db.write_engine)
         now = utcnow()
         async with db.write_engine.begin() as conn:
-            for low in range(0, leads, 5000):
-                rows = [
-                    {
-                        "email": f"s{i}@bench.io",
-                        "first_name": "S",
-                        "attributes": {},
-                        "created_at": now,
-                        "updated_at": now,
-                    }
-                    for i in range(low, min(low + 5000, leads))
-                ]
-                await conn.execute(insert(t.contacts), rows)
-            contacts = (
-                (await conn.execute(select(t.contacts.c.id).order_by(t.contacts.c.id)))
-                .scalars()
-                .all()
+            await insert_contacts_with_leads(
+                conn,
+                leads,
+                now,
+                lambda i: {"email": f"s{i}@bench.io", "first_name": "S", "attributes": {}},
+                lambda i, c: {"topic": f"Lead {c}", "email": f"s{i}@bench.io", "contact_id": c},
             )
-            rows = [
-                {
-                    "topic": f"Lead {c}",
-                    "email": f"s{i}@bench.io",
-                    "contact_id": c,
-                    "attributes": {},
-                    "source": LeadSource.LANDING_PAGE.value,
-                    "state": LeadState.OPEN.value,
-                    "status_reason": LeadStatusReason.NEW.value,
-                    "sales_ready": False,
-                    "stage": LeadStage.INQUIRY.value,
-                    "created_at": now,
-                    "updated_at": now,
-                }
-                for i, c in enumerate(contacts)
-            ]
-            for low in range(0, len(rows), 5000):
-                await conn.execute(insert(t.leads), rows[low : low + 5000])
             pairs = (
                 await conn.execute(
                     select(t.leads.c.contact_id, t.leads.c.id).order_by(t.leads.c.id)
