@@ -674,11 +674,15 @@ class _LeadDecoder:
     def __call__(self, lead_id: Any, r: Row[Any]) -> Lead:
         lead = self._done.get(lead_id)
         if lead is None:
-            values = list(self._values(r))
-            for i, process in self._processors:
-                values[i] = process(values[i])
-            lead = self._done[lead_id] = to_lead(values)  # type: ignore[arg-type]
+            lead = self._done[lead_id] = self.decode(r)
         return lead
+
+    def decode(self, r: Row[Any]) -> Lead:
+        """The lead of this row, decoded and built afresh."""
+        values = list(self._values(r))
+        for i, process in self._processors:
+            values[i] = process(values[i])
+        return to_lead(values)  # type: ignore[arg-type]
 
 
 class ActivityRepository:
@@ -772,7 +776,7 @@ class ActivityRepository:
         if with_lead:
             for i in (0, -1):  # the lead's row: first or last (NULL time)
                 if rows and rows[i][0] == "l":
-                    lead = _LeadDecoder(stmt, self.conn.dialect)(None, rows.pop(i))
+                    lead = _LeadDecoder(stmt, self.conn.dialect).decode(rows.pop(i))
                     break
         more = len(rows) > first
         rows = rows[:first]
