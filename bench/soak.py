@@ -545,18 +545,17 @@ async def soak(url: str, seed_: Seed, pid: int, port: int, args: argparse.Namesp
     )
     # Where it is: the heap (anonymous memory), mapped files (the SQLite WAL index, libraries)
     # or shared memory, at the end of warm-up, just before the publish and at the end.
-    marks = [("after warm-up", warmup), ("before the publish", stats.publish_at), ("end", None)]
-    shown = []
-    for label, at in marks:
-        if at is None and label != "end":
-            continue
-        index = len(stats.rss) - 1
-        if at is not None:
-            index = max((i for i, (t, _) in enumerate(stats.rss) if t < at), default=0)
-            if label == "after warm-up":
-                index = min(index + 1, len(stats.rss) - 1)
-        parts = stats.rss_parts[index]
-        shown.append(f"{label} " + " / ".join(f"{kib / 1024:.1f}" for kib in parts))
+    last = len(stats.rss) - 1
+    times = [at for at, _ in stats.rss]
+    marks = [("after warm-up", next((i for i, at in enumerate(times) if at >= warmup), last))]
+    if stats.publish_at is not None:
+        before_publish = [i for i, at in enumerate(times) if at < stats.publish_at]
+        marks.append(("before the publish", before_publish[-1] if before_publish else 0))
+    marks.append(("end", last))
+    shown = [
+        f"{label} " + " / ".join(f"{kib / 1024:.1f}" for kib in stats.rss_parts[i])
+        for label, i in marks
+    ]
     console.print(f"  RSS in MiB, {' / '.join(RSS_PARTS)}: " + "; ".join(shown))
     console.print(
         f"RSS line after warm-up (least squares, across the publish): {kib_h / 1024:+.1f} MiB/h "
