@@ -526,8 +526,8 @@ class OpportunityRow(SQLModel, table=True):
 class LeadEventRow(SQLModel, table=True):
     __tablename__ = "lead_events"
     __table_args__ = (
-        Index("ix_lead_events_lead", "lead_id", "id"),
-        # A lead's timeline: its events newest first, read along the index a page at a time.
+        # A lead's timeline: its events newest first, read along the index a page at a time;
+        # it also serves every other lookup of a lead's events (and the cascade from leads).
         Index("ix_lead_events_lead_time", "lead_id", "occurred_at", "id"),
         # Readers page by position; unique, so two relays can never hand out one position.
         Index("ux_lead_events_position", "position", unique=True),
