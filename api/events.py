@@ -24,7 +24,7 @@ from domain.events import (
     encode_event_cursor,
 )
 from domain.model import Lead, LeadStage, LeadStatusReason
-from domain.pagination import DEFAULT_PAGE_SIZE
+from domain.pagination import page_size
 from domain.roles import Permission
 
 strawberry.enum(LeadEventType)
@@ -48,8 +48,8 @@ async def _lead(info: Info, event: LeadEvent) -> Lead:
 class LeadEventType_:
     """Something that happened to a lead; the lead's state fields are as of the event.
 
-    An event stored without a state field (e.g. by set-based re-scoring) shows the lead's
-    current value for it.
+    Every writer stores the lead's state in the event; an event stored by an earlier version
+    without a state field shows the lead's current value for it.
     """
 
     @classmethod
@@ -197,10 +197,7 @@ class EventQuery:
         ctx.require(Permission.READ)
 
         async def run() -> LeadEventConnection:
-            size = DEFAULT_PAGE_SIZE if first is None else first
-            cap = ctx.services.max_page_size
-            if size < 0 or size > cap:
-                raise Invalid(f"first must be between 0 and {cap}, got {size}", ["first"])
+            size = page_size(first, ctx.services.max_page_size)
             lead_pk = None if lead_id is None else decode_id(str(lead_id), "Lead", ["leadId"])
             position = decode_event_cursor(after) if after else 0
             names = _types(types)

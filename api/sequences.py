@@ -16,6 +16,7 @@ from api.sales import ActivityType
 from domain import sales_services as services
 from domain.errors import Invalid
 from domain.model import Lead, utcnow
+from domain.pagination import page_size
 from domain.ports import UnitOfWork
 from domain.roles import Permission
 from domain.sequences import (
@@ -314,9 +315,10 @@ class SequenceQuery:
             owner = ctx.own_user_id("ownerId")
         else:
             owner = decode_arg(owner_id, "User", ["ownerId"])
-        size = 50 if first is None else first
-        if not 0 <= size <= ctx.services.max_page_size:
-            raise bad_input(f"first must be between 0 and {ctx.services.max_page_size}")
+        try:
+            size = page_size(first, ctx.services.max_page_size)
+        except Invalid as e:
+            raise bad_input(e.message) from None
         try:
             cursor = None if after is None else decode_work_cursor(after)
         except Invalid as e:

@@ -63,11 +63,19 @@ def decode_cursor(cursor: str) -> tuple[Any, int]:
         raise Invalid(f"'{cursor[:64]}' is not a valid cursor", ["after"]) from None
 
 
+def page_size(first: int | None, max_size: int = MAX_PAGE_SIZE) -> int:
+    """The size of the page `first` asks for: DEFAULT_PAGE_SIZE when not given, capped at
+    `max_size` (a larger `first` gets a full page, as Relay clients expect); Invalid when
+    negative."""
+    if first is None:
+        return min(DEFAULT_PAGE_SIZE, max_size)
+    if first < 0:
+        raise Invalid(f"first must be 0 or more, got {first}", ["first"])
+    return min(first, max_size)
+
+
 def page_request(
     first: int | None, after: str | None, max_size: int = MAX_PAGE_SIZE
 ) -> PageRequest:
-    """Check `first` against the page-size cap and decode `after`."""
-    size = DEFAULT_PAGE_SIZE if first is None else first
-    if size < 0 or size > max_size:
-        raise Invalid(f"first must be between 0 and {max_size}, got {size}", ["first"])
-    return PageRequest(size, decode_cursor(after) if after else None)
+    """The page size `first` asks for (see page_size) and the decoded `after`."""
+    return PageRequest(page_size(first, max_size), decode_cursor(after) if after else None)

@@ -7,6 +7,7 @@ import os
 import shutil
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -172,19 +173,30 @@ class Api:
         return errors
 
 
-@pytest.fixture
-async def api(database_url: str) -> AsyncIterator[Api]:
-    settings = Settings(
-        database_url=database_url,
-        env="test",
-        api_key_cache_seconds=0,
-        webhook_interval_seconds=0,
-        rate_limits=UNLIMITED,  # tests of the limits themselves build their own app
+@asynccontextmanager
+async def serving(database_url: str, **settings: Any) -> AsyncIterator[Api]:
+    """The app on `database_url` with the test settings (and `settings` over them), with a
+    key per role."""
+    app = create_app(
+        Settings(
+            database_url=database_url,
+            env="test",
+            api_key_cache_seconds=0,
+            webhook_interval_seconds=0,
+            rate_limits=UNLIMITED,  # tests of the limits themselves build their own app
+            **settings,
+        ),
+        migrate=False,
     )
-    app = create_app(settings, migrate=False)
     store: ApiKeyStore = app.state.keys
     keys = {role: (await store.create(f"test {role.value}", role))[1] for role in Role}
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
             yield Api(client, keys, store)
+
+
+@pytest.fixture
+async def api(database_url: str) -> AsyncIterator[Api]:
+    async with serving(database_url) as api:
+        yield api

@@ -7,7 +7,8 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import Api
+from api.ids import from_global_id, to_global_id
+from tests.conftest import Api, serving
 
 LEAD_FIELDS = "id topic fullName email companyName state statusReason stage source salesReady scorable marketingContext attributes contact { id email } account { id name }"
 
@@ -60,6 +61,12 @@ async def test_account_create_update_get_and_node(api: Api) -> None:
     )
     assert got["account"]["name"] == "Acme Corp"
     assert got["node"] == {"id": account["id"], "name": "Acme Corp"}
+    # An id of a type that has no entities is a clear error, never some other entity.
+    r = await api.post(
+        "query($id: ID!) { node(id: $id) { __typename } }",
+        {"id": to_global_id("Banana", from_global_id(account["id"])[1])},
+    )
+    assert r.json()["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT"
 
 
 async def test_contact_links_account_and_rejects_duplicate_email(api: Api) -> None:
@@ -194,12 +201,22 @@ async def test_wrong_types_and_unknown_fields_are_clear(api: Api) -> None:
     assert "nope" in errors[0]["message"]
 
 
-async def test_page_size_is_capped(api: Api) -> None:
-    errors = await api.errors("{ leads(first: 501) { totalCount } }")
-    assert "first must be between 0 and 500" in errors[0]["message"]
-    assert errors[0]["extensions"]["code"] == "BAD_USER_INPUT"
-    errors = await api.errors('{ leads(after: "zzz") { totalCount } }')
-    assert "not a valid cursor" in errors[0]["message"]
+async def test_page_size_is_capped(database_url: str) -> None:
+    async with serving(database_url, max_page_size=2) as api:
+        for i in range(3):
+            await create_lead(api, topic=f"T{i}")
+        # A larger `first` gets a page of MAX_PAGE_SIZE (2 here), not an error.
+        page = "{ leads(first: 100000) { edges { node { id } } pageInfo { hasNextPage } } }"
+        capped = await api(page)
+        assert len(capped["leads"]["edges"]) == 2
+        assert capped["leads"]["pageInfo"]["hasNextPage"] is True
+        events = await api("{ leadEvents(first: 100000) { edges { cursor } } }")
+        assert len(events["leadEvents"]["edges"]) <= 2
+        errors = await api.errors("{ leads(first: -1) { totalCount } }")
+        assert "first must be 0 or more" in errors[0]["message"]
+        assert errors[0]["extensions"]["code"] == "BAD_USER_INPUT"
+        errors = await api.errors('{ leads(after: "zzz") { totalCount } }')
+        assert "not a valid cursor" in errors[0]["message"]
 
 
 async def test_keyset_pagination_walks_every_lead_once(api: Api) -> None:
