@@ -22,6 +22,7 @@ NODE_TYPES = frozenset(
         "User",
         "Team",
         "AssignmentRule",
+        "Competitor",
         "Activity",
         "Sequence",
         "SequenceRun",

@@ -179,8 +179,16 @@ class Query:
         if type_name == "Interaction":
             found = await info.context.read(lambda r: r.interactions.get_many([pk]))
             return found.get(pk)  # type: ignore[return-value]
-        strategy = await info.context.read(lambda r: r.strategies.get(pk))
-        return strategy  # type: ignore[return-value]
+        if type_name == "Competitor":
+            competitor = await info.context.read(lambda r: r.stakeholders.competitor(pk))
+            return competitor  # type: ignore[return-value]
+        if type_name == "AssignmentRule":
+            rule = await info.context.read(lambda r: r.assignment_rules.get(pk))
+            return rule  # type: ignore[return-value]
+        if type_name == "MatchingStrategy":
+            strategy = await info.context.read(lambda r: r.strategies.get(pk))
+            return strategy  # type: ignore[return-value]
+        return None  # a well-formed id of no entity this API has
 
     @strawberry.field
     def viewer(self, info: Info) -> gql.Viewer:

@@ -17,6 +17,7 @@ from api.ids import decode_arg, decode_id, to_global_id
 from domain import sales_services as services
 from domain.errors import Invalid
 from domain.model import Lead, LeadStage, LeadStatusReason, utcnow
+from domain.pagination import page_size
 from domain.ports import UnitOfWork
 from domain.roles import Permission
 from domain.sales import (
@@ -161,12 +162,9 @@ def _timeline_ahead(info: Info) -> tuple[int, tuple[dt.datetime, str, int] | Non
             return None
     first, after = args["first"], args["after"]
     size = 50 if first is None else first
-    if (
-        type(size) is not int
-        or not 0 <= size <= info.context.services.max_page_size
-        or not (after is None or type(after) is str)
-    ):
+    if type(size) is not int or size < 0 or not (after is None or type(after) is str):
         return None
+    size = min(size, info.context.services.max_page_size)
     try:
         return size, None if after is None else decode_timeline_cursor(after)
     except (Invalid, ValueError):
@@ -196,9 +194,10 @@ async def _timeline(
     info: Info, first: int | None, after: str | None, read: Any, lead_id: int | None = None
 ) -> TimelineConnection:
     ctx = info.context
-    size = 50 if first is None else first
-    if not 0 <= size <= ctx.services.max_page_size:
-        raise bad_input(f"first must be between 0 and {ctx.services.max_page_size}")
+    try:
+        size = page_size(first, ctx.services.max_page_size)
+    except Invalid as e:
+        raise bad_input(e.message) from None
     try:
         cursor = None if after is None else decode_timeline_cursor(after)
     except Invalid as e:
@@ -222,7 +221,9 @@ class ActivityInput:
     lead_id: strawberry.ID | None = None
     contact_id: strawberry.ID | None = None
     opportunity_id: strawberry.ID | None = None
-    owner_id: strawberry.ID | None = None
+    owner_id: strawberry.ID | None = strawberry.field(
+        default=None, description="Defaults to the user the API key belongs to, if any."
+    )
     occurred_at: dt.datetime | None = None
     direction: Direction | None = None
     completed: bool = False
@@ -288,17 +289,21 @@ class UserInput:
 
 
 @strawberry.type(name="AssignmentRule")
-class AssignmentRuleType:
+class AssignmentRuleType(gql.Node):
     name: str
     strategy: AssignmentStrategy
     priority: int
     active: bool
     created_at: dt.datetime
 
-    @strawberry.field
+    @strawberry.field  # type: ignore[misc]
     @pure
-    def id(self) -> strawberry.ID:
+    def id(self) -> strawberry.ID:  # type: ignore[override]
         return strawberry.ID(to_global_id("AssignmentRule", self.id))  # type: ignore[arg-type]
+
+    @classmethod
+    def is_type_of(cls, obj: Any, _info: Any) -> bool:
+        return isinstance(obj, AssignmentRule)
 
     @strawberry.field
     def condition(self) -> JSON | None:
@@ -341,15 +346,19 @@ class StakeholderType:
 
 
 @strawberry.type(name="Competitor")
-class CompetitorType:
+class CompetitorType(gql.Node):
     name: str
     notes: str | None
     created_at: dt.datetime
 
-    @strawberry.field
+    @strawberry.field  # type: ignore[misc]
     @pure
-    def id(self) -> strawberry.ID:
-        return strawberry.ID(str(self.id))
+    def id(self) -> strawberry.ID:  # type: ignore[override]
+        return strawberry.ID(to_global_id("Competitor", self.id))  # type: ignore[arg-type]
+
+    @classmethod
+    def is_type_of(cls, obj: Any, _info: Any) -> bool:
+        return isinstance(obj, Competitor)
 
 
 @strawberry.input
@@ -450,6 +459,26 @@ class LeadProcessInput:
     teleprospect_accepted: bool | None = None
     sales_ready: bool | None = None
     sales_accepted: bool | None = None
+
+
+@strawberry.input
+class OpportunityUpdateInput:
+    """Only the fields given change; null clears estimatedValue or closeDate."""
+
+    name: str | None = strawberry.UNSET
+    stage: OpportunityStage | None = strawberry.UNSET
+    status: OpportunityStatus | None = strawberry.field(
+        default=strawberry.UNSET,
+        description="WON or LOST closes the opportunity (stage CLOSE); OPEN reopens it.",
+    )
+    estimated_value: float | None = strawberry.UNSET
+    close_date: dt.date | None = strawberry.UNSET
+
+
+@strawberry.type
+class OpportunityPayload:
+    opportunity: OpportunityType | None
+    user_errors: list[gql.UserError]
 
 
 @strawberry.type
@@ -637,14 +666,11 @@ class SalesMutation:
         info.context.require(Permission.SALES_PROCESS)
 
         async def run(uow: UnitOfWork) -> int:
-            try:
-                pk = int(str(competitor_id))
-            except ValueError:
-                raise Invalid("not a competitor id", ["competitorId"]) from None
+            pk = decode_id(str(competitor_id), "Competitor", ["competitorId"])
             return await services.remove_competitor(uow, _lead_id(lead_id), pk)
 
         gone, errors = await _in_uow(info, run)
-        gid = None if gone is None else strawberry.ID(str(gone))
+        gid = None if gone is None else strawberry.ID(to_global_id("Competitor", gone))
         return gql.DeletePayload(deleted_id=gid, user_errors=errors)
 
     @strawberry.mutation
@@ -663,7 +689,11 @@ class SalesMutation:
                 "leadId": pk(input.lead_id, "Lead", "leadId"),
                 "contactId": pk(input.contact_id, "Contact", "contactId"),
                 "opportunityId": pk(input.opportunity_id, "Opportunity", "opportunityId"),
-                "ownerId": pk(input.owner_id, "User", "ownerId"),
+                # Without ownerId, the user the API key belongs to (if any) owns it: it shows
+                # in their work list and reminders.
+                "ownerId": pk(input.owner_id, "User", "ownerId")
+                if input.owner_id is not None
+                else info.context.principal.user_id,
                 "occurredAt": input.occurred_at,
                 "direction": input.direction,
                 "completed": input.completed,
@@ -783,6 +813,29 @@ class SalesMutation:
             account=done.account,
             user_errors=[],
         )
+
+    @strawberry.mutation
+    async def update_opportunity(
+        self, info: Info, id: strawberry.ID, input: OpportunityUpdateInput
+    ) -> OpportunityPayload:
+        """Change an opportunity, close it as WON or LOST, or reopen it. A closed opportunity
+        frees the lead it was qualified from to be disqualified or reactivated."""
+        info.context.require(Permission.SALES_PROCESS)
+        names = {
+            "name": input.name,
+            "stage": input.stage,
+            "status": input.status,
+            "estimatedValue": input.estimated_value,
+            "closeDate": input.close_date,
+        }
+        raw = {k: v for k, v in names.items() if v is not strawberry.UNSET}
+
+        async def run(uow: UnitOfWork) -> Opportunity:
+            opportunity_id = decode_id(str(id), "Opportunity", ["id"])
+            return await services.update_opportunity(uow, opportunity_id, raw)
+
+        found, errors = await _in_uow(info, run)
+        return OpportunityPayload(opportunity=found, user_errors=errors)
 
     @strawberry.mutation
     async def disqualify_lead(

@@ -122,6 +122,11 @@ PROCESS_FLAGS = {
 }
 
 
+def process_flags(lead: Lead) -> tuple[bool, ...]:
+    """The lead's process checkboxes, in PROCESS_FLAGS order."""
+    return tuple(getattr(lead, attr) for attr in PROCESS_FLAGS.values())
+
+
 def update_process(lead: Lead, flags: Mapping[str, bool]) -> list[Change]:
     """Tick or untick the process checkboxes given (API names), then follow them."""
     if lead.state is not LeadState.OPEN:
@@ -163,7 +168,10 @@ def disqualify(lead: Lead, reason: LeadStatusReason, has_open_opportunity: bool)
     if lead.state is LeadState.DISQUALIFIED:
         raise Conflict("the lead is already disqualified", ["id"])
     if has_open_opportunity:
-        raise Conflict("an opportunity made from this lead is open; close it first", ["id"])
+        raise Conflict(
+            "an opportunity made from this lead is open; close it first (updateOpportunity)",
+            ["id"],
+        )
     previous = lead.status_reason
     lead.state, lead.status_reason = LeadState.DISQUALIFIED, reason
     lead.updated_at = utcnow()
@@ -175,19 +183,24 @@ def reactivate(lead: Lead, has_open_opportunity: bool) -> Change:
     if lead.state is LeadState.OPEN:
         raise Conflict("the lead is already OPEN", ["id"])
     if has_open_opportunity:
-        raise Conflict("an opportunity made from this lead is open; close it first", ["id"])
+        raise Conflict(
+            "an opportunity made from this lead is open; close it first (updateOpportunity)",
+            ["id"],
+        )
     previous = lead.status_reason
     lead.state, lead.status_reason = LeadState.OPEN, LeadStatusReason.NEW
     lead.updated_at = utcnow()
     return Change("REACTIVATED", {**_state(lead), "previousStatusReason": previous.value})
 
 
-def build_opportunity(lead: Lead, raw: Mapping[str, Any]) -> Opportunity:
-    """The opportunity a qualified lead becomes (name defaults to the lead's topic)."""
-    name = str(raw.get("opportunityName") or lead.topic).strip()
+def _opportunity_name(value: Any, field: str) -> str:
+    name = str(value or "").strip()
     if not name or len(name) > 1000:
-        raise Invalid("opportunityName must be 1 to 1000 characters", ["input", "opportunityName"])
-    value = raw.get("estimatedValue")
+        raise Invalid(f"{field} must be 1 to 1000 characters", ["input", field])
+    return name
+
+
+def _estimated_value(value: Any) -> float | None:
     if value is not None and (
         isinstance(value, bool)
         or not isinstance(value, int | float)
@@ -195,15 +208,55 @@ def build_opportunity(lead: Lead, raw: Mapping[str, Any]) -> Opportunity:
         or not 0 <= float(value) <= MAX_VALUE
     ):
         raise Invalid("estimatedValue must be a finite amount ≥ 0", ["input", "estimatedValue"])
-    close = raw.get("estimatedCloseDate")
-    if close is not None and not isinstance(close, date):
-        raise Invalid("estimatedCloseDate must be a date", ["input", "estimatedCloseDate"])
+    return None if value is None else float(value)
+
+
+def _close_date(value: Any, field: str) -> date | None:
+    if value is not None and not isinstance(value, date):
+        raise Invalid(f"{field} must be a date", ["input", field])
+    return value
+
+
+def build_opportunity(lead: Lead, raw: Mapping[str, Any]) -> Opportunity:
+    """The opportunity a qualified lead becomes (name defaults to the lead's topic)."""
     return Opportunity(
-        name=name,
+        name=_opportunity_name(raw.get("opportunityName") or lead.topic, "opportunityName"),
         lead_id=lead.id,
-        estimated_value=None if value is None else float(value),
-        close_date=close,
+        estimated_value=_estimated_value(raw.get("estimatedValue")),
+        close_date=_close_date(raw.get("estimatedCloseDate"), "estimatedCloseDate"),
     )
+
+
+OPPORTUNITY_FIELDS = frozenset(("name", "stage", "status", "estimatedValue", "closeDate"))
+
+
+def update_opportunity(o: Opportunity, raw: Mapping[str, Any]) -> None:
+    """Change an opportunity with the fields given (API names; null clears estimatedValue and
+    closeDate). Status WON or LOST closes it (stage CLOSE); a closed one only changes when it
+    is reopened (status OPEN) in the same change. Checked in full before anything changes."""
+    unknown = set(raw) - OPPORTUNITY_FIELDS
+    if unknown:
+        raise Invalid(f"unknown opportunity field {sorted(unknown)[0]}", ["input"])
+    status = raw.get("status", o.status)
+    if not isinstance(status, OpportunityStatus):
+        raise Invalid("status must be OPEN, WON or LOST", ["input", "status"])
+    stage = raw.get("stage", o.stage)
+    if not isinstance(stage, OpportunityStage):
+        raise Invalid("stage must be DEVELOP, PROPOSE or CLOSE", ["input", "stage"])
+    if o.status is not OpportunityStatus.OPEN and status is not OpportunityStatus.OPEN:
+        raise Conflict(
+            f"the opportunity is {o.status.value}; reopen it (status OPEN) to change it", ["id"]
+        )
+    name = _opportunity_name(raw["name"], "name") if "name" in raw else o.name
+    value = _estimated_value(raw["estimatedValue"]) if "estimatedValue" in raw else None
+    close = _close_date(raw["closeDate"], "closeDate") if "closeDate" in raw else None
+    o.name, o.status = name, status
+    o.stage = OpportunityStage.CLOSE if status is not OpportunityStatus.OPEN else stage
+    if "estimatedValue" in raw:
+        o.estimated_value = value
+    if "closeDate" in raw:
+        o.close_date = close
+    o.updated_at = utcnow()
 
 
 # ---------------------------------------------------------------- users and teams

@@ -33,10 +33,13 @@ async def _lead(uow: UnitOfWork, id_: int) -> Lead:
     return lead
 
 
-async def _record(uow: UnitOfWork, lead: Lead, changes: list[Change | None]) -> None:
-    """Save the lead and record its changes as events, in this transaction."""
+async def _record(
+    uow: UnitOfWork, lead: Lead, changes: list[Change | None], *, changed: bool = False
+) -> None:
+    """Save the lead and record its changes as events, in this transaction: when there is an
+    event, or when `changed` says the lead changed in a way no event records."""
     done = [c for c in changes if c is not None]
-    if not done:
+    if not done and not changed:
         return
     await uow.leads.save(lead)
     now = utcnow()
@@ -126,7 +129,9 @@ async def complete_sequence_step(
 async def update_lead_process(uow: UnitOfWork, id_: int, flags: Mapping[str, bool]) -> Lead:
     """Tick or untick the process checkboxes; the stage follows them forward."""
     lead = await _lead(uow, id_)
-    await _record(uow, lead, list(sales.update_process(lead, flags)))
+    before = sales.process_flags(lead)
+    changes: list[Change | None] = list(sales.update_process(lead, flags))
+    await _record(uow, lead, changes, changed=sales.process_flags(lead) != before)
     await assign_by_rules(uow, [lead], utcnow())  # ticked sales-ready: to a seller, by the rules
     return lead
 
@@ -196,6 +201,18 @@ async def qualify_lead(uow: UnitOfWork, id_: int, raw: Mapping[str, Any]) -> Qua
     change.payload["opportunityId"] = opportunity.id
     await _record(uow, lead, [change])
     return Qualified(lead, opportunity, contact, account)
+
+
+async def update_opportunity(uow: UnitOfWork, id_: int, raw: Mapping[str, Any]) -> Opportunity:
+    """Change an opportunity's name, stage, value or close date, close it as WON or LOST, or
+    reopen it (see domain.sales.update_opportunity). Closing it frees its lead to be
+    disqualified or reactivated."""
+    opportunity = await uow.opportunities.get_for_update(id_)
+    if opportunity is None:
+        raise NotFound("no opportunity with this id", ["id"])
+    sales.update_opportunity(opportunity, raw)
+    await uow.opportunities.save(opportunity)
+    return opportunity
 
 
 async def disqualify_lead(uow: UnitOfWork, id_: int, reason: LeadStatusReason) -> Lead:

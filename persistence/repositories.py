@@ -27,7 +27,6 @@ from sqlalchemy import (
     literal,
     or_,
     select,
-    true,
     update,
 )
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -542,6 +541,8 @@ _MOVES = Table(
     Column("sales_ready", Boolean, nullable=False),
     # Moves to automated marketing qualification first (its first points).
     Column("first", Boolean, nullable=False),
+    # Moves to sales acceptance (it became sales-ready).
+    Column("to_acceptance", Boolean, nullable=False),
     prefixes=["TEMPORARY"],
 )
 
@@ -684,8 +685,10 @@ class LeadRepository(_Repo):
         """The automatic stage moves of domain.sales, set-based, with STAGE_CHANGED events.
 
         For these leads (or all): an OPEN lead in INQUIRY with points from a LIVE scoring model
-        moves to automated marketing qualification; then an OPEN sales-ready lead before sales
-        acceptance moves there. Forward only, as `first_scored` and `follow_checkboxes` say.
+        whose points changed in this operation (a SCORE_CHANGED at `now`) moves to automated
+        marketing qualification; then an OPEN lead that became sales-ready in it (a SALES_READY
+        at `now`) and is before sales acceptance moves there. Forward only, as `first_scored`
+        and `follow_checkboxes` say; a lead nothing happened to keeps a stage set by hand.
         `scored_by` (after one model's publish, when only its scores changed) limits both moves
         to the leads that model scored, which spares a scan of every lead's scores.
 
@@ -699,7 +702,11 @@ class LeadRepository(_Repo):
         earlier = [st.value for st in stages[: stages.index(LeadStage.SALES_ACCEPTANCE)]]
         inquiry = c.stage == LeadStage.INQUIRY.value
         source: FromClause = t.leads
-        touched: Any = true()
+        e, at = t.lead_events.c, literal(now, t.UTCDateTime())
+
+        def happened(type_: str) -> Any:  # by ix_lead_events_lead_time: (lead, time) seeks
+            return exists().where(e.lead_id == c.id, e.occurred_at == at, e.type == type_)
+
         if scored_by is None:
             live = select(t.scoring_models.c.id).where(
                 t.scoring_models.c.status == ModelStatus.LIVE.value
@@ -716,8 +723,9 @@ class LeadRepository(_Repo):
                 t.lead_scores, and_(s.lead_id == c.id, s.scoring_model_id + 0 == scored_by)
             )
             points = s.score != 0
-        first = and_(inquiry, points)  # to automated marketing qualification
-        ready = and_(c.sales_ready, c.stage.in_(earlier), touched)  # to sales acceptance
+        # to automated marketing qualification, and to sales acceptance
+        first = and_(inquiry, points, happened("SCORE_CHANGED"))
+        ready = and_(c.sales_ready, c.stage.in_(earlier), happened("SALES_READY"))
         conn = self.conn
         await conn.run_sync(lambda sc: _MOVES.drop(sc, checkfirst=True))
         await conn.run_sync(_MOVES.create)
@@ -740,11 +748,23 @@ class LeadRepository(_Repo):
             if part is not None:
                 where = and_(c.id.in_(part), where)
             found = select(
-                c.id, c.stage, c.status_reason, c.sales_ready, case((first, True), else_=False)
+                c.id,
+                c.stage,
+                c.status_reason,
+                c.sales_ready,
+                case((first, True), else_=False),
+                case((ready, True), else_=False),
             ).select_from(source)
             done = await conn.execute(
                 insert(_MOVES).from_select(
-                    ["lead_id", "previous_stage", "status_reason", "sales_ready", "first"],
+                    [
+                        "lead_id",
+                        "previous_stage",
+                        "status_reason",
+                        "sales_ready",
+                        "first",
+                        "to_acceptance",
+                    ],
                     found.where(where),
                 )
             )
@@ -755,7 +775,7 @@ class LeadRepository(_Repo):
 
     async def _move(self, now: datetime) -> None:
         """The STAGE_CHANGED events of the leads in _MOVES (each lead's in order), then their
-        stage: sales acceptance for the sales-ready ones, else automated marketing
+        stage: sales acceptance for those that became sales-ready, else automated marketing
         qualification."""
         conn = self.conn
         m = _MOVES.c
@@ -765,7 +785,7 @@ class LeadRepository(_Repo):
         at = literal(now, t.UTCDateTime())
         for stage, previous, which in (
             (amq, m.previous_stage, m.first),
-            (sa, case((m.first, amq), else_=m.previous_stage), m.sales_ready),
+            (sa, case((m.first, amq), else_=m.previous_stage), m.to_acceptance),
         ):
             payload = obj(
                 "stage",
@@ -782,7 +802,7 @@ class LeadRepository(_Repo):
         await conn.execute(
             update(t.leads)
             .where(t.leads.c.id == m.lead_id)
-            .values(stage=case((m.sales_ready, sa), else_=amq), updated_at=now)
+            .values(stage=case((m.to_acceptance, sa), else_=amq), updated_at=now)
         )
 
 

@@ -121,6 +121,11 @@ class OpportunityRepository:
         stmt = select(self.table).where(_c.id.in_(list(ids)))
         return {r.id: to_opportunity(r) for r in (await self.conn.execute(stmt)).all()}
 
+    async def get_for_update(self, id_: int) -> Opportunity | None:
+        stmt = select(self.table).where(_c.id == id_).with_for_update()
+        row = (await self.conn.execute(stmt)).first()
+        return to_opportunity(row) if row else None
+
     async def add(self, opportunity: Opportunity) -> Opportunity:
         stmt = insert(self.table).values(self._row(opportunity)).returning(_c.id)
         opportunity.id = int(await self.conn.scalar(stmt))
@@ -292,6 +297,10 @@ class AssignmentRuleRepository:
             stmt = stmt.where(c.active)
         return [to_rule(r) for r in (await self.conn.execute(stmt)).all()]
 
+    async def get(self, id_: int) -> AssignmentRule | None:
+        row = (await self.conn.execute(select(self.table).where(self.table.c.id == id_))).first()
+        return to_rule(row) if row else None
+
     async def save_cursor(self, rule: AssignmentRule) -> None:
         await self.conn.execute(
             update(self.table)
@@ -356,6 +365,11 @@ class StakeholderRepository:
             Competitor(r.lead_id, r.name, r.notes, r.id, r.created_at)
             for r in (await self.conn.execute(stmt)).all()
         ]
+
+    async def competitor(self, id_: int) -> Competitor | None:
+        table = t.lead_competitors
+        r = (await self.conn.execute(select(table).where(table.c.id == id_))).first()
+        return Competitor(r.lead_id, r.name, r.notes, r.id, r.created_at) if r else None
 
 
 # ---------------------------------------------------------------- activities and the timeline

@@ -76,6 +76,14 @@ async def test_reminders_default_to_the_keys_user(api: Api) -> None:
     assert (await api(REMIND, {"o": sam}, key=key))["reminders"] == [{"subject": "sam's demo"}]
     message = bad_input(await api.errors(REMIND, role=Role.SELLER))
     assert "ownerId" in message
+    # An activity logged without ownerId belongs to the user of the key that logged it.
+    own = {"kind": "TASK", "subject": "kim's call back", "leadId": lead["id"], "occurredAt": soon}
+    logged = await api(LOG, {"i": own}, key=await api.user_key(kim, Role.SELLER))
+    assert logged["logActivity"]["userErrors"] == []
+    assert [r["subject"] for r in (await api(REMIND, key=key))["reminders"]] == [
+        "kim's demo",
+        "kim's call back",
+    ]
 
 
 async def test_leads_mine_are_the_keys_users_leads(api: Api) -> None:

@@ -86,6 +86,69 @@ async def test_checkboxes_move_the_stage_forward(api: Api) -> None:
     assert step["lead"]["stage"] == "SALES_ACCEPTANCE"
 
 
+async def test_checkbox_changes_are_stored_even_without_a_move(api: Api) -> None:
+    """Ticking sales-accepted, or unticking a box, moves no stage and records no event: the
+    lead is stored all the same (read back, not only in the mutation's answer)."""
+    lead = await new_lead(api)
+    await op(api, PROCESS, id=lead["id"], i={"salesReady": True})
+    step = await op(api, PROCESS, id=lead["id"], i={"salesAccepted": True})
+    assert step["userErrors"] == []
+    step = await op(api, PROCESS, id=lead["id"], i={"salesReady": False})
+    assert step["userErrors"] == []
+    step = await op(api, PROCESS, id=lead["id"], i={"teleprospectingReady": True})
+    assert step["userErrors"] == []
+    data = await api(f"query($id: ID!) {{ lead(id: $id) {{ {LEAD} }} }}", {"id": lead["id"]})
+    stored = data["lead"]
+    assert (
+        stored["salesAccepted"],
+        stored["salesReady"],
+        stored["teleprospectingReady"],
+        stored["stage"],
+    ) == (True, False, True, "SALES_ACCEPTANCE")
+
+
+async def test_a_stage_set_by_hand_stays_until_something_changes(api: Api, db: Database) -> None:
+    """Re-scoring that changes no points and no sales-ready mark, per interaction or by a
+    publish, leaves a stage set by hand alone; a lead that becomes sales-ready moves on."""
+    from tests.api.test_scoring import (
+        contact_and_lead,
+        interaction,
+        live_model,
+        record,
+        rule,
+        switch,
+    )
+
+    await switch(api)
+    await live_model(api, [rule("forms", 10, interaction("FORM_SUBMITTED"))])
+    contact, lead = await contact_and_lead(api, "hand@p.io")
+    await op(api, PROCESS, id=lead, i={"salesReady": True})
+    moved = await op(api, STAGE, id=lead, s="TELEPROSPECTING_QUALIFICATION")
+    assert moved["lead"]["stage"] == "TELEPROSPECTING_QUALIFICATION"
+
+    async def stage(gid: str) -> str:
+        data = await api("query($id: ID!) { lead(id: $id) { stage } }", {"id": gid})
+        return str(data["lead"]["stage"])
+
+    before = len(await events(db, lead))
+    visited = await record(api, contactId=contact, type="PAGE_VISITED")  # no rule: 0 points
+    assert visited["userErrors"] == []
+    await live_model(api, [rule("other", 5, interaction("EMAIL_OPENED"))])  # 0 points too
+    assert await stage(lead) == "TELEPROSPECTING_QUALIFICATION"
+    assert all(kind != "STAGE_CHANGED" for kind, _ in (await events(db, lead))[before:])
+
+    # Points that change do move a lead still in inquiry (its first points), and a lead that
+    # becomes sales-ready goes on to sales acceptance.
+    other_contact, other = await contact_and_lead(api, "first@p.io")
+    await op(api, STAGE, id=other, s="INQUIRY")
+    assert (await record(api, contactId=other_contact, type="FORM_SUBMITTED"))["userErrors"] == []
+    assert await stage(other) == "AUTOMATED_MARKETING_QUALIFICATION"
+    ready_contact, ready = await contact_and_lead(api, "ready@p.io")
+    await live_model(api, [rule("hot", 50, interaction("EVENT_ATTENDED"))], salesReadyThreshold=40)
+    assert (await record(api, contactId=ready_contact, type="EVENT_ATTENDED"))["userErrors"] == []
+    assert await stage(ready) == "SALES_ACCEPTANCE"
+
+
 async def test_qualify_makes_one_opportunity_contact_and_account(api: Api, db: Database) -> None:
     lead = await new_lead(
         api, email="ada@northwind.io", firstName="Ada", companyName="Northwind", jobTitle="CTO"
@@ -188,6 +251,45 @@ async def test_roles(api: Api) -> None:
     assert (await op(api, QUALIFY, role=Role.SELLER, id=lead["id"]))["userErrors"] == []
 
 
+async def test_opportunities_are_worked_and_closed(api: Api) -> None:
+    lead = await new_lead(api, email="opp@northwind.io", companyName="Northwind")
+    done = await op(api, QUALIFY, id=lead["id"], i={"estimatedValue": 1000})
+    opportunity = done["opportunity"]["id"]
+    update = f"mutation($id: ID!, $i: OpportunityUpdateInput!) {{ updateOpportunity(id: $id, input: $i) {{ opportunity {{ name stage status estimatedValue closeDate }} {ERRORS} }} }}"
+    moved = await op(api, update, id=opportunity, i={"stage": "PROPOSE", "closeDate": "2027-01-31"})
+    assert moved["opportunity"] == {
+        "name": "Fleet robots",
+        "stage": "PROPOSE",
+        "status": "OPEN",
+        "estimatedValue": 1000.0,
+        "closeDate": "2027-01-31",
+    }
+    bad = await op(api, update, id=opportunity, i={"estimatedValue": -5, "name": "Renamed"})
+    assert (bad["userErrors"][0]["code"], bad["userErrors"][0]["field"]) == (
+        "INVALID",
+        ["input", "estimatedValue"],
+    )
+    # An open opportunity keeps its lead from being disqualified or reactivated.
+    blocked = await op(api, DISQUALIFY, id=lead["id"], r="LOST")
+    assert blocked["userErrors"][0]["code"] == "CONFLICT"
+    closed = await op(api, update, id=opportunity, i={"status": "LOST", "estimatedValue": None})
+    assert closed["opportunity"]["stage"] == "CLOSE"
+    assert (closed["opportunity"]["status"], closed["opportunity"]["estimatedValue"]) == (
+        "LOST",
+        None,
+    )
+    frozen = await op(api, update, id=opportunity, i={"name": "Too late"})
+    assert frozen["userErrors"][0]["code"] == "CONFLICT"
+    reactivated = await op(api, REACTIVATE, id=lead["id"])
+    assert reactivated["lead"]["state"] == "OPEN"
+    reopened = await op(api, update, id=opportunity, i={"status": "OPEN", "stage": "DEVELOP"})
+    assert reopened["opportunity"]["status"] == "OPEN"
+    gone = await op(api, update, id="T3Bwb3J0dW5pdHk6OTk5OQ==", i={"name": "x"})
+    assert gone["userErrors"][0]["code"] == "NOT_FOUND"
+    r = await api.post(update, {"id": opportunity, "i": {"name": "x"}}, role=Role.VIEWER)
+    assert r.json()["errors"][0]["extensions"]["code"] == "FORBIDDEN"
+
+
 async def test_publishing_a_model_moves_the_process_set_based(api: Api) -> None:
     from tests.api.test_scoring import VISITS, contact_and_lead, live_model, record_many, switch
 
@@ -287,6 +389,11 @@ async def test_rules_assign_leads_that_become_sales_ready(api: Api) -> None:
     assert first["createAssignmentRule"]["userErrors"] == []
     rest = await api(RULE, {"i": {"name": "Everyone else", "teamId": smb, "priority": 10}})
     assert rest["createAssignmentRule"]["assignmentRule"]["condition"] is None
+    rule_id = rest["createAssignmentRule"]["assignmentRule"]["id"]
+    found = await api(
+        "query($id: ID!) { node(id: $id) { id ... on AssignmentRule { name } } }", {"id": rule_id}
+    )
+    assert found["node"] == {"id": rule_id, "name": "Everyone else"}
     bad = await api(RULE, {"i": {"name": "Bad", "teamId": smb, "condition": {"nope": 1}}})
     assert bad["createAssignmentRule"]["userErrors"][0]["code"] == "INVALID"
     owners = []
@@ -335,6 +442,17 @@ async def test_stakeholders_and_competitors(api: Api) -> None:
     )
     competitor = comp["addCompetitor"]["competitor"]
     assert (competitor["name"], competitor["notes"]) == ("Globex", "cheaper")
+    assert from_global_id(competitor["id"])[0] == "Competitor"  # a Relay global id
+    found = await api(
+        "query($id: ID!) { node(id: $id) { id ... on Competitor { name } } }",
+        {"id": competitor["id"]},
+    )
+    assert found["node"] == {"id": competitor["id"], "name": "Globex"}
+    plain = await api(
+        f'mutation($l: ID!) {{ removeCompetitor(leadId: $l, competitorId: "1") {{ deletedId {ERRORS} }} }}',
+        {"l": lead["id"]},
+    )
+    assert plain["removeCompetitor"]["userErrors"][0]["field"] == ["competitorId"]
     view = "query($id: ID!) { lead(id: $id) { stakeholders { role contact { id } } competitors { name } } }"
     got = await api(view, {"id": lead["id"]}, role=Role.VIEWER)
     assert got["lead"] == {
@@ -524,7 +642,9 @@ async def test_lead_with_its_timeline_reads_ahead_with_the_same_answers(api: Api
     assert (await answer(plain))["data"]["lead"]["timeline"]["edges"]  # no arguments: 50
     two = (await answer(both))["data"]["lead"]
     assert len(two["x"]["edges"]) == 1 and two["y"]["edges"][0] == two["x"]["edges"][0]
-    for bad in ({"n": -1}, {"n": 10_000}, {"a": "nope"}):
+    huge = await answer(plain, n=10_000)  # capped, as every list is, not refused
+    assert huge == await answer(spread, n=10_000) and "errors" not in huge
+    for bad in ({"n": -1}, {"a": "nope"}):
         wrong, right = await answer(plain, **bad), await answer(spread, **bad)
         for e in wrong["errors"] + right["errors"]:
             e.pop("locations")  # the queries differ in their layout

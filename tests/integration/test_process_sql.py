@@ -65,6 +65,17 @@ async def test_follow_process_equals_the_python_rules(db: Database, scope: str) 
                         }
                     )
         await uow.conn.execute(insert(t.lead_scores), rows)
+        # What happened to each lead in the operation that now follows the process: the moves
+        # only follow a score change (first points) or a new sales-ready mark at `moved_at`.
+        moved_at = utcnow()
+        happened: dict[int, set[str]] = {}
+        for lead in leads:
+            happened[lead.id] = {k for k in ("SCORE_CHANGED", "SALES_READY") if rng.random() < 0.6}
+            # Decoys: the same kinds of events at another time change nothing.
+            for kind in ("SCORE_CHANGED", "SALES_READY"):
+                await uow.events.add(lead.id, kind, {}, now)
+            for kind in sorted(happened[lead.id]):
+                await uow.events.add(lead.id, kind, {}, moved_at)
         await uow.commit()
     if scope == "some leads":
         chosen: list[int] | None = [lead.id for lead in leads[::2]]
@@ -87,10 +98,12 @@ async def test_follow_process_equals_the_python_rules(db: Database, scope: str) 
         )
         changes = []
         if lead.id in included:
-            first = sales.first_scored(copy) if has_points[lead.id] else None
-            changes = [c.payload for c in (first, sales.follow_checkboxes(copy)) if c is not None]
+            changed = "SCORE_CHANGED" in happened[lead.id]
+            first = sales.first_scored(copy) if has_points[lead.id] and changed else None
+            ready = "SALES_READY" in happened[lead.id]
+            follow = sales.follow_checkboxes(copy) if ready else None
+            changes = [c.payload for c in (first, follow) if c is not None]
         expected[lead.id] = changes
-    moved_at = utcnow()
     async with db.uow() as uow:
         if scope == "scored by one model":
             await uow.leads.follow_process(None, moved_at, scored_by=live.id)
