@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import re
 from collections.abc import Callable, Iterator
+from datetime import datetime
 from functools import partial
 from typing import Any, ClassVar
 
@@ -90,6 +91,32 @@ class DocumentValidationCache(SchemaExtension):
 _SUGGESTION = re.compile(r"\s*Did you mean [^?]*\?")
 
 
+def _aware_datetime(value: object) -> datetime:
+    """An ISO 8601 date and time with its timezone: a time without one names no instant.
+    (A GraphQLError, so the message reaches the caller for variables and literals alike.)"""
+    if not isinstance(value, str):
+        raise _bad_datetime(f"DateTime must be an ISO 8601 string, got {type(value).__name__}")
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise _bad_datetime(f"'{value[:64]}' is not an ISO 8601 date and time") from None
+    if parsed.tzinfo is None or parsed.utcoffset() is None:
+        raise _bad_datetime(f"'{value[:64]}' has no timezone: add Z or an offset such as +02:00")
+    return parsed
+
+
+def _bad_datetime(message: str) -> GraphQLError:
+    return GraphQLError(message, extensions={"code": "BAD_USER_INPUT"})
+
+
+AwareDateTime = strawberry.scalar(
+    name="DateTime",
+    description="Date with time and timezone (ISO 8601, e.g. 2026-11-25T10:00:00Z)",
+    serialize=datetime.isoformat,
+    parse_value=_aware_datetime,
+)
+
+
 class LimitedSchema(strawberry.Schema):
     """The schema with a wall-clock limit per query or mutation.
 
@@ -156,7 +183,10 @@ def build_schema(settings: Settings | None = None) -> strawberry.Schema:
     return LimitedSchema(
         timeout=settings.execution_timeout_seconds,
         hide_suggestions=settings.production,
-        config=StrawberryConfig(batching_config={"max_operations": batching} if batching else None),
+        config=StrawberryConfig(
+            batching_config={"max_operations": batching} if batching else None,
+            scalar_map={datetime: AwareDateTime},
+        ),
         query=merge_types(
             "Query",
             (

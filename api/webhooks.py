@@ -189,7 +189,13 @@ class WebhookMutation:
 # ---------------------------------------------------------------- sending
 
 
-def _plain(value: Any) -> Any:
+# Flags that set-based writers store as 0/1 on SQLite (json_object has no booleans there).
+_FLAGS = frozenset(("salesReady", "previousSalesReady"))
+
+
+def _plain(key: str, value: Any) -> Any:
+    if key in _FLAGS and value is not None:
+        return bool(value)
     return value.value if isinstance(value, enum.Enum) else value
 
 
@@ -205,7 +211,7 @@ def render(item: services.Outgoing) -> bytes:
                 "type": event.type,
                 "occurredAt": event.occurred_at.isoformat(),
                 "leadId": to_global_id("Lead", event.lead_id),
-                "data": {k: _plain(v) for k, v in event.payload.items()},
+                "data": {k: _plain(k, v) for k, v in event.payload.items()},
             },
         }
     )

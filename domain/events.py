@@ -58,7 +58,8 @@ class LeadEvent:
 def lead_snapshot(lead: Lead, **extra: Any) -> dict[str, Any]:
     """The payload of an event about `lead`: its state after the change, plus `extra`.
 
-    Keys a reader understands (all optional; a missing state key means "as the lead is now"):
+    Keys a reader understands (every writer stores the state keys; in an event stored by an
+    earlier version without one, a missing state key means "as the lead is now"):
     statusReason, previousStatusReason, salesReady, previousSalesReady, stage,
     scoringModelId, score, previousScore, qualificationModelId.
     """

@@ -10,6 +10,7 @@ from typing import Any
 from domain import audit, sales
 from domain.assignment import assign_ready
 from domain.errors import Conflict, NotFound
+from domain.events import lead_snapshot
 from domain.features import require_lead_management
 from domain.lifecycle import ModelStatus
 from domain.model import Lead, LeadStatusReason, utcnow
@@ -167,19 +168,14 @@ async def qualify_lead(
         if decision.marketing_qualified:
             previous = lead.status_reason
             lead.status_reason = LeadStatusReason.MARKETING_QUALIFIED
-            await uow.events.add(
-                lead.id,
-                "MARKETING_QUALIFIED",
-                {
-                    "qualificationModelId": model.id,
-                    "statusReason": lead.status_reason.value,
-                    "previousStatusReason": previous.value,
-                },
-                now,
+            marked = lead_snapshot(
+                lead, qualificationModelId=model.id, previousStatusReason=previous.value
             )
+            await uow.events.add(lead.id, "MARKETING_QUALIFIED", marked, now)
         if decision.sales_ready:
             lead.sales_ready = True
-            await uow.events.add(lead.id, "SALES_READY", {"qualificationModelId": model.id}, now)
+            marked = lead_snapshot(lead, qualificationModelId=model.id, previousSalesReady=False)
+            await uow.events.add(lead.id, "SALES_READY", marked, now)
             moved = sales.follow_checkboxes(lead)  # sales-ready: on to sales acceptance
             if moved is not None:
                 await uow.events.add(lead.id, moved.type, moved.payload, now)

@@ -211,16 +211,32 @@ class Rule:
     raw_condition: Any = None  # the condition as the client wrote it, for display
     # The interaction conditions with a time window, depth first (for expiries); worked out once.
     windowed: tuple[InteractionCondition, ...] = field(init=False, repr=False, compare=False)
+    # Whether the time the rule's points expire needs the whole condition (see expires_at): an
+    # `any` or `not` over two or more windowed conditions. Otherwise it is the first flip.
+    tree_expiry: bool = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         found = interaction_conditions(self.condition)
-        object.__setattr__(self, "windowed", tuple(ic for ic in found if ic.within_days))
+        windowed = tuple(ic for ic in found if ic.within_days)
+        object.__setattr__(self, "windowed", windowed)
+        branching = _has_any_or_not(self.condition)
+        object.__setattr__(
+            self, "tree_expiry", not self.per_occurrence and branching and len(windowed) > 1
+        )
 
 
 @dataclass(frozen=True, slots=True)
 class Grade:
     name: str
     min_score: float
+
+
+def _has_any_or_not(condition: Condition) -> bool:
+    if isinstance(condition, AnyOf | Not):
+        return True
+    if isinstance(condition, AllOf):
+        return any(_has_any_or_not(c) for c in condition.items)
+    return False
 
 
 def interaction_conditions(condition: Condition) -> list[InteractionCondition]:
@@ -897,6 +913,38 @@ class _Evaluation:
                 times.append(hits[ic.min_count - 1] + window)
         return min(times) if times else None
 
+    def expires_at(self, rule: Rule) -> datetime | None:
+        """When the points the rule awards now stop being awarded, by time alone (None: never):
+        the first flip (see flip_time), except for an `any` or `not` over several windowed
+        conditions, where one of them leaving its window may not change the outcome. Then the
+        condition is evaluated at each windowed condition's flip time, in order: the first time
+        it no longer holds is when the points expire."""
+        if not rule.tree_expiry:
+            return self.flip_time(rule)
+        flips: dict[int, datetime] = {}
+        for ic in rule.windowed:
+            hits = self.matches(ic)
+            if len(hits) >= ic.min_count:
+                flips[id(ic)] = hits[ic.min_count - 1] + (ic.window or timedelta(0))
+        for at in sorted(set(flips.values())):
+            if not self._holds_after(rule.condition, flips, at):
+                return at
+        return None
+
+    def _holds_after(self, condition: Condition, flips: dict[int, datetime], at: datetime) -> bool:
+        """Whether the condition holds from `at` on, with no new interaction: a windowed
+        interaction condition holds while its flip time is later than `at`."""
+        if isinstance(condition, AllOf):
+            return all(self._holds_after(c, flips, at) for c in condition.items)
+        if isinstance(condition, AnyOf):
+            return any(self._holds_after(c, flips, at) for c in condition.items)
+        if isinstance(condition, Not):
+            return not self._holds_after(condition.item, flips, at)
+        if isinstance(condition, InteractionCondition) and condition.within_days:
+            flip = flips.get(id(condition))
+            return flip is not None and flip > at
+        return self.holds(condition)
+
 
 def holds(condition: Condition, subject: Subject, now: datetime) -> bool:
     """Whether a condition of the rule language holds for a subject now (e.g. assignment)."""
@@ -929,7 +977,8 @@ def evaluate(model: ScoringModel, subject: Subject, now: datetime) -> ScoreResul
             points, occurrences = cap(rule.points, rule.max_points), 1
         else:
             continue
-        breakdown.append(Contribution(rule.id, points, occurrences, flip))
+        expires = run.expires_at(rule) if rule.tree_expiry else flip
+        breakdown.append(Contribution(rule.id, points, occurrences, expires))
     # Summed left to right in rule order, as SQL does, so both give the same float.
     score = 0.0
     for c in breakdown:

@@ -13,6 +13,7 @@ from typing import Any
 from domain import audit, sales
 from domain.assignment import assign_by_rules, assign_ready
 from domain.errors import Conflict, DomainError, Invalid, NotFound
+from domain.events import lead_snapshot
 from domain.features import require_lead_management
 from domain.fields import normalize_email
 from domain.lifecycle import ModelStatus
@@ -190,6 +191,11 @@ def _resolve(
             f"properties are larger than {MAX_PROPERTIES_BYTES} bytes", [*path, "properties"]
         )
     occurred = item.occurred_at or now
+    if occurred.tzinfo is None or occurred.utcoffset() is None:
+        raise Invalid(
+            "occurredAt needs a timezone (ISO 8601, e.g. 2026-01-01T10:00:00Z)",
+            [*path, "occurredAt"],
+        )
     if occurred > now + MAX_FUTURE:
         raise Invalid("occurredAt is more than a day in the future", [*path, "occurredAt"])
     key = item.idempotency_key
@@ -430,6 +436,23 @@ async def _live_models(uow: UnitOfWork) -> list[ScoringModel]:
     return await uow.scoring_models.live(if_enabled=Feature.LEAD_MANAGEMENT)
 
 
+async def rescore_everything(uow: UnitOfWork, now: datetime) -> int:
+    """Score every lead with every LIVE model, set-based, and what follows (qualification, the
+    process, assignment): lead management was turned back on, so what was recorded or changed
+    while it was off counts now. Returns how many models scored."""
+    models = await _live_models(uow)
+    if not models:
+        return 0
+    await uow.scores.drop_unscorable(None)
+    for model in models:
+        await uow.scores.rescore_all(model, now)
+    for qualifying in await uow.qualification_models.live():
+        await uow.qualification_models.apply(qualifying, now)
+    await uow.leads.follow_process(None, now)
+    await assign_ready(uow, None, now)
+    return len(models)
+
+
 async def rescore_for_contacts(uow: UnitOfWork, contact_ids: Sequence[int], now: datetime) -> None:
     """Re-score the leads whose score depends on these contacts' interactions."""
     if not contact_ids:
@@ -466,6 +489,7 @@ async def rescore_leads(
         # Many leads (an account's leads, a big expiry sweep): the SQL evaluator, a few
         # statements per model whatever the number of leads. Same locks, same order.
         await uow.leads.lock_many(ids)
+        await uow.scores.drop_unscorable(ids)  # leads that lost their contact and account
         for model in models:
             await uow.scores.rescore_all(model, now, ids)
         await _after_set_scoring(uow, ids, now)
@@ -487,6 +511,9 @@ async def _score(
     whatever a transaction that held the locks before committed), then the scores, events and
     sales-ready marks are written in one statement each.
     """
+    unscorable = [lead.id for lead in leads if not lead.scorable]
+    if unscorable:  # they lost their contact and account: no score any more
+        await uow.scores.drop_unscorable(unscorable)
     leads = [lead for lead in leads if lead.scorable]
     if not leads:
         return 0
@@ -499,6 +526,7 @@ async def _score(
     for lead in leads:
         subject = subjects[lead.id]
         lead_scores[lead.id] = {}
+        became_ready = points_changed = False
         for model in models:
             result = evaluate(model, subject, now)
             lead_scores[lead.id][model.id] = result.score
@@ -507,8 +535,11 @@ async def _score(
             if (before is None and result.score != 0) or (
                 before is not None and before != result.score
             ):
-                payload = {"scoringModelId": model.id, "score": result.score}
-                events.append((lead.id, "SCORE_CHANGED", {**payload, "previousScore": before}))
+                changed = lead_snapshot(
+                    lead, scoringModelId=model.id, score=result.score, previousScore=before
+                )
+                events.append((lead.id, "SCORE_CHANGED", changed))
+                points_changed = True
             if (
                 model.is_sales_ready(result.score)
                 and not lead.sales_ready
@@ -517,14 +548,17 @@ async def _score(
                 lead.sales_ready = True
                 lead.updated_at = now
                 ready.append(lead)
-                events.append(
-                    (lead.id, "SALES_READY", {"scoringModelId": model.id, "score": result.score})
-                )
-        # The process follows: a first score (points from any LIVE model) starts automated
-        # marketing qualification, and a sales-ready lead goes to sales acceptance.
+                became_ready = True
+                marked = lead_snapshot(lead, scoringModelId=model.id, score=result.score)
+                events.append((lead.id, "SALES_READY", marked))
+        # The process follows what changed here: a lead in inquiry whose points changed and
+        # who has points (from any LIVE model) starts automated marketing qualification, and a
+        # lead that became sales-ready goes on to sales acceptance. A re-score that changes
+        # neither leaves the stage alone, so a stage set by hand stays.
         scored = any(score != 0 for score in lead_scores[lead.id].values())
-        first = sales.first_scored(lead) if scored else None
-        for change in (first, sales.follow_checkboxes(lead)):
+        first = sales.first_scored(lead) if scored and points_changed else None
+        follow = sales.follow_checkboxes(lead) if became_ready else None
+        for change in (first, follow):
             if change is not None:
                 events.append((lead.id, change.type, change.payload))
                 if lead not in ready:

@@ -40,7 +40,7 @@ from domain.model import (
 )
 from domain.ports import UnitOfWork
 from domain.scoring import Interaction, InteractionType
-from domain.scoring_services import rescore_for_contacts, rescore_leads
+from domain.scoring_services import rescore_everything, rescore_for_contacts, rescore_leads
 
 MAX_FORM_ID = 200
 _MS = audit.AuditEntityType.MATCHING_STRATEGY
@@ -159,9 +159,17 @@ async def update_contact(uow: UnitOfWork, id_: int, values: Mapping[str, Any]) -
         await uow.lock(f"contact-email:{email}")
         if await uow.contacts.email_taken(email, except_id=contact.id):
             raise Duplicate(f"a contact with email {email} exists", ["input", "email"])
+    left = (
+        contact.account_id
+        if attrs.get("account_id", contact.account_id) != contact.account_id
+        else None
+    )
     _apply(contact, attrs)
     await uow.contacts.save(contact)
-    await rescore_leads(uow, await uow.leads.ids_for_contacts([contact.id]))
+    affected = list(await uow.leads.ids_for_contacts([contact.id]))
+    if left is not None:  # the account it left no longer counts its interactions
+        affected += await uow.leads.ids_for_account(left)
+    await rescore_leads(uow, affected)
     return contact
 
 
@@ -471,9 +479,13 @@ async def delete_strategy(uow: UnitOfWork, id_: int) -> int:
 
 
 async def set_feature(uow: UnitOfWork, feature: Feature, enabled: bool) -> None:
-    """Turn a feature switch on or off."""
+    """Turn a feature switch on or off. Turning lead management back on scores every lead with
+    the LIVE models in the same transaction: what was recorded or changed while it was off
+    counts from then on."""
     was = await uow.settings.feature_enabled(feature)
     await uow.settings.set_feature(feature, enabled)
+    if feature is Feature.LEAD_MANAGEMENT and enabled and not was:
+        await rescore_everything(uow, utcnow())
     await audit.record(
         uow,
         "set",

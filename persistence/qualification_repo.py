@@ -17,11 +17,13 @@ from sqlalchemy import (
     bindparam,
     delete,
     exists,
+    false,
     func,
     insert,
     literal,
     or_,
     select,
+    true,
     update,
 )
 from sqlalchemy.engine import Row
@@ -206,6 +208,9 @@ class QualificationModelRepository:
         model_id = literal(model.id)
         # (event type, the lead lacks the mark, the mark, the event's payload) per action.
         marks: list[tuple[str, ColumnElement[bool], dict[str, Any], Any]] = []
+        # Each event holds the lead's state as of the event: the marketing-qualified mark comes
+        # first, then the sales-ready one (the stage moves after both).
+        status_after_mq: Any = _l.status_reason
         if model.actions.mark_marketing_qualified:
             payload = obj(
                 "qualificationModelId",
@@ -214,10 +219,26 @@ class QualificationModelRepository:
                 literal(_MQ),
                 "previousStatusReason",
                 _l.status_reason,
+                "salesReady",
+                _l.sales_ready,
+                "stage",
+                _l.stage,
             )
             marks.append(("MARKETING_QUALIFIED", _marks_mq(), {"status_reason": _MQ}, payload))
+            status_after_mq = literal(_MQ)
         if model.actions.mark_sales_ready:
-            payload = obj("qualificationModelId", model_id)
+            payload = obj(
+                "qualificationModelId",
+                model_id,
+                "statusReason",
+                status_after_mq,
+                "salesReady",
+                true(),
+                "previousSalesReady",
+                false(),
+                "stage",
+                _l.stage,
+            )
             marks.append(("SALES_READY", _marks_sr(), {"sales_ready": True}, payload))
         changed = 0
         for part in _chunks(lead_ids):

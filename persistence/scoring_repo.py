@@ -18,6 +18,7 @@ from sqlalchemy import (
     and_,
     bindparam,
     delete,
+    false,
     func,
     insert,
     literal,
@@ -543,6 +544,23 @@ class LeadScoreRepository:
         )
         return [(r.lead_id, r.scoring_model_id) for r in (await self.conn.execute(stmt)).all()]
 
+    async def drop_unscorable(self, lead_ids: Sequence[int] | None) -> int:
+        """Delete the scores of these leads (or all) that have neither a contact nor an account
+        any more: such a lead is not scored, so it keeps no score either. How many rows."""
+        c, leads = self.table.c, t.leads.c
+        unscorable = select(leads.id).where(leads.contact_id.is_(None), leads.account_id.is_(None))
+        parts: list[Sequence[int] | None] = [None]
+        if lead_ids is not None:
+            wanted = sorted(set(lead_ids))
+            parts = [wanted[i : i + _CHUNK] for i in range(0, len(wanted), _CHUNK)]
+        dropped = 0
+        for part in parts:
+            where = c.lead_id.in_(unscorable.scalar_subquery())
+            if part is not None:
+                where = and_(c.lead_id.in_(list(part)), where)
+            dropped += (await self.conn.execute(delete(self.table).where(where))).rowcount or 0
+        return dropped
+
     async def rescore_all(
         self, model: ScoringModel, now: datetime, lead_ids: Sequence[int] | None = None
     ) -> int:
@@ -686,15 +704,26 @@ class LeadScoreRepository:
         n, old, lead = NEW_SCORES.c, self.table.alias("old"), t.leads
         pg = conn.dialect.name == "postgresql"
         obj = func.jsonb_build_object if pg else func.json_object
-        joined = NEW_SCORES.outerjoin(
+        joined = NEW_SCORES.join(lead, lead.c.id == n.lead_id).outerjoin(
             old, and_(old.c.lead_id == n.lead_id, old.c.scoring_model_id == model.id)
         )
         changed = or_(
             and_(old.c.score.is_(None), n.score != 0),
             and_(old.c.score.is_not(None), old.c.score != n.score),
         )
+        # Each event holds the lead's state as of the event (the sales-ready mark and the
+        # stage moves of this publish come after its score changes).
+        state = ("statusReason", lead.c.status_reason, "stage", lead.c.stage)
         payload = obj(
-            "scoringModelId", literal(model.id), "score", n.score, "previousScore", old.c.score
+            "scoringModelId",
+            literal(model.id),
+            "score",
+            n.score,
+            "previousScore",
+            old.c.score,
+            "salesReady",
+            lead.c.sales_ready,
+            *state,
         )
         await insert_events(
             conn,
@@ -704,7 +733,17 @@ class LeadScoreRepository:
             .order_by(n.lead_id),
             n.lead_id,
         )
-        ready = obj("scoringModelId", literal(model.id), "score", n.score)
+        ready = obj(
+            "scoringModelId",
+            literal(model.id),
+            "score",
+            n.score,
+            "salesReady",
+            true(),
+            "previousSalesReady",
+            false(),
+            *state,
+        )
         await insert_events(
             conn,
             select(n.lead_id, literal("SALES_READY"), literal(now, t.UTCDateTime()), ready)

@@ -289,15 +289,49 @@ class ScoringCompiler:
             return self.kth_newest(condition, 1).is_not(None)
         return self.count(condition) >= condition.min_count
 
+    def _flip(self, ic: InteractionCondition, per_occurrence: bool) -> Expr:
+        """When a windowed condition flips (see flip_time): its newest needed match (oldest
+        counted, per occurrence) plus the window."""
+        assert ic.within_days is not None
+        start = self.oldest(ic) if per_occurrence else self.kth_newest(ic, ic.min_count)
+        flip: Expr = start + ic.within_days * DAY_US
+        return flip
+
     def flip_time(self, rule: Rule) -> Expr | None:
         """SQL for domain.scoring._Evaluation.flip_time (None when the rule has no window)."""
-        times: list[Expr] = []
-        for ic in interaction_conditions(rule.condition):
-            if not ic.within_days:
-                continue
-            start = self.oldest(ic) if rule.per_occurrence else self.kth_newest(ic, ic.min_count)
-            times.append(start + ic.within_days * DAY_US)
+        times = [
+            self._flip(ic, rule.per_occurrence)
+            for ic in interaction_conditions(rule.condition)
+            if ic.within_days
+        ]
         return least(times) if times else None
+
+    def expires_at(self, rule: Rule) -> Expr:
+        """SQL for domain.scoring._Evaluation.expires_at of a rule with `tree_expiry`: the
+        first windowed condition's flip time after which the condition no longer holds."""
+        flips = {id(ic): self._flip(ic, False) for ic in rule.windowed}
+        candidates = [
+            case(
+                # Negated, so built two-valued: NULL never stands for false here.
+                (and_(at.is_not(None), not_(self._holds_after(rule.condition, flips, at))), at),
+                else_=null(),
+            )
+            for at in flips.values()
+        ]
+        return least(candidates)
+
+    def _holds_after(self, condition: Condition, flips: dict[int, Expr], at: Expr) -> Expr:
+        """SQL for domain.scoring._Evaluation._holds_after, two-valued."""
+        if isinstance(condition, AllOf):
+            return and_(*(self._holds_after(c, flips, at) for c in condition.items))
+        if isinstance(condition, AnyOf):
+            return or_(*(self._holds_after(c, flips, at) for c in condition.items))
+        if isinstance(condition, Not):
+            return not_(self._holds_after(condition.item, flips, at))
+        if isinstance(condition, InteractionCondition) and condition.within_days:
+            flip = flips[id(condition)]
+            return and_(flip.is_not(None), flip > at)
+        return self.holds(condition, under_not=True)
 
     def rule_columns(self, rule: Rule, n: int) -> tuple[list[Any], RuleShape]:
         """A rule's columns: p<n> (its points when awarded, else NULL), o<n> (occurrences, for
@@ -319,7 +353,9 @@ class ScoringCompiler:
         flip = self.flip_time(rule)
         if flip is not None:
             columns.append(flip.label(f"e{n}"))
-        return columns, RuleShape(n, constant, flip is not None)
+        if rule.tree_expiry:  # the breakdown's expiry needs the whole condition
+            columns.append(self.expires_at(rule).label(f"x{n}"))
+        return columns, RuleShape(n, constant, flip is not None, rule.tree_expiry)
 
     def compile_rules(self, model: ScoringModel) -> list[RuleShape]:
         """Compile the model's rules (once); the shape of each rule's columns."""
@@ -429,6 +465,8 @@ class RuleShape:
     n: int
     constant_points: float | None
     expires: bool
+    # An x<n> column: when its points expire, for the breakdown (else e<n> says it).
+    exact_expiry: bool = False
 
 
 def sql_text(value: str) -> Expr:
@@ -496,6 +534,8 @@ def score_expressions(
         n = shape.n
         p = table.c[f"p{n}"]
         e = table.c[f"e{n}"] if shape.expires else None
+        if shape.exact_expiry:
+            e = table.c[f"x{n}"]
         # Summed in rule order from 0.0, adding 0.0 for a rule not awarded: the same float as
         # domain.scoring.evaluate.
         score = score + func.coalesce(p, literal(0.0, Float))

@@ -68,9 +68,31 @@ async def test_events_in_commit_order_with_the_lead_state_they_describe(api: Api
     assert changed["scoringModel"] == {"id": model["id"]}
     assert (changed["score"], changed["previousScore"]) == (10.0, 0.0)  # scored 0 at creation
     assert (ready["salesReady"], ready["previousSalesReady"]) == (True, False)
+    # Each event shows the lead as it was then, not as it is now (sales acceptance).
+    assert (changed["stage"], changed["salesReady"]) == ("INQUIRY", False)
+    assert (ready["stage"], ready["salesReady"]) == ("INQUIRY", True)
     cursors = [n["cursor"] for n in nodes]
     assert len(set(cursors)) == 6
     assert len({n["id"] for n in nodes}) == 6
+
+
+async def test_set_based_events_hold_the_lead_state_of_their_time(api: Api) -> None:
+    """A publish writes its events set-based; each still shows the lead as it was then."""
+    await switch(api)
+    contact = await create_contact(api, email="set@x.io")
+    lead = await create_lead(api, contactId=contact["id"])
+    await record(api, contactId=contact["id"], type="PAGE_VISITED")
+    await live_model(api, [VISITS], salesReadyThreshold=10)  # scores the lead set-based
+    nodes = [n for n in await wait_for(api, 5) if n["lead"]["id"] == lead["id"]]
+    assert [(n["type"], n["stage"], n["salesReady"]) for n in nodes] == [
+        ("CREATED", "INQUIRY", False),
+        ("SCORE_CHANGED", "INQUIRY", False),
+        ("SALES_READY", "INQUIRY", True),
+        ("STAGE_CHANGED", "AUTOMATED_MARKETING_QUALIFICATION", True),
+        ("STAGE_CHANGED", "SALES_ACCEPTANCE", True),
+    ]
+    assert nodes[2]["previousSalesReady"] is False
+    assert {n["statusReason"] for n in nodes} == {"NEW"}
 
 
 async def test_pages_filters_and_errors(api: Api) -> None:
@@ -104,6 +126,6 @@ async def test_pages_filters_and_errors(api: Api) -> None:
     both = await events(api, leadId=scored["id"], types=["CREATED"], after=everything[0]["cursor"])
     assert both["edges"] == []
 
-    for variables in ({"after": "bm9wZQ"}, {"first": 501}, {"leadId": contact["id"]}):
+    for variables in ({"after": "bm9wZQ"}, {"first": -1}, {"leadId": contact["id"]}):
         errors = await api.errors(EVENTS, variables)
         assert errors[0]["extensions"]["code"] == "BAD_USER_INPUT", errors

@@ -209,6 +209,14 @@ async def test_interactions_are_recorded_but_not_scored_while_switched_off(api: 
     assert r["userErrors"] == [] and r["interactions"][0]["type"] == "PAGE_VISITED"
     assert await interaction_count(api, contact_id) == 3
     assert await points(api, lead_id, model["id"]) == 20
+    # Leads made while it was off are scored too once it is back on, and what was recorded
+    # meanwhile counts from then on.
+    other_contact, other_lead = await contact_and_lead(api, "later@x.io")
+    await record(api, type="PAGE_VISITED", contactId=other_contact)
+    assert await points(api, other_lead, model["id"]) is None
+    await switch(api, True)
+    assert await points(api, lead_id, model["id"]) == 30
+    assert await points(api, other_lead, model["id"]) == 10
 
 
 # ---------------------------------------------------------------- model validation
@@ -618,6 +626,16 @@ async def test_bad_single_interactions_are_refused(api: Api) -> None:
         assert [(e["code"], e["field"]) for e in payload["userErrors"]] == [(code, field)], inp
     unknown = await record(api, type="PAGE_VISITED", contactEmail=" Nobody@Example.com ")
     assert "nobody@example.com" in unknown["userErrors"][0]["message"]
+    # A time without a timezone names no instant: a clear input error, never a crash.
+    for naive in ("2026-01-01T10:00:00", "2026-01-01"):
+        inp = {"type": "PAGE_VISITED", "contactId": cid, "occurredAt": naive}
+        r = await api.post(RECORD, {"i": inp})
+        assert "has no timezone" in r.json()["errors"][0]["message"], r.json()
+        r = await api.post(RECORD_MANY, {"i": [{**inp, "occurredAt": iso(datetime.now(UTC))}, inp]})
+        assert "has no timezone" in r.json()["errors"][0]["message"], r.json()
+    inline = f'mutation {{ recordInteraction(input: {{type: PAGE_VISITED, contactId: "{cid}", occurredAt: "2026-01-01T10:00:00"}}) {{ {ERRORS} }} }}'
+    r = await api.post(inline, {})
+    assert "has no timezone" in r.json()["errors"][0]["message"], r.json()
     assert await interaction_count(api, cid) == 0
 
 
@@ -882,6 +900,35 @@ async def test_old_interactions_fall_outside_the_window(api: Api) -> None:
     assert datetime.fromisoformat(score["breakdown"][0]["expiresAt"]) == at + timedelta(days=30)
 
 
+async def test_points_of_an_any_rule_expire_when_its_last_reason_does(api: Api) -> None:
+    """`any` of two windowed conditions: the points last until the later one leaves its window,
+    on the per-interaction path and after a (set-based) publish alike."""
+    await switch(api)
+    contact_id, lead_id = await contact_and_lead(api, "any@x.io")
+    now = datetime.now(UTC).replace(microsecond=0)
+    visit, opened = now - timedelta(days=6), now - timedelta(days=1)
+    await record(api, type="PAGE_VISITED", contactId=contact_id, occurredAt=iso(visit))
+    either = {
+        "any": [
+            interaction("PAGE_VISITED", withinDays=7),
+            interaction("EMAIL_OPENED", withinDays=7),
+        ]
+    }
+    model = await live_model(api, [rule("engaged", 10, either)])
+
+    async def expires() -> datetime:
+        score = await lead_score(api, lead_id, model["id"])
+        assert score is not None and by_rule(score) == {"engaged": (10, 1)}
+        return datetime.fromisoformat(score["breakdown"][0]["expiresAt"])
+
+    assert await expires() == visit + timedelta(days=7)  # its only reason so far
+    await record(api, type="EMAIL_OPENED", contactId=contact_id, occurredAt=iso(opened))
+    assert await expires() == opened + timedelta(days=7)  # not when the visit leaves
+    await model_op(api, STOP, model["id"])
+    await model_op(api, PUBLISH, model["id"])  # set-based: the same answer
+    assert await expires() == opened + timedelta(days=7)
+
+
 # ---------------------------------------------------------------- capture and record changes
 
 
@@ -977,6 +1024,32 @@ async def test_record_changes_rescore_the_leads_that_depend_on_them(api: Api) ->
     # A lead created while the model is LIVE is scored at once.
     newcomer = await create_lead(api, contactId=contact["id"])
     assert await points(api, newcomer["id"], mid) == 8
+    # A lead that loses its contact and account is no longer scored, and keeps no score.
+    upd_lead = 'mutation($id: ID!) { updateLead(id: $id, input: {topic: "Interest", contactId: null, accountId: null}) { lead { scorable scores { score } } userErrors { code } } }'
+    orphan = (await api(upd_lead, {"id": newcomer["id"]}))["updateLead"]
+    assert orphan == {"lead": {"scorable": False, "scores": []}, "userErrors": []}
+    assert await points(api, newcomer["id"], mid) is None
+
+
+async def test_a_contact_that_changes_account_moves_its_interactions(api: Api) -> None:
+    """An account-based lead counts the interactions of the account's contacts of now: when a
+    contact moves to another account, both accounts' leads are re-scored."""
+    await switch(api)
+    model = await live_model(api, [VISITS])
+    acme, beta = await create_account(api, "Acme"), await create_account(api, "Beta")
+    contact = await create_contact(api, "mover@acme.io", accountId=acme["id"])
+    acme_lead = await create_lead(api, accountId=acme["id"])
+    beta_lead = await create_lead(api, accountId=beta["id"])
+    await record(api, type="PAGE_VISITED", contactId=contact["id"])
+    assert await points(api, acme_lead["id"], model["id"]) == 10
+    assert await points(api, beta_lead["id"], model["id"]) == 0
+    moved = await api(
+        "mutation($id: ID!, $a: ID) { updateContact(id: $id, input: {accountId: $a}) { userErrors { code } } }",
+        {"id": contact["id"], "a": beta["id"]},
+    )
+    assert moved["updateContact"]["userErrors"] == []
+    assert await points(api, acme_lead["id"], model["id"]) == 0
+    assert await points(api, beta_lead["id"], model["id"]) == 10
 
 
 # ---------------------------------------------------------------- lists by score
