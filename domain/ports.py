@@ -155,9 +155,14 @@ class LeadRepository(Protocol):
         ...
 
     async def follow_process(
-        self, lead_ids: Sequence[int] | None, now: datetime, scored_by: int | None = None
+        self,
+        lead_ids: Sequence[int] | None,
+        now: datetime,
+        scored_by: int | None = None,
+        first_scores: bool = False,
     ) -> None:
-        """The automatic stage moves (first points, sales-ready), set-based, with events."""
+        """The automatic stage moves (first points, sales-ready), set-based, with events.
+        `first_scores`: `scored_by` had no scores before (its first publish)."""
         ...
 
     async def ids_for_contacts(self, contact_ids: Sequence[int]) -> Sequence[int]:

@@ -86,7 +86,8 @@ async def publish_scoring_model(uow: UnitOfWork, id_: int, now: datetime) -> Sco
     await audit.record(uow, "publish", _SM, model.id, before, audit.scoring_model(model))
     await uow.scores.rescore_all(model, now)
     # No LIVE qualification model can use a model that was not LIVE: only the process follows.
-    await uow.leads.follow_process(None, now, scored_by=model.id)
+    # A first publish (version 1) replaces no earlier scores of the model.
+    await uow.leads.follow_process(None, now, scored_by=model.id, first_scores=model.version == 1)
     await assign_ready(uow, None, now)
     return model
 

@@ -27,6 +27,7 @@ from sqlalchemy import (
     literal,
     or_,
     select,
+    true,
     update,
 )
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -680,7 +681,11 @@ class LeadRepository(_Repo):
         return found
 
     async def follow_process(
-        self, lead_ids: Sequence[int] | None, now: datetime, scored_by: int | None = None
+        self,
+        lead_ids: Sequence[int] | None,
+        now: datetime,
+        scored_by: int | None = None,
+        first_scores: bool = False,
     ) -> None:
         """The automatic stage moves of domain.sales, set-based, with STAGE_CHANGED events.
 
@@ -690,7 +695,9 @@ class LeadRepository(_Repo):
         at `now`) and is before sales acceptance moves there. Forward only, as `first_scored`
         and `follow_checkboxes` say; a lead nothing happened to keeps a stage set by hand.
         `scored_by` (after one model's publish, when only its scores changed) limits both moves
-        to the leads that model scored, which spares a scan of every lead's scores.
+        to the leads that model scored, which spares a scan of every lead's scores; with
+        `first_scores` (its first publish: it had no scores before) every lead it gave points
+        had a SCORE_CHANGED, so that is not looked up.
 
         One pass over the leads finds the moving ones (with what their events say) and puts
         them in a temporary table; the events and the one UPDATE per lead are written from it,
@@ -724,7 +731,8 @@ class LeadRepository(_Repo):
             )
             points = s.score != 0
         # to automated marketing qualification, and to sales acceptance
-        first = and_(inquiry, points, happened("SCORE_CHANGED"))
+        changed = true() if scored_by is not None and first_scores else happened("SCORE_CHANGED")
+        first = and_(inquiry, points, changed)
         ready = and_(c.sales_ready, c.stage.in_(earlier), happened("SALES_READY"))
         conn = self.conn
         await conn.run_sync(lambda sc: _MOVES.drop(sc, checkfirst=True))

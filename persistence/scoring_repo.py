@@ -11,9 +11,11 @@ from typing import Any
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     Column,
     Float,
     MetaData,
+    String,
     Table,
     and_,
     bindparam,
@@ -420,9 +422,14 @@ NEW_SCORES = Table(
     # INTEGER PRIMARY KEY on SQLite: the rowid itself, so no separate index to fill.
     Column("lead_id", IdType, primary_key=True, autoincrement=False),
     Column("score", Float, nullable=False),
-    # No sales_ready: score >= threshold where needed is cheaper than a second sum per lead.
+    # No column for the model's sales-ready verdict: score >= threshold where needed is cheaper
+    # than a second sum per lead.
     Column("breakdown", JSONType, nullable=False),
     Column("next_expiry_us", BigInteger),
+    # The lead's state as it was scored, for the events (no second read of the lead).
+    Column("stage", String(64), nullable=False),
+    Column("status_reason", String(32), nullable=False),
+    Column("sales_ready", Boolean, nullable=False),
     prefixes=["TEMPORARY"],
 )
 
@@ -597,8 +604,24 @@ class LeadScoreRepository:
             score, breakdown, expiry = score_expressions(rules, model, shapes, pg)
             result = await conn.execute(
                 insert(NEW_SCORES).from_select(
-                    ["lead_id", "score", "breakdown", "next_expiry_us"],
-                    select(rules.c.lead_id, score, breakdown, expiry),
+                    [
+                        "lead_id",
+                        "score",
+                        "breakdown",
+                        "next_expiry_us",
+                        "stage",
+                        "status_reason",
+                        "sales_ready",
+                    ],
+                    select(
+                        rules.c.lead_id,
+                        score,
+                        breakdown,
+                        expiry,
+                        rules.c.stage,
+                        rules.c.status_reason,
+                        rules.c.sales_ready,
+                    ),
                 )
             )
             scored += result.rowcount
@@ -704,7 +727,7 @@ class LeadScoreRepository:
         n, old, lead = NEW_SCORES.c, self.table.alias("old"), t.leads
         pg = conn.dialect.name == "postgresql"
         obj = func.jsonb_build_object if pg else func.json_object
-        joined = NEW_SCORES.join(lead, lead.c.id == n.lead_id).outerjoin(
+        joined = NEW_SCORES.outerjoin(
             old, and_(old.c.lead_id == n.lead_id, old.c.scoring_model_id == model.id)
         )
         changed = or_(
@@ -713,7 +736,7 @@ class LeadScoreRepository:
         )
         # Each event holds the lead's state as of the event (the sales-ready mark and the
         # stage moves of this publish come after its score changes).
-        state = ("statusReason", lead.c.status_reason, "stage", lead.c.stage)
+        state = ("statusReason", n.status_reason, "stage", n.stage)
         payload = obj(
             "scoringModelId",
             literal(model.id),
@@ -722,7 +745,7 @@ class LeadScoreRepository:
             "previousScore",
             old.c.score,
             "salesReady",
-            lead.c.sales_ready,
+            n.sales_ready,
             *state,
         )
         await insert_events(

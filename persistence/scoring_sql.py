@@ -377,8 +377,9 @@ class ScoringCompiler:
     def scores_select(
         self, model: ScoringModel, lead_ids: Sequence[int] | None, grouped: Any = None
     ) -> tuple[Any, list[RuleShape]]:
-        """SELECT lead_id plus each rule's columns (see rule_columns) for every scorable lead
-        of this mode, and the shape of each rule's columns.
+        """SELECT lead_id, the lead's stage, status_reason and sales_ready, plus each rule's
+        columns (see rule_columns) for every scorable lead of this mode, and the shape of each
+        rule's columns.
 
         The leads are joined to their contact, account and per-subject interaction aggregates
         (one GROUP BY over the interactions, see above): `grouped` if given (a table holding
@@ -395,7 +396,9 @@ class ScoringCompiler:
         source = source.outerjoin(c, c.c.id == lead.c.contact_id).outerjoin(
             a, a.c.id == func.coalesce(lead.c.account_id, c.c.account_id)
         )
-        stmt = select(lead.c.id.label("lead_id"), *self._rules[0]).select_from(source)
+        # The lead's state too: its score events record it (see LeadScoreRepository).
+        state = (lead.c.stage, lead.c.status_reason, lead.c.sales_ready)
+        stmt = select(lead.c.id.label("lead_id"), *state, *self._rules[0]).select_from(source)
         stmt = stmt.where(*self._scorable(lead, lead_ids))
         return stmt, shapes
 

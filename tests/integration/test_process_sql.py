@@ -16,7 +16,9 @@ from persistence import tables as t
 from persistence.database import Database
 
 
-@pytest.mark.parametrize("scope", ["some leads", "all leads", "scored by one model"])
+@pytest.mark.parametrize(
+    "scope", ["some leads", "all leads", "scored by one model", "first scores of one model"]
+)
 async def test_follow_process_equals_the_python_rules(db: Database, scope: str) -> None:
     rng = random.Random(5)
     now = utcnow()
@@ -98,15 +100,19 @@ async def test_follow_process_equals_the_python_rules(db: Database, scope: str) 
         )
         changes = []
         if lead.id in included:
-            changed = "SCORE_CHANGED" in happened[lead.id]
+            # A model's first scores are all new: each lead it gave points had a SCORE_CHANGED.
+            changed = scope.startswith("first") or "SCORE_CHANGED" in happened[lead.id]
             first = sales.first_scored(copy) if has_points[lead.id] and changed else None
             ready = "SALES_READY" in happened[lead.id]
             follow = sales.follow_checkboxes(copy) if ready else None
             changes = [c.payload for c in (first, follow) if c is not None]
         expected[lead.id] = changes
     async with db.uow() as uow:
-        if scope == "scored by one model":
-            await uow.leads.follow_process(None, moved_at, scored_by=live.id)
+        if scope.endswith("one model"):
+            first_scores = scope.startswith("first")
+            await uow.leads.follow_process(
+                None, moved_at, scored_by=live.id, first_scores=first_scores
+            )
         else:
             await uow.leads.follow_process(chosen, moved_at)
         await uow.commit()
