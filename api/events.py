@@ -45,7 +45,7 @@ async def _lead(info: Info, event: LeadEvent) -> Lead:
 
 
 @strawberry.type(name="LeadEvent")
-class LeadEventType_:
+class LeadEventType_(gql.Node):
     """Something that happened to a lead; the lead's state fields are as of the event.
 
     Every writer stores the lead's state in the event; an event stored by an earlier version
@@ -61,9 +61,9 @@ class LeadEventType_:
     def cursor(self) -> str:
         return encode_event_cursor(_ev(self).position)
 
-    @strawberry.field
+    @strawberry.field  # type: ignore[misc]
     @pure
-    def id(self) -> strawberry.ID:
+    def id(self) -> strawberry.ID:  # type: ignore[override]
         return strawberry.ID(to_global_id("LeadEvent", _ev(self).id))
 
     @strawberry.field

@@ -23,6 +23,7 @@ NODE_TYPES = frozenset(
         "Team",
         "AssignmentRule",
         "Competitor",
+        "LeadEvent",
         "Activity",
         "Sequence",
         "SequenceRun",

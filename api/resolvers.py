@@ -179,6 +179,9 @@ class Query:
         if type_name == "Interaction":
             found = await info.context.read(lambda r: r.interactions.get_many([pk]))
             return found.get(pk)  # type: ignore[return-value]
+        if type_name == "LeadEvent":
+            event = await info.context.read(lambda r: r.events.positioned(pk))
+            return event  # type: ignore[return-value]
         if type_name == "Competitor":
             competitor = await info.context.read(lambda r: r.stakeholders.competitor(pk))
             return competitor  # type: ignore[return-value]

@@ -41,8 +41,8 @@ class WebhookDeliveryType:
     @strawberry.field
     @pure
     def event_id(self) -> strawberry.ID:
-        """The id of the lead event delivered (as in X-LeadFlow-Event and the body)."""
-        return strawberry.ID(str(self.event_id))
+        """The lead event delivered: its ID as `leadEvents` shows it (and the body's event.id)."""
+        return strawberry.ID(to_global_id("LeadEvent", self.event_id))  # type: ignore[arg-type]
 
     @classmethod
     def is_type_of(cls, obj: Any, _info: Any) -> bool:
@@ -191,11 +191,25 @@ class WebhookMutation:
 
 # Flags that set-based writers store as 0/1 on SQLite (json_object has no booleans there).
 _FLAGS = frozenset(("salesReady", "previousSalesReady"))
+# Record ids in event data, shown as the Relay global IDs the GraphQL API uses for them.
+_IDS = {
+    "scoringModelId": "ScoringModel",
+    "qualificationModelId": "QualificationModel",
+    "ownerId": "User",
+    "previousOwnerId": "User",
+    "opportunityId": "Opportunity",
+    "processId": "Process",
+}
 
 
 def _plain(key: str, value: Any) -> Any:
-    if key in _FLAGS and value is not None:
+    if value is None:
+        return None
+    if key in _FLAGS:
         return bool(value)
+    node = _IDS.get(key)
+    if node is not None and isinstance(value, int):
+        return to_global_id(node, value)
     return value.value if isinstance(value, enum.Enum) else value
 
 
@@ -207,7 +221,7 @@ def render(item: services.Outgoing) -> bytes:
             "deliveryId": str(item.delivery.id),
             "webhookId": to_global_id("Webhook", item.webhook.id),
             "event": {
-                "id": str(event.id),
+                "id": to_global_id("LeadEvent", event.id),
                 "type": event.type,
                 "occurredAt": event.occurred_at.isoformat(),
                 "leadId": to_global_id("Lead", event.lead_id),

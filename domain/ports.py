@@ -422,6 +422,10 @@ class LeadEventRepository(Protocol):
         """Store (lead id, type, payload) events in one statement."""
         ...
 
+    async def positioned(self, id_: int) -> LeadEvent | None:
+        """The event with this id, once it has its position (None before, or if none)."""
+        ...
+
     async def after(
         self,
         position: int,

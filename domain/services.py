@@ -216,7 +216,8 @@ async def create_lead(uow: UnitOfWork, values: Mapping[str, Any]) -> Lead:
     lead = await uow.leads.add(lead)
     await record_created(uow, [lead])
     await rescore_leads(uow, [lead.id])
-    return lead
+    # Scoring may have qualified, marked or moved it: answer with the lead as stored now.
+    return (await uow.leads.get(lead.id)) or lead
 
 
 async def update_lead(uow: UnitOfWork, id_: int, values: Mapping[str, Any]) -> Lead:

@@ -827,6 +827,12 @@ class LeadEventRepository:
         self.conn.info[EVENTS_WRITTEN] = True
         await self.conn.execute(insert(self.table), rows)
 
+    async def positioned(self, id_: int) -> LeadEvent | None:
+        c = self.table.c
+        stmt = select(self.table).where(c.id == id_, c.position.is_not(None))
+        row = (await self.conn.execute(stmt)).first()
+        return to_lead_event(row) if row else None
+
     async def for_lead(self, lead_id: int) -> list[tuple[int, str, dict[str, Any]]]:
         stmt = select(self.table).where(self.table.c.lead_id == lead_id).order_by(self.table.c.id)
         return [(r.id, r.type, r.payload) for r in (await self.conn.execute(stmt)).all()]

@@ -74,6 +74,11 @@ async def test_events_in_commit_order_with_the_lead_state_they_describe(api: Api
     cursors = [n["cursor"] for n in nodes]
     assert len(set(cursors)) == 6
     assert len({n["id"] for n in nodes}) == 6
+    found = await api(
+        "query($id: ID!) { node(id: $id) { id ... on LeadEvent { type score } } }",
+        {"id": changed["id"]},
+    )
+    assert found["node"] == {"id": changed["id"], "type": "SCORE_CHANGED", "score": 10.0}
 
 
 async def test_set_based_events_hold_the_lead_state_of_their_time(api: Api) -> None:

@@ -16,6 +16,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from api.ids import from_global_id
 from api.webhooks import HttpSender, render
 from domain import webhook_services as ws
 from domain.model import utcnow
@@ -149,6 +150,10 @@ async def test_signed_delivery_of_wanted_events_only(
         assert verify(secret, headers["x-leadflow-signature"], body)
         event = orjson.loads(body)["event"]
         assert event["leadId"] == lead and headers["x-leadflow-event"] == event["type"]
+        # Every id is the Relay global ID the GraphQL API shows for the same record.
+        assert from_global_id(event["id"])[0] == "LeadEvent"
+        ids = {k: v for k, v in event["data"].items() if k.endswith("Id") and v is not None}
+        assert all(from_global_id(v) for v in ids.values()), ids
         types.append(event["type"])
     assert types == ["MARKETING_QUALIFIED", "SALES_READY"]
     log = (await api(DELIVERIES, {"id": hook_id}))["webhook"]["deliveries"]
