@@ -1162,3 +1162,21 @@ async def test_fifty_simultaneous_interactions_are_all_counted(api: Api) -> None
     assert score["score"] == 50
     assert by_rule(score) == {"every visit": (50, 50)}
     assert await interaction_count(api, contact_id) == 50
+
+
+async def test_create_lead_answers_with_the_lead_its_scoring_made(api: Api) -> None:
+    """Scoring a new lead may make it sales-ready and move it: createLead's answer shows that."""
+    await switch(api)
+    await live_model(
+        api, [rule("cto", 10, attribute("LEAD", "jobTitle", "EQ", "CTO"))], salesReadyThreshold=10
+    )
+    contact = await create_contact(api, "new@x.io")
+    made = await api(
+        f'mutation($c: ID!) {{ createLead(input: {{topic: "Hot", jobTitle: "CTO", contactId: $c}}) {{ lead {{ salesReady stage scores {{ score }} }} {ERRORS} }} }}',
+        {"c": contact["id"]},
+    )
+    assert made["createLead"]["lead"] == {
+        "salesReady": True,
+        "stage": "SALES_ACCEPTANCE",
+        "scores": [{"score": 10.0}],
+    }
