@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import aclosing
 from datetime import datetime
 from functools import partial
 from typing import Any, ClassVar
@@ -19,7 +20,7 @@ from strawberry.extensions import (
 )
 from strawberry.extensions.disable_introspection import DisableIntrospection
 from strawberry.schema.config import StrawberryConfig
-from strawberry.schema.schema import validate_document
+from strawberry.schema.schema import StreamResult, validate_document
 from strawberry.tools import merge_types
 from strawberry.types import ExecutionContext, ExecutionResult
 
@@ -91,6 +92,12 @@ class DocumentValidationCache(SchemaExtension):
 _SUGGESTION = re.compile(r"\s*Did you mean [^?]*\?")
 
 
+def _hide_suggestions(errors: Iterable[GraphQLError]) -> None:
+    """Production: no "Did you mean ...?" hints about the schema in error messages."""
+    for error in errors:
+        error.message = _SUGGESTION.sub("", error.message)
+
+
 def _aware_datetime(value: object) -> datetime:
     """An ISO 8601 date and time with its timezone: a time without one names no instant.
     (A GraphQLError, so the message reaches the caller for variables and literals alike.)"""
@@ -144,9 +151,21 @@ class LimitedSchema(strawberry.Schema):
                 data=None, errors=[GraphQLError(message, extensions={"code": "TIMEOUT"})]
             )
         if self.hide_suggestions and result.errors:
-            for error in result.errors:  # e.g. an unknown enum value in the variables
-                error.message = _SUGGESTION.sub("", error.message)
+            _hide_suggestions(result.errors)  # e.g. an unknown enum value in the variables
         return result
+
+    async def stream(self, *args: Any, **kwargs: Any) -> StreamResult:
+        """Subscriptions (over the WebSocket): their errors lose the hints too."""
+        source = await super().stream(*args, **kwargs)
+        return self._without_suggestions(source) if self.hide_suggestions else source
+
+    async def _without_suggestions(self, source: StreamResult) -> StreamResult:
+        async with aclosing(source):
+            async for item in source:
+                errors = getattr(item, "errors", None)
+                if errors:
+                    _hide_suggestions(errors)
+                yield item
 
     def process_errors(
         self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None

@@ -11,7 +11,8 @@ from datetime import timedelta
 from typing import Any
 
 import orjson
-from graphql import GraphQLError
+from graphql import GraphQLError, get_operation_ast, parse
+from graphql import OperationType as GraphQLOperationType
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.types import Message, Receive, Scope, Send
@@ -36,7 +37,7 @@ from strawberry.types.graphql import OperationType
 from api.context import Context, Services
 from api.delivery import Hub
 from api.errors import UNAVAILABLE_MESSAGE, log
-from api.idempotency import Idempotency, has_mutation
+from api.idempotency import Idempotency, has_mutation, has_operation
 from api.settings import Settings
 from domain.auth import Principal
 from domain.errors import ServiceUnavailable
@@ -116,12 +117,8 @@ def _plain_json(headers: Mapping[str, str]) -> bool:
     )
 
 
-def _operation(body: bytes) -> _Operation | None:
-    """The one operation of a well-formed JSON body; None for anything the view should judge."""
-    try:
-        data = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        return None
+def _operation(data: Any) -> _Operation | None:
+    """The one operation of a parsed JSON body; None for anything the view should judge."""
     if not isinstance(data, dict):
         return None
     query, variables = data.get("query"), data.get("variables")
@@ -172,6 +169,28 @@ def _replay(body: bytes, receive: Receive) -> Receive:
     return replay
 
 
+def _not_a_subscription(message: SubscribeMessage, max_tokens: int) -> GraphQLError | None:
+    """The error for a subscribe message whose operation is a query or a mutation; None for a
+    subscription, or for a document the schema will refuse with its own error anyway."""
+    payload: Any = message.get("payload")
+    query = payload.get("query") if isinstance(payload, dict) else None
+    name = payload.get("operationName") if isinstance(payload, dict) else None
+    if not isinstance(query, str) or not isinstance(name, str | None):
+        return None
+    try:
+        operation = get_operation_ast(parse(query, max_tokens=max_tokens), name)
+    except GraphQLError:
+        return None
+    if operation is None or operation.operation is GraphQLOperationType.SUBSCRIPTION:
+        return None
+    kind = operation.operation.value
+    return GraphQLError(
+        f"a WebSocket only subscribes: send a {kind} as POST /graphql with Content-Type:"
+        " application/json",
+        extensions={"code": "BAD_USER_INPUT"},
+    )
+
+
 class AuthenticatingTransportWS(BaseGraphQLTransportWSHandler[Context, None]):
     """graphql-transport-ws with the API key in connection_init.
 
@@ -218,6 +237,14 @@ class AuthenticatingTransportWS(BaseGraphQLTransportWSHandler[Context, None]):
 
     async def handle_subscribe(self, message: SubscribeMessage) -> None:
         if self.connection_acknowledged and message.get("id") not in self.operations:
+            refused = _not_a_subscription(message, self.view.limits.max_tokens)
+            if refused is not None:
+                # Queries and mutations go over POST /graphql, where the CSRF rules, the
+                # execution timeout and Idempotency-Key apply; a WebSocket only subscribes.
+                await self.send_message(
+                    ErrorMessage(id=message["id"], type="error", payload=[refused.formatted])
+                )
+                return
             wait = await self.view.throttle(self.context.principal)
             if wait:
                 seconds = max(1, math.ceil(wait))
@@ -384,25 +411,49 @@ class GraphQLEndpoint(GraphQL[Context, None]):
             return None
         if body is None:
             return None  # the client went away
+        try:
+            # Parsed once, here, by the parser every later step uses: a body it refuses (a
+            # BOM, UTF-16, invalid UTF-8) never reaches a more lenient one further on, where
+            # it could run as a mutation without its Idempotency-Key being looked at.
+            data = orjson.loads(body)
+        except orjson.JSONDecodeError as e:
+            response = refusal(
+                400,
+                "BAD_REQUEST",
+                f"the body is not JSON (UTF-8, no byte order mark): {str(e)[:200]}",
+            )
+            await response(scope, receive, send)
+            return None
+        accept = request.headers.get("accept", "")
+        streamed = "multipart/mixed" in accept or "text/event-stream" in accept
+        if streamed and has_operation(data, GraphQLOperationType.SUBSCRIPTION):
+            response = refusal(
+                400,
+                "BAD_REQUEST",
+                "subscriptions are served over WebSocket (graphql-transport-ws) only",
+            )
+            await response(scope, receive, send)
+            return None
         key = request.headers.get("idempotency-key") if self.idempotency is not None else None
-        if key is not None and has_mutation(body):
+        if key is not None and has_mutation(data):
             # Mutations run at most once per key (api.idempotency); queries ignore the header.
             assert self.idempotency is not None
 
             async def serve(scope: Scope, receive: Receive, send: Send) -> None:
-                forward = await self._serve(request, body, principal, scope, receive, send)
+                forward = await self._serve(request, body, data, principal, scope, receive, send)
                 if forward is not None:
                     await super(GraphQLEndpoint, self).__call__(scope, forward, send)
 
             replayed = _replay(body, receive)
             await self.idempotency.handle(key, principal, body, scope, replayed, send, serve)
             return None
-        return await self._serve(request, body, principal, scope, receive, send)
+        return await self._serve(request, body, data, principal, scope, receive, send)
 
     async def _serve(
         self,
         request: Request,
         body: bytes,
+        data: Any,
         principal: Principal,
         scope: Scope,
         receive: Receive,
@@ -410,7 +461,7 @@ class GraphQLEndpoint(GraphQL[Context, None]):
     ) -> Receive | None:
         """Answer a plain JSON POST here (returns None), or hand its body on to the view."""
         if _plain_json(request.headers):
-            operation = _operation(body)
+            operation = _operation(data)
             if operation is not None:
                 response = await self._execute(principal, operation)
                 await response(scope, receive, send)

@@ -17,7 +17,6 @@ from datetime import timedelta
 from functools import lru_cache
 from typing import Any
 
-import orjson
 from graphql import GraphQLError, OperationDefinitionNode, OperationType, parse
 from starlette.responses import JSONResponse, Response
 from starlette.types import Message, Receive, Scope, Send
@@ -39,33 +38,39 @@ def _error(status: int, code: str, message: str, headers: dict[str, str] | None 
 
 
 @lru_cache(maxsize=256)
-def _is_mutation(query: str, operation_name: str | None) -> bool:
-    """Whether the operation a request would run is a mutation (a bad document: no)."""
+def _operation_type(query: str, operation_name: str | None) -> OperationType | None:
+    """The type of the operation a request would run (None: a bad document)."""
     try:
         document = parse(query, no_location=True, max_tokens=20_000)
     except GraphQLError:
-        return False
+        return None
     operations = [d for d in document.definitions if isinstance(d, OperationDefinitionNode)]
     if operation_name is not None:
         operations = [o for o in operations if o.name and o.name.value == operation_name]
     elif len(operations) > 1:
-        return False  # GraphQL refuses it anyway: several operations and no name
-    return any(o.operation is OperationType.MUTATION for o in operations)
+        return None  # GraphQL refuses it anyway: several operations and no name
+    return operations[0].operation if len(operations) == 1 else None
 
 
-def has_mutation(body: bytes) -> bool:
-    """Whether a JSON request body (one operation or a batch) asks to run a mutation."""
-    try:
-        data = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        return False
+def has_operation(data: Any, kind: OperationType) -> bool:
+    """Whether a parsed JSON request body (one operation or a batch) asks to run an operation
+    of this kind."""
     for item in data if isinstance(data, list) else [data]:
         if not isinstance(item, dict):
             continue
         query, name = item.get("query"), item.get("operationName")
-        if isinstance(query, str) and isinstance(name, str | None) and _is_mutation(query, name):
+        if (
+            isinstance(query, str)
+            and isinstance(name, str | None)
+            and _operation_type(query, name) is kind
+        ):
             return True
     return False
+
+
+def has_mutation(data: Any) -> bool:
+    """Whether a parsed JSON request body (one operation or a batch) asks to run a mutation."""
+    return has_operation(data, OperationType.MUTATION)
 
 
 def valid_key(key: str) -> bool:

@@ -16,6 +16,7 @@ from api.ids import decode_arg, decode_id, from_global_id, to_global_id
 from api.sales import lead_with_timeline
 from domain import importing, services
 from domain.errors import DomainError, Invalid, NotFound
+from domain.fields import check_search
 from domain.model import Account, Contact, Lead, LeadSource, MatchingStrategy
 from domain.ports import LeadFilter, LeadOrder, ScoreThreshold, UnitOfWork
 from domain.roles import Permission
@@ -55,6 +56,13 @@ def _id(gid: Any, expected: str, field: list[str]) -> int | None:
     return None if gid is None else decode_id(str(gid), expected, field)
 
 
+def _search(term: str | None, path: list[str]) -> str | None:
+    try:
+        return check_search(term, path)
+    except Invalid as e:
+        raise bad_input(e.message) from None
+
+
 def _with_ids(values: dict[str, Any], *names: tuple[str, str]) -> dict[str, Any]:
     """Decode the global IDs among `values` (in place) into primary keys."""
     for key, expected in names:
@@ -88,7 +96,7 @@ def lead_filter(
         contact_id=_id(f.contact_id, "Contact", ["filter", "contactId"]) or contact_id,
         account_id=_id(f.account_id, "Account", ["filter", "accountId"]) or account_id,
         owner_id=_id(f.owner_id, "User", ["filter", "ownerId"]),
-        search=f.search,
+        search=_search(f.search, ["filter", "search"]),
         created_after=f.created_after,
         created_before=f.created_before,
     )
@@ -126,6 +134,7 @@ async def list_leads(
 async def list_contacts(
     info: Info, search: str | None, account_id: int | None, first: int | None, after: str | None
 ) -> gql.Connection[Any]:
+    search = _search(search, ["search"])
     return await gql.paged(
         info.context,
         first,
@@ -217,12 +226,13 @@ class Query:
         after: str | None = None,
     ) -> gql.Connection[gql.AccountType]:
         info.context.require(Permission.READ)
+        term = _search(search, ["search"])
         return await gql.paged(
             info.context,
             first,
             after,
-            lambda r, page: r.accounts.list(search, page),
-            lambda r: r.accounts.count(search),
+            lambda r, page: r.accounts.list(term, page),
+            lambda r: r.accounts.count(term),
         )
 
     @strawberry.field

@@ -59,6 +59,13 @@ LEAD_FIELDS = _specs(
 )
 
 
+def check_search(term: str | None, path: list[str]) -> str | None:
+    """A search term: no longer than the longest text it could be found in (MAX_TEXT)."""
+    if term is not None and len(term) > MAX_TEXT:
+        raise Invalid(f"a search is at most {MAX_TEXT} characters, got {len(term)}", path)
+    return term
+
+
 def normalize_email(value: str) -> str:
     """Trim and lower-case an email address."""
     return value.strip().lower()

@@ -29,12 +29,22 @@ from sqlalchemy import (
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from domain.errors import Invalid
 from domain.pagination import Page, PageRequest
 
 F = TypeVar("F")  # what a request filters by
 T = TypeVar("T")  # the domain object of a row
 
 Params = dict[str, Any]
+
+
+def _fits(value: Any, sort_type: type | None) -> bool:
+    """Whether a cursor's sort value can stand where a `sort_type` value sorts (None: any)."""
+    if value is None or sort_type is None:
+        return True
+    if sort_type is float:
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    return isinstance(value, sort_type) and not isinstance(value, bool)
 
 
 def escape_like(term: str) -> str:
@@ -99,7 +109,7 @@ class Listing(Generic[F, T]):
 
     def _build(
         self, names: tuple[str, ...], sort_name: str, descending: bool, after: bool
-    ) -> tuple[Select[Any], int]:
+    ) -> tuple[Select[Any], int, type | None]:
         stmt = self._filtered(names)
         sort = self.sorts.get(sort_name)
         if sort is None:  # a column of the table
@@ -122,7 +132,13 @@ class Listing(Generic[F, T]):
                 stmt = stmt.where(and_(expr >= value, or_(expr > value, id_col > id_)))
         order = (expr.desc(), id_col.desc()) if descending else (expr.asc(), id_col.asc())
         limit = bindparam("page_limit", type_=Integer())
-        return stmt.order_by(*order).limit(limit), key_index
+        try:  # a TypeDecorator (UTCDateTime) says `object`: its implementation knows
+            sort_type: type | None = getattr(expr.type, "impl_instance", expr.type).python_type
+        except NotImplementedError:
+            sort_type = None
+        if sort_type is object:
+            sort_type = None
+        return stmt.order_by(*order).limit(limit), key_index, sort_type
 
     def _statement(self, key: Hashable, build: Callable[[], Any]) -> Any:
         found = self._statements.get(key)
@@ -143,13 +159,16 @@ class Listing(Generic[F, T]):
         """One page after `page.after`, ordered by `sort` (a column or a named Sort), then id."""
         names, params = self._shape(request)
         after = page.after is not None
-        stmt, key_index = self._statement(
+        stmt, key_index, sort_type = self._statement(
             (names, sort, descending, after),
             lambda: self._build(names, sort, descending, after),
         )
         if sort_params:
             params.update(sort_params)
         if page.after is not None:
+            value = page.after[0]
+            if not _fits(value, sort_type):  # a cursor of another list, or hand-made
+                raise Invalid("this cursor does not belong to this list and order", ["after"])
             params["after_value"], params["after_id"] = page.after
         params["page_limit"] = page.first + 1
         rows = (await conn.execute(stmt, params)).all()

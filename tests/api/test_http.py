@@ -63,7 +63,7 @@ async def test_bad_requests_get_the_views_answers(api: Api) -> None:
         return await api.client.post("/graphql", content=content, headers=headers)
 
     cases = [
-        (b"{not json", "Unable to parse request body as JSON"),
+        (b"{not json", "the body is not JSON"),
         (b"{}", "No GraphQL query found in the request"),
         (b'{"query": null}', "No GraphQL query found in the request"),
         (b'{"query": 1}', "`query` must be a string or null"),
@@ -82,6 +82,13 @@ async def test_bad_requests_get_the_views_answers(api: Api) -> None:
         r = await post(content)
         assert r.status_code == 400, (content, r.text)
         assert message in r.text, (content, r.text)
+    # Nor as a stream over HTTP: a subscription is a WebSocket's business.
+    for accept in ("multipart/mixed", "text/event-stream"):
+        headers = {**auth(api), "Content-Type": "application/json", "Accept": accept}
+        body = b'{"query": "subscription { leadEvents { cursor } }"}'
+        r = await api.client.post("/graphql", content=body, headers=headers)
+        assert r.status_code == 400, r.text
+        assert "WebSocket" in r.json()["errors"][0]["message"]
 
 
 async def test_auth_comes_before_the_body_is_read(api: Api) -> None:

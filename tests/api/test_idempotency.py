@@ -104,6 +104,18 @@ async def test_a_retry_gets_the_stored_answer_and_runs_nothing(
     assert await client.accounts() == 2
 
 
+@pytest.mark.parametrize("encoding", ["utf-8-sig", "utf-16"])
+async def test_a_body_that_is_not_plain_utf8_json_is_refused(client: Client, encoding: str) -> None:
+    """A lenient parser further on must never run a mutation whose key was not looked at: a
+    body with a byte order mark or in UTF-16 is a 400 before anything runs."""
+    body = orjson.dumps({"query": CREATE}).decode().encode(encoding)
+    for _ in range(2):
+        refused = await client.post(body, "bom-1")
+        assert refused.status_code == 400, refused.text
+        assert refused.json()["errors"][0]["extensions"]["code"] == "BAD_REQUEST"
+    assert await client.accounts() == 0
+
+
 async def test_the_same_key_with_another_body_is_refused(client: Client) -> None:
     assert (await client.post({"query": CREATE}, "k1")).status_code == 200
     other = CREATE.replace("Contoso", "Northwind")

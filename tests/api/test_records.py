@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 from typing import Any
 
 import pytest
@@ -217,6 +218,24 @@ async def test_page_size_is_capped(database_url: str) -> None:
         assert errors[0]["extensions"]["code"] == "BAD_USER_INPUT"
         errors = await api.errors('{ leads(after: "zzz") { totalCount } }')
         assert "not a valid cursor" in errors[0]["message"]
+
+
+async def test_hostile_searches_and_cursors_are_bad_input(api: Api) -> None:
+    """Never an unexpected error: a search longer than any stored text, a cursor whose sort
+    value has the wrong type for the list (JSON [1, 2] where a time sorts)."""
+    await create_lead(api, topic="T")
+    long = "x%" * 60_000
+    for query in (
+        "query($s: String) { leads(filter: {search: $s}) { totalCount } }",
+        "query($s: String) { accounts(search: $s) { totalCount } }",
+        "query($s: String) { contacts(search: $s) { totalCount } }",
+    ):
+        errors = await api.errors(query, {"s": long})
+        assert errors[0]["extensions"]["code"] == "BAD_USER_INPUT", errors
+        assert "at most 1000 characters" in errors[0]["message"]
+    wrong = base64.urlsafe_b64encode(b"[1,2]").decode().rstrip("=")
+    errors = await api.errors("query($a: String) { leads(after: $a) { totalCount } }", {"a": wrong})
+    assert errors[0]["extensions"]["code"] == "BAD_USER_INPUT", errors
 
 
 async def test_keyset_pagination_walks_every_lead_once(api: Api) -> None:

@@ -245,6 +245,36 @@ async def test_subscribe_messages_are_rate_limited(database_url: str) -> None:
         assert error["extensions"]["retryAfter"] >= 1
 
 
+async def test_a_websocket_only_subscribes(server: Server) -> None:
+    """Queries and mutations belong on POST /graphql (CSRF rules, timeout, Idempotency-Key):
+    over the WebSocket they are refused and nothing runs."""
+    async with speak(server) as ws:
+        await init(ws, server.keys[Role.ADMIN])
+        create = 'mutation { createAccount(input: {name: "ViaWS"}) { account { id } } }'
+        for id_, query in (("1", create), ("2", "{ viewer { name } }")):
+            await subscribe(ws, id_, query)
+            refused = json.loads(await ws.recv())
+            assert (refused["id"], refused["type"]) == (id_, "error")
+            assert "only subscribes" in refused["payload"][0]["message"]
+        await subscribe(ws, "3")  # a subscription still works on the same connection
+        await ws.send(json.dumps({"type": "ping"}))
+        assert json.loads(await ws.recv()) == {"type": "pong"}
+    async with server.app.state.db.read() as r:
+        assert await r.accounts.count(None) == 0
+
+
+async def test_production_subscription_errors_carry_no_hints(database_url: str) -> None:
+    async with running(database_url, env="production") as server, speak(server) as ws:
+        await init(ws, server.keys[Role.VIEWER])
+        query = "subscription($t: [LeadEventType!]) { leadEvents(types: $t) { cursor } }"
+        payload = {"query": query, "variables": {"t": ["CRETED"]}}
+        await ws.send(json.dumps({"id": "1", "type": "subscribe", "payload": payload}))
+        error = json.loads(await ws.recv())
+        assert error["type"] == "error", error
+        assert "CRETED" in error["payload"][0]["message"]
+        assert "Did you mean" not in error["payload"][0]["message"]
+
+
 # ---------------------------------------------------------------- revocation
 
 
