@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import bindparam, insert
+from sqlalchemy import Integer, Table, bindparam, cast, func, insert, select
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -14,6 +14,24 @@ from persistence import tables as t
 from persistence.listing import Criterion, Listing
 
 _C = t.audit_log.c
+
+
+async def unused_id(conn: AsyncConnection, table: Table, entity: AuditEntityType) -> dict[str, int]:
+    """The id for a new audited record on SQLite: past both the table's largest id and every
+    id the audit log names for this kind of record. SQLite hands out max(rowid) + 1, so once
+    the newest record is deleted its id would come back and the audit log would mix the two
+    records' histories. ({} on PostgreSQL: its sequences never hand an id out twice.)"""
+    if conn.dialect.name != "sqlite":
+        return {}
+    a = t.audit_log.c
+    audited = (
+        select(func.max(cast(a.entity_id, Integer)))
+        .where(a.entity_type == entity.value)
+        .scalar_subquery()
+    )
+    newest = select(func.max(table.c.id)).scalar_subquery()
+    top = await conn.scalar(select(func.max(func.coalesce(newest, 0), func.coalesce(audited, 0))))
+    return {"id": int(top or 0) + 1}
 
 
 def to_entry(r: Row[Any]) -> AuditEntry:

@@ -29,6 +29,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from domain.audit import AuditEntityType
 from domain.lifecycle import ModelStatus
 from domain.model import LeadState, LeadStatusReason
 from domain.pagination import Page, PageRequest
@@ -39,6 +40,7 @@ from domain.qualification import (
     QualificationModel,
 )
 from persistence import tables as t
+from persistence.audit_repo import unused_id
 from persistence.listing import Criterion, Listing
 from persistence.outbox import insert_events
 
@@ -175,7 +177,16 @@ class QualificationModelRepository:
         return [m for m in models if scoring_model_id in m.scoring_model_ids]
 
     async def add(self, model: QualificationModel) -> QualificationModel:
-        stmt = insert(self.table).values(self._row(model)).returning(self.table.c.id)
+        stmt = (
+            insert(self.table)
+            .values(
+                {
+                    **self._row(model),
+                    **await unused_id(self.conn, self.table, AuditEntityType.QUALIFICATION_MODEL),
+                }
+            )
+            .returning(self.table.c.id)
+        )
         model.id = int(await self.conn.scalar(stmt))
         return model
 

@@ -35,6 +35,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from domain.audit import AuditEntityType
 from domain.fields import CONTACT_FIELDS, LEAD_FIELDS, FieldSpec
 from domain.lifecycle import ModelStatus
 from domain.model import (
@@ -52,6 +53,7 @@ from domain.model import (
 from domain.pagination import Page, PageRequest
 from domain.ports import LeadFilter, LeadOrder
 from persistence import tables as t
+from persistence.audit_repo import unused_id
 from persistence.listing import Criterion, Listing, Params, Sort, contains, contains_pattern
 from persistence.outbox import insert_events
 from persistence.tables import IdType
@@ -839,7 +841,16 @@ class MatchingStrategyRepository:
         return [to_strategy(r) for r in (await self.conn.execute(stmt)).all()]
 
     async def add(self, strategy: MatchingStrategy) -> MatchingStrategy:
-        stmt = insert(self.table).values(self._row(strategy)).returning(self.table.c.id)
+        stmt = (
+            insert(self.table)
+            .values(
+                {
+                    **self._row(strategy),
+                    **await unused_id(self.conn, self.table, AuditEntityType.MATCHING_STRATEGY),
+                }
+            )
+            .returning(self.table.c.id)
+        )
         strategy.id = int(await self.conn.scalar(stmt))
         return strategy
 

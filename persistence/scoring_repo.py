@@ -33,6 +33,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import Engine, Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from domain.audit import AuditEntityType
 from domain.events import LeadEvent
 from domain.lifecycle import ModelStatus
 from domain.model import Feature, LeadState
@@ -51,6 +52,7 @@ from domain.scoring import (
     to_us,
 )
 from persistence import tables as t
+from persistence.audit_repo import unused_id
 from persistence.listing import Criterion, Listing
 from persistence.outbox import CHECKPOINT_LATER, EVENTS_WRITTEN, insert_events
 from persistence.repositories import _CHUNK, upsert_insert
@@ -368,7 +370,16 @@ class ScoringModelRepository:
         return models
 
     async def add(self, model: ScoringModel) -> ScoringModel:
-        stmt = insert(self.table).values(self._row(model)).returning(self.table.c.id)
+        stmt = (
+            insert(self.table)
+            .values(
+                {
+                    **self._row(model),
+                    **await unused_id(self.conn, self.table, AuditEntityType.SCORING_MODEL),
+                }
+            )
+            .returning(self.table.c.id)
+        )
         model.id = int(await self.conn.scalar(stmt))
         return model
 

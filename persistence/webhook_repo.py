@@ -10,10 +10,12 @@ from sqlalchemy import bindparam, delete, func, insert, select, update
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from domain.audit import AuditEntityType
 from domain.pagination import Page, PageRequest
 from domain.ports import StoredEvent
 from domain.webhooks import Delivery, DeliveryStatus, Webhook
 from persistence import tables as t
+from persistence.audit_repo import unused_id
 from persistence.listing import Criterion, Listing
 from persistence.repositories import upsert_insert
 
@@ -116,7 +118,16 @@ class WebhookRepository:
         return [to_webhook(r) for r in (await self.conn.execute(stmt)).all()]
 
     async def add(self, webhook: Webhook) -> Webhook:
-        stmt = insert(self.table).values(self._row(webhook)).returning(self.table.c.id)
+        stmt = (
+            insert(self.table)
+            .values(
+                {
+                    **self._row(webhook),
+                    **await unused_id(self.conn, self.table, AuditEntityType.WEBHOOK),
+                }
+            )
+            .returning(self.table.c.id)
+        )
         webhook.id = int(await self.conn.scalar(stmt))
         return webhook
 

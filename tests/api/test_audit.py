@@ -111,6 +111,23 @@ async def test_each_scoring_model_operation_writes_one_entry_with_before_and_aft
     assert newest["delete"]["before"]["name"] == "fit 2" and newest["delete"]["after"] is None
 
 
+async def test_a_deleted_records_id_is_never_handed_out_again(api: Api) -> None:
+    """The audit log tells records apart by id: a new record never gets a deleted one's id
+    (SQLite would reuse the largest rowid once that row is gone)."""
+    create = f"mutation($i: ScoringModelInput!) {{ createScoringModel(input: $i) {{ {SM} }} }}"
+    first = (await api(create, {"i": MODEL}))["createScoringModel"]["scoringModel"]["id"]
+    deleted = await api(
+        "mutation($id: ID!) { deleteScoringModel(id: $id) { deletedId userErrors { code } } }",
+        {"id": first},
+    )
+    assert deleted["deleteScoringModel"]["deletedId"] == first
+    second = (await api(create, {"i": {**MODEL, "name": "other"}}))["createScoringModel"]
+    assert second["scoringModel"]["id"] != first
+    history = await log(api, entityType="SCORING_MODEL", entityId=second["scoringModel"]["id"])
+    assert [e["action"] for e in history] == ["create"]
+    assert history[0]["after"]["name"] == "other"
+
+
 async def test_a_failed_change_writes_no_entry(api: Api) -> None:
     created = await api(
         f"mutation($i: ScoringModelInput!) {{ createScoringModel(input: $i) {{ {SM} }} }}",
