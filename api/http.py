@@ -11,7 +11,7 @@ from datetime import timedelta
 from typing import Any
 
 import orjson
-from graphql import GraphQLError, get_operation_ast, parse
+from graphql import GraphQLError
 from graphql import OperationType as GraphQLOperationType
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
@@ -37,7 +37,7 @@ from strawberry.types.graphql import OperationType
 from api.context import Context, Services
 from api.delivery import Hub
 from api.errors import UNAVAILABLE_MESSAGE, log
-from api.idempotency import Idempotency, has_mutation, has_operation
+from api.idempotency import Idempotency, has_mutation, has_operation, operation_type
 from api.settings import Settings
 from domain.auth import Principal
 from domain.errors import ServiceUnavailable
@@ -169,7 +169,7 @@ def _replay(body: bytes, receive: Receive) -> Receive:
     return replay
 
 
-def _not_a_subscription(message: SubscribeMessage, max_tokens: int) -> GraphQLError | None:
+def _not_a_subscription(message: SubscribeMessage) -> GraphQLError | None:
     """The error for a subscribe message whose operation is a query or a mutation; None for a
     subscription, or for a document the schema will refuse with its own error anyway."""
     payload: Any = message.get("payload")
@@ -177,15 +177,11 @@ def _not_a_subscription(message: SubscribeMessage, max_tokens: int) -> GraphQLEr
     name = payload.get("operationName") if isinstance(payload, dict) else None
     if not isinstance(query, str) or not isinstance(name, str | None):
         return None
-    try:
-        operation = get_operation_ast(parse(query, max_tokens=max_tokens), name)
-    except GraphQLError:
+    kind = operation_type(query, name)
+    if kind is None or kind is GraphQLOperationType.SUBSCRIPTION:
         return None
-    if operation is None or operation.operation is GraphQLOperationType.SUBSCRIPTION:
-        return None
-    kind = operation.operation.value
     return GraphQLError(
-        f"a WebSocket only subscribes: send a {kind} as POST /graphql with Content-Type:"
+        f"a WebSocket only subscribes: send a {kind.value} as POST /graphql with Content-Type:"
         " application/json",
         extensions={"code": "BAD_USER_INPUT"},
     )
@@ -237,7 +233,7 @@ class AuthenticatingTransportWS(BaseGraphQLTransportWSHandler[Context, None]):
 
     async def handle_subscribe(self, message: SubscribeMessage) -> None:
         if self.connection_acknowledged and message.get("id") not in self.operations:
-            refused = _not_a_subscription(message, self.view.limits.max_tokens)
+            refused = _not_a_subscription(message)
             if refused is not None:
                 # Queries and mutations go over POST /graphql, where the CSRF rules, the
                 # execution timeout and Idempotency-Key apply; a WebSocket only subscribes.

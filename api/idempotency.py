@@ -38,7 +38,7 @@ def _error(status: int, code: str, message: str, headers: dict[str, str] | None 
 
 
 @lru_cache(maxsize=256)
-def _operation_type(query: str, operation_name: str | None) -> OperationType | None:
+def operation_type(query: str, operation_name: str | None) -> OperationType | None:
     """The type of the operation a request would run (None: a bad document)."""
     try:
         document = parse(query, no_location=True, max_tokens=20_000)
@@ -62,7 +62,7 @@ def has_operation(data: Any, kind: OperationType) -> bool:
         if (
             isinstance(query, str)
             and isinstance(name, str | None)
-            and _operation_type(query, name) is kind
+            and operation_type(query, name) is kind
         ):
             return True
     return False

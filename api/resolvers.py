@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, TypeVar
 
 import strawberry
@@ -147,6 +147,26 @@ async def list_contacts(
 # ---------------------------------------------------------------- queries
 
 
+async def _one(found: Awaitable[Mapping[int, Any]], pk: int) -> Any:
+    return (await found).get(pk)
+
+
+# node(id:): the types read by one repository call (the others have batch loaders, or their
+# own resolver), each given the request's read repositories and the primary key.
+_NODE_READS: dict[str, Callable[[Any, int], Awaitable[Any]]] = {
+    "User": lambda r, pk: _one(r.users.get_many([pk]), pk),
+    "Team": lambda r, pk: _one(r.teams.get_many([pk]), pk),
+    "Opportunity": lambda r, pk: _one(r.opportunities.get_many([pk]), pk),
+    "Activity": lambda r, pk: _one(r.activities.get_many([pk]), pk),
+    "Interaction": lambda r, pk: _one(r.interactions.get_many([pk]), pk),
+    "Webhook": lambda r, pk: r.webhooks.get(pk),
+    "LeadEvent": lambda r, pk: r.events.positioned(pk),
+    "Competitor": lambda r, pk: r.stakeholders.competitor(pk),
+    "AssignmentRule": lambda r, pk: r.assignment_rules.get(pk),
+    "MatchingStrategy": lambda r, pk: r.strategies.get(pk),
+}
+
+
 @strawberry.type
 class Query:
     @strawberry.field
@@ -167,40 +187,17 @@ class Query:
             return await loaders.scoring_model.load(pk)  # type: ignore[return-value]
         if type_name == "QualificationModel":
             return await loaders.qualification_model.load(pk)  # type: ignore[return-value]
-        if type_name in ("User", "Team"):
-            repo = "users" if type_name == "User" else "teams"
-            people = await info.context.read(lambda r: getattr(r, repo).get_many([pk]))
-            return people.get(pk)  # type: ignore[no-any-return]
-        if type_name == "Opportunity":
-            opportunities = await info.context.read(lambda r: r.opportunities.get_many([pk]))
-            return opportunities.get(pk)  # type: ignore[return-value]
         if type_name == "Webhook":
             info.context.require(Permission.MANAGE_WEBHOOKS)
-            webhook: Any = await info.context.read(lambda r: r.webhooks.get(pk))
-            return webhook  # type: ignore[no-any-return]
-        if type_name == "Activity":
-            activities = await info.context.read(lambda r: r.activities.get_many([pk]))
-            return activities.get(pk)  # type: ignore[return-value]
         if type_name in ("Sequence", "SequenceRun", "Process"):
             from api.sequences import node
 
             return await node(info, type_name, pk)  # type: ignore[no-any-return]
-        if type_name == "Interaction":
-            found = await info.context.read(lambda r: r.interactions.get_many([pk]))
-            return found.get(pk)  # type: ignore[return-value]
-        if type_name == "LeadEvent":
-            event = await info.context.read(lambda r: r.events.positioned(pk))
-            return event  # type: ignore[return-value]
-        if type_name == "Competitor":
-            competitor = await info.context.read(lambda r: r.stakeholders.competitor(pk))
-            return competitor  # type: ignore[return-value]
-        if type_name == "AssignmentRule":
-            rule = await info.context.read(lambda r: r.assignment_rules.get(pk))
-            return rule  # type: ignore[return-value]
-        if type_name == "MatchingStrategy":
-            strategy = await info.context.read(lambda r: r.strategies.get(pk))
-            return strategy  # type: ignore[return-value]
-        return None  # a well-formed id of no entity this API has
+        read = _NODE_READS.get(type_name)
+        if read is None:
+            return None  # a well-formed id of no entity this API has
+        found: gql.Node | None = await info.context.read(lambda r: read(r, pk))
+        return found
 
     @strawberry.field
     def viewer(self, info: Info) -> gql.Viewer:

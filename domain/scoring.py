@@ -914,13 +914,11 @@ class _Evaluation:
         return min(times) if times else None
 
     def expires_at(self, rule: Rule) -> datetime | None:
-        """When the points the rule awards now stop being awarded, by time alone (None: never):
-        the first flip (see flip_time), except for an `any` or `not` over several windowed
-        conditions, where one of them leaving its window may not change the outcome. Then the
-        condition is evaluated at each windowed condition's flip time, in order: the first time
-        it no longer holds is when the points expire."""
-        if not rule.tree_expiry:
-            return self.flip_time(rule)
+        """When the points a rule with `tree_expiry` awards now stop being awarded, by time
+        alone (None: never). Other rules' points expire at their first flip (flip_time); under
+        an `any` or `not` over several windowed conditions, one of them leaving its window may
+        not change the outcome, so the condition is evaluated at each windowed condition's flip
+        time, in order: the first time it no longer holds is when the points expire."""
         flips: dict[int, datetime] = {}
         for ic in rule.windowed:
             hits = self.matches(ic)

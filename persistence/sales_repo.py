@@ -309,6 +309,10 @@ class AssignmentRuleRepository:
         )
 
 
+def _competitor(r: Row[Any]) -> Competitor:
+    return Competitor(r.lead_id, r.name, r.notes, r.id, r.created_at)
+
+
 class StakeholderRepository:
     """A lead's stakeholders and competitors."""
 
@@ -361,15 +365,12 @@ class StakeholderRepository:
     async def competitors(self, lead_id: int) -> list[Competitor]:
         table = t.lead_competitors
         stmt = select(table).where(table.c.lead_id == lead_id).order_by(table.c.id)
-        return [
-            Competitor(r.lead_id, r.name, r.notes, r.id, r.created_at)
-            for r in (await self.conn.execute(stmt)).all()
-        ]
+        return [_competitor(r) for r in (await self.conn.execute(stmt)).all()]
 
     async def competitor(self, id_: int) -> Competitor | None:
         table = t.lead_competitors
         r = (await self.conn.execute(select(table).where(table.c.id == id_))).first()
-        return Competitor(r.lead_id, r.name, r.notes, r.id, r.created_at) if r else None
+        return _competitor(r) if r else None
 
 
 # ---------------------------------------------------------------- activities and the timeline

@@ -52,7 +52,6 @@ from domain.scoring import (
     ScoringModel,
     cap,
     fold,
-    interaction_conditions,
 )
 from persistence import tables as t
 
@@ -299,11 +298,7 @@ class ScoringCompiler:
 
     def flip_time(self, rule: Rule) -> Expr | None:
         """SQL for domain.scoring._Evaluation.flip_time (None when the rule has no window)."""
-        times = [
-            self._flip(ic, rule.per_occurrence)
-            for ic in interaction_conditions(rule.condition)
-            if ic.within_days
-        ]
+        times = [self._flip(ic, rule.per_occurrence) for ic in rule.windowed]
         return least(times) if times else None
 
     def expires_at(self, rule: Rule) -> Expr:
