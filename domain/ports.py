@@ -38,7 +38,7 @@ from domain.sales import (
     TimelineEntry,
     User,
 )
-from domain.scoring import Interaction, ScoreResult, ScoringModel, StoredScore
+from domain.scoring import CurrentScore, Interaction, ScoreResult, ScoringModel, StoredScore
 from domain.sequences import Process, SequenceRun, WorkItem
 from domain.sequences import Sequence as SalesSequence
 from domain.webhooks import Delivery, DeliveryStatus, Webhook
@@ -388,7 +388,7 @@ class LeadScoreRepository(Protocol):
     async def get(self, lead_id: int, model_id: int) -> StoredScore | None: ...
     async def current(
         self, lead_ids: Sequence[int], model_ids: Sequence[int]
-    ) -> dict[tuple[int, int], float]:
+    ) -> dict[tuple[int, int], CurrentScore]:
         """The stored scores of these leads for these models, by (lead id, model id)."""
         ...
 

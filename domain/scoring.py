@@ -209,14 +209,17 @@ class Rule:
     per_occurrence: bool = False
     max_points: float | None = None
     raw_condition: Any = None  # the condition as the client wrote it, for display
-    # The interaction conditions with a time window, depth first (for expiries); worked out once.
+    # The interaction conditions, depth first, and those with a time window (for expiries);
+    # worked out once.
+    watches: tuple[InteractionCondition, ...] = field(init=False, repr=False, compare=False)
     windowed: tuple[InteractionCondition, ...] = field(init=False, repr=False, compare=False)
     # Whether the time the rule's points expire needs the whole condition (see expires_at): an
     # `any` or `not` over two or more windowed conditions. Otherwise it is the first flip.
     tree_expiry: bool = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        found = interaction_conditions(self.condition)
+        found = tuple(interaction_conditions(self.condition))
+        object.__setattr__(self, "watches", found)
         windowed = tuple(ic for ic in found if ic.within_days)
         object.__setattr__(self, "windowed", windowed)
         branching = _has_any_or_not(self.condition)
@@ -237,6 +240,26 @@ def _has_any_or_not(condition: Condition) -> bool:
     if isinstance(condition, AllOf):
         return any(_has_any_or_not(c) for c in condition.items)
     return False
+
+
+def counts_for(ic: InteractionCondition, interaction: Interaction) -> bool:
+    """Whether an interaction counts for a condition, its time window aside: the type, the
+    name and the property tests."""
+    if interaction.type is not ic.type:
+        return False
+    if ic.folded_name is not None and fold(interaction.name or "") != ic.folded_name:
+        return False
+    properties = interaction.properties
+    return all(passes(properties.get(key)) for key, passes in ic.tests)
+
+
+def can_change(model: ScoringModel, interaction: Interaction) -> bool:
+    """Whether a new interaction can change a model's score for a lead that sees it.
+
+    Every rule sees interactions only through its interaction conditions, so one that counts
+    for none of them (its window aside) leaves each rule's outcome, points and expiry as they
+    were: a score that still holds stays the model's score (see CurrentScore.holds)."""
+    return any(counts_for(ic, interaction) for rule in model.scoring_rules for ic in rule.watches)
 
 
 def interaction_conditions(condition: Condition) -> list[InteractionCondition]:
@@ -843,18 +866,13 @@ class _Evaluation:
         hit = self._matches.get(id(ic))
         if hit is None:
             hit = []
-            window, name, tests = ic.window, ic.folded_name, ic.tests
+            window = ic.window
             since = self.now - window if window is not None else None
             for i in self._by_type.get(ic.type, ()):
                 if since is not None and i.occurred_at <= since:
                     continue
-                if name is not None and fold(i.name or "") != name:
-                    continue
-                if tests:
-                    properties = i.properties
-                    if not all(passes(properties.get(key)) for key, passes in tests):
-                        continue
-                hit.append(i.occurred_at)
+                if counts_for(ic, i):
+                    hit.append(i.occurred_at)
             hit.sort(reverse=True)
             self._matches[id(ic)] = hit
         return hit
@@ -982,6 +1000,23 @@ def evaluate(model: ScoringModel, subject: Subject, now: datetime) -> ScoreResul
     for c in breakdown:
         score += c.points
     return ScoreResult(score, tuple(breakdown), min(expiries) if expiries else None)
+
+
+@dataclass(frozen=True, slots=True)
+class CurrentScore:
+    """What scoring needs of a lead's stored score for a model: the score, the model version
+    that made it and when its first contribution leaves its window."""
+
+    score: float
+    model_version: int
+    next_expiry: datetime | None
+
+    def holds(self, model: ScoringModel, now: datetime) -> bool:
+        """Whether this is still the model's score now, provided nothing it was computed from
+        changed since: made by the model's current version, no contribution expired."""
+        return self.model_version == model.version and (
+            self.next_expiry is None or self.next_expiry > now
+        )
 
 
 @dataclass(frozen=True, slots=True)

@@ -26,6 +26,7 @@ from domain.scoring import (
     ScoreResult,
     ScoringModel,
     build_model,
+    can_change,
     evaluate,
 )
 from domain.subjects import subjects_for
@@ -309,7 +310,8 @@ async def record_calls(
                 await uow.scores.rescore_all(model, now, [lead.id for lead in affected])
             await _after_set_scoring(uow, [lead.id for lead in affected], now)
         else:
-            await _score(uow, affected, models, now, (by_id, accounts))
+            new = [i for r in results for i in r.interactions if i.contact_id in touched]
+            await _score(uow, affected, models, now, (by_id, accounts), new)
     return results
 
 
@@ -498,12 +500,41 @@ async def rescore_leads(
     return await _score(uow, await uow.leads.lock_and_get(ids), models, now)
 
 
+@dataclass(frozen=True, slots=True)
+class _Changers:
+    """Whose new interactions can change a model's scores: their contacts, and the accounts of
+    those contacts (a lead with only an account sees all its contacts' interactions)."""
+
+    contacts: frozenset[int]
+    accounts: frozenset[int]
+
+    def reach(self, lead: Lead) -> bool:
+        if lead.contact_id is not None:
+            return lead.contact_id in self.contacts
+        return lead.account_id is not None and lead.account_id in self.accounts
+
+
+def _changers(
+    models: Sequence[ScoringModel], new: Sequence[Interaction], contacts: Mapping[int, Contact]
+) -> dict[int, _Changers]:
+    """For each model, whose new interactions can change its scores (see can_change)."""
+    out: dict[int, _Changers] = {}
+    for model in models:
+        ids = frozenset(i.contact_id for i in new if can_change(model, i))
+        accounts = frozenset(
+            a for c in ids if c in contacts and (a := contacts[c].account_id) is not None
+        )
+        out[model.id] = _Changers(ids, accounts)
+    return out
+
+
 async def _score(
     uow: UnitOfWork,
     leads: Sequence[Lead],
     models: Sequence[ScoringModel],
     now: datetime,
     known: tuple[Mapping[int, Contact], Mapping[int, Account]] | None = None,
+    new: Sequence[Interaction] | None = None,
 ) -> int:
     """Score locked leads with the Python evaluator, reading and writing in bulk.
 
@@ -511,6 +542,10 @@ async def _score(
     interactions and stored scores are read after the leads were locked (so they include
     whatever a transaction that held the locks before committed), then the scores, events and
     sales-ready marks are written in one statement each.
+
+    `new` (with `known` holding their contacts): the interactions just recorded, when they are
+    all that changed for these leads. A model none of those a lead sees can change keeps that
+    lead's stored score, if it still holds, without being evaluated or written again.
     """
     unscorable = [lead.id for lead in leads if not lead.scorable]
     if unscorable:  # they lost their contact and account: no score any more
@@ -520,6 +555,7 @@ async def _score(
         return 0
     subjects = await subjects_for(uow, leads, known)
     previous = await uow.scores.current([lead.id for lead in leads], [m.id for m in models])
+    changers = _changers(models, new, known[0]) if new is not None and known else None
     scores: list[tuple[int, ScoringModel, ScoreResult]] = []
     lead_scores: dict[int, dict[int, float]] = {}
     events: list[tuple[int, str, dict[str, Any]]] = []
@@ -529,20 +565,28 @@ async def _score(
         lead_scores[lead.id] = {}
         became_ready = points_changed = False
         for model in models:
-            result = evaluate(model, subject, now)
-            lead_scores[lead.id][model.id] = result.score
-            scores.append((lead.id, model, result))
-            before = previous.get((lead.id, model.id))
-            if (before is None and result.score != 0) or (
-                before is not None and before != result.score
+            stored = previous.get((lead.id, model.id))
+            before = stored.score if stored is not None else None
+            if (
+                changers is not None
+                and stored is not None
+                and stored.holds(model, now)
+                and not changers[model.id].reach(lead)
             ):
+                score = stored.score  # what it was computed from is unchanged
+            else:
+                result = evaluate(model, subject, now)
+                scores.append((lead.id, model, result))
+                score = result.score
+            lead_scores[lead.id][model.id] = score
+            if (before is None and score != 0) or (before is not None and before != score):
                 changed = lead_snapshot(
-                    lead, scoringModelId=model.id, score=result.score, previousScore=before
+                    lead, scoringModelId=model.id, score=score, previousScore=before
                 )
                 events.append((lead.id, "SCORE_CHANGED", changed))
                 points_changed = True
             if (
-                model.is_sales_ready(result.score)
+                model.is_sales_ready(score)
                 and not lead.sales_ready
                 and lead.state is LeadState.OPEN
             ):
@@ -550,7 +594,7 @@ async def _score(
                 lead.updated_at = now
                 ready.append(lead)
                 became_ready = True
-                marked = lead_snapshot(lead, scoringModelId=model.id, score=result.score)
+                marked = lead_snapshot(lead, scoringModelId=model.id, score=score)
                 events.append((lead.id, "SALES_READY", marked))
         # The process follows what changed here: a lead in inquiry whose points changed and
         # who has points (from any LIVE model) starts automated marketing qualification, and a

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, suppress
 from dataclasses import replace
@@ -11,6 +12,7 @@ from functools import cached_property
 from types import TracebackType
 from typing import Any
 
+import orjson
 from sqlalchemy import event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
@@ -292,6 +294,27 @@ class SqlUnitOfWork(Repositories):
         return got
 
 
+def json_dumps(value: Any) -> str:
+    """JSON columns' text: orjson (several times faster than the json module, which scoring
+    shows: every breakdown and event payload is written through here), or the json module for
+    what orjson does not take (integers beyond 64 bits), so anything json took still goes in."""
+    try:
+        return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
+    except TypeError:
+        return json.dumps(value)
+
+
+def json_loads(raw: str | bytes) -> Any:
+    """JSON columns' values: orjson, or the json module for what only it reads (NaN)."""
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return json.loads(raw)
+
+
+_JSON = {"json_serializer": json_dumps, "json_deserializer": json_loads}
+
+
 class Database:
     """The engines for one database URL."""
 
@@ -312,6 +335,7 @@ class Database:
         else:
             self.write_engine = create_async_engine(
                 url,
+                **_JSON,
                 pool_size=pool_size,
                 max_overflow=pool_size,
                 # A connection the server dropped (restart, failover) is replaced on checkout
@@ -331,7 +355,7 @@ class Database:
 
     @staticmethod
     def _sqlite_engine(url: str, busy_ms: int, begin: str | None, size: int) -> AsyncEngine:
-        engine = create_async_engine(url, pool_size=size, max_overflow=0)
+        engine = create_async_engine(url, **_JSON, pool_size=size, max_overflow=0)
 
         @event.listens_for(engine.sync_engine, "connect")
         def _connect(dbapi_conn: Any, _record: Any) -> None:

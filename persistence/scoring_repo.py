@@ -39,6 +39,7 @@ from domain.lifecycle import ModelStatus
 from domain.model import Feature, LeadState
 from domain.pagination import Page, PageRequest
 from domain.scoring import (
+    CurrentScore,
     Grade,
     Interaction,
     InteractionType,
@@ -484,22 +485,25 @@ class LeadScoreRepository:
 
     async def current(
         self, lead_ids: Sequence[int], model_ids: Sequence[int]
-    ) -> dict[tuple[int, int], float]:
+    ) -> dict[tuple[int, int], CurrentScore]:
         """The stored scores of these leads for these models, by (lead, model)."""
         c = self.table.c
-        out: dict[tuple[int, int], float] = {}
+        out: dict[tuple[int, int], CurrentScore] = {}
         models = set(model_ids)
         wanted = sorted(set(lead_ids))
         for i in range(0, len(wanted), _CHUNK):
             # By lead only, the models picked here: with the model in the WHERE, SQLite reads
             # every score of each model through ix_lead_scores_model_score instead of looking
             # up these leads' few rows by the (lead_id, scoring_model_id) key.
-            stmt = select(c.lead_id, c.scoring_model_id, c.score).where(
-                c.lead_id.in_(wanted[i : i + _CHUNK])
-            )
+            stmt = select(
+                c.lead_id, c.scoring_model_id, c.score, c.model_version, c.next_expiry_us
+            ).where(c.lead_id.in_(wanted[i : i + _CHUNK]))
             for r in (await self.conn.execute(stmt)).all():
                 if r.scoring_model_id in models:
-                    out[r.lead_id, r.scoring_model_id] = r.score
+                    expiry = from_us(r.next_expiry_us) if r.next_expiry_us is not None else None
+                    out[r.lead_id, r.scoring_model_id] = CurrentScore(
+                        r.score, r.model_version, expiry
+                    )
         return out
 
     async def put_many(

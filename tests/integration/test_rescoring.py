@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pytest
 from sqlalchemy import select
@@ -470,3 +470,123 @@ async def test_large_rescoring_on_sqlite_restores_the_page_cache_size(
         await uow.commit()
     assert after == before
     assert await _score(db, lead.id, model.id) == 0
+
+
+VISITS = {
+    "name": "visits",
+    "rules": [
+        {
+            "name": "pricing today",
+            "points": 10,
+            "condition": {
+                "interaction": {
+                    "type": "PAGE_VISITED",
+                    "withinDays": 1,
+                    "properties": [{"key": "url", "operator": "EQ", "value": "/pricing"}],
+                }
+            },
+        },
+    ],
+}
+OPENS_AND_TIER = {
+    "name": "opens",
+    "rules": [
+        {
+            "name": "each open",
+            "points": 2,
+            "perOccurrence": True,
+            "condition": {"interaction": {"type": "EMAIL_OPENED"}},
+        },
+        {
+            "name": "gold",
+            "points": 1,
+            "condition": {
+                "attribute": {
+                    "entity": "ACCOUNT",
+                    "field": "attributes.tier",
+                    "operator": "EQ",
+                    "value": "gold",
+                }
+            },
+        },
+    ],
+}
+
+
+async def test_a_model_no_new_interaction_can_change_keeps_its_stored_score(db: Database) -> None:
+    """Interactions re-evaluate only the models they can change (type, name and property tests
+    of some interaction condition), unless a stored score no longer holds (expired)."""
+    t0 = utcnow()
+    async with db.uow() as uow:
+        await uow.settings.set_feature(Feature.LEAD_MANAGEMENT, True)
+        account = await uow.accounts.add(Account(name="Acme", attributes={"tier": "gold"}))
+        contact, _ = await uow.contacts.add(Contact(email="k@acme.io", account_id=account.id))
+        lead = await uow.leads.add(Lead(topic="t", contact_id=contact.id))
+        pooled = await uow.leads.add(Lead(topic="t", account_id=account.id))
+        visits = await ss.create_scoring_model(uow, VISITS)
+        opens = await ss.create_scoring_model(uow, OPENS_AND_TIER)
+        for model in (visits, opens):
+            await ss.publish_scoring_model(uow, model.id, t0)
+        await uow.commit()
+
+    async def record(kind: InteractionType, now: datetime, url: str | None = None) -> None:
+        item = ss.InteractionInput(
+            kind, contact_id=contact.id, properties={"url": url} if url else None
+        )
+        async with db.uow() as uow:
+            await ss.record_interactions(uow, [item], now)
+            await uow.commit()
+
+    async def stored(lead_id: int, model_id: int) -> StoredScore:
+        async with db.read() as r:
+            found = await r.scores.get(lead_id, model_id)
+        assert found is not None
+        return found
+
+    t1 = t0 + timedelta(minutes=1)
+    await record(InteractionType.PAGE_VISITED, t1, "/pricing")
+    for lead_id in (lead.id, pooled.id):
+        assert (await stored(lead_id, visits.id)).score == 10
+        assert (await stored(lead_id, visits.id)).updated_at == t1
+        # Publishing scored it (gold); a page visit cannot change it: not written again.
+        assert (await stored(lead_id, opens.id)).score == 1
+        assert (await stored(lead_id, opens.id)).updated_at == t0
+
+    # Another page, not /pricing: no model can change, nothing is evaluated or written.
+    t2 = t0 + timedelta(minutes=2)
+    await record(InteractionType.PAGE_VISITED, t2, "/blog")
+    assert (await stored(lead.id, visits.id)).updated_at == t1
+    assert (await stored(lead.id, opens.id)).updated_at == t0
+
+    # An open changes the second model, for the contact's lead and the account's.
+    t3 = t0 + timedelta(minutes=3)
+    await record(InteractionType.EMAIL_OPENED, t3)
+    for lead_id in (lead.id, pooled.id):
+        assert (await stored(lead_id, opens.id)).score == 3
+        assert (await stored(lead_id, opens.id)).updated_at == t3
+        assert (await stored(lead_id, visits.id)).updated_at == t1
+
+    # Two days on, the pricing visit has left its window: an open cannot change the first
+    # model, but its stored score no longer holds, so it is evaluated (and drops) right away.
+    t4 = t0 + timedelta(days=2)
+    await record(InteractionType.EMAIL_OPENED, t4)
+    for lead_id in (lead.id, pooled.id):
+        score = await stored(lead_id, visits.id)
+        assert (score.score, score.updated_at, score.next_expiry) == (0, t4, None)
+        assert (await stored(lead_id, opens.id)).score == 5
+    async with db.read() as r:
+        changes = (
+            await r.conn.execute(
+                select(t.lead_events.c.payload)
+                .where(t.lead_events.c.lead_id == lead.id, t.lead_events.c.type == "SCORE_CHANGED")
+                .order_by(t.lead_events.c.id)
+            )
+        ).scalars()
+        seen = [(p["scoringModelId"], p["previousScore"], p["score"]) for p in changes]
+    assert seen == [
+        (opens.id, None, 1.0),
+        (visits.id, 0.0, 10.0),
+        (opens.id, 1.0, 3.0),
+        (visits.id, 10.0, 0.0),
+        (opens.id, 3.0, 5.0),
+    ]

@@ -12,7 +12,13 @@ from sqlalchemy import text
 from domain.model import Contact, Lead
 from domain.pagination import PageRequest
 from domain.ports import LeadFilter, LeadOrder
-from domain.scoring import Interaction, InteractionType, ScoreResult, ScoringModel
+from domain.scoring import (
+    CurrentScore,
+    Interaction,
+    InteractionType,
+    ScoreResult,
+    ScoringModel,
+)
 from persistence.database import Database
 from persistence.tables import metadata
 
@@ -157,6 +163,7 @@ async def test_interactions_stored_in_one_go_get_their_own_ids(db: Database) -> 
 
 async def test_current_scores_are_those_of_the_leads_and_models_asked_for(db: Database) -> None:
     now = datetime(2026, 1, 1, tzinfo=UTC)
+    later = datetime(2026, 1, 8, 12, 30, 0, 123456, tzinfo=UTC)
     async with db.uow() as uow:
         models = [
             await uow.scoring_models.add(ScoringModel(name=f"m{i}", rules=[])) for i in range(3)
@@ -164,7 +171,7 @@ async def test_current_scores_are_those_of_the_leads_and_models_asked_for(db: Da
         leads = [await uow.leads.add(Lead(topic=f"L{i}")) for i in range(4)]
         await uow.scores.put_many(
             [
-                (lead.id, model, ScoreResult(float(10 * i + j), (), None))
+                (lead.id, model, ScoreResult(float(10 * i + j), (), later if i == j else None))
                 for i, lead in enumerate(leads)
                 for j, model in enumerate(models)
             ],
@@ -174,8 +181,20 @@ async def test_current_scores_are_those_of_the_leads_and_models_asked_for(db: Da
     async with db.read() as r:
         got = await r.scores.current([leads[0].id, leads[2].id], [models[0].id, models[2].id])
     assert got == {
-        (leads[0].id, models[0].id): 0.0,
-        (leads[0].id, models[2].id): 2.0,
-        (leads[2].id, models[0].id): 20.0,
-        (leads[2].id, models[2].id): 22.0,
+        (leads[0].id, models[0].id): CurrentScore(0.0, 0, later),
+        (leads[0].id, models[2].id): CurrentScore(2.0, 0, None),
+        (leads[2].id, models[0].id): CurrentScore(20.0, 0, None),
+        (leads[2].id, models[2].id): CurrentScore(22.0, 0, later),
     }
+
+
+def test_json_columns_take_what_the_json_module_took() -> None:
+    """orjson writes and reads JSON columns; what only the json module handles still goes.
+    Integers beyond 64 bits come back as floats, as the API's own request parsing gives them."""
+    from persistence.database import json_dumps, json_loads
+
+    value = {"big": 10**30, 1: "non-string key", "when": [1.5, None, True]}
+    expected = {"big": 1e30, "1": "non-string key", "when": [1.5, None, True]}
+    assert json_loads(json_dumps(value)) == expected
+    assert json_loads(json_dumps({"a": "é"})) == {"a": "é"}
+    assert str(json_loads("NaN")) == "nan"

@@ -37,6 +37,7 @@ from domain.model import (
 from domain.pagination import Page, PageRequest
 from domain.ports import LeadFilter, LeadOrder, UnitOfWork
 from domain.scoring import (
+    CurrentScore,
     Interaction,
     ScoreResult,
     ScoringModel,
@@ -482,9 +483,9 @@ class FakeScores:
 
     async def current(
         self, lead_ids: Sequence[int], model_ids: Sequence[int]
-    ) -> dict[tuple[int, int], float]:
+    ) -> dict[tuple[int, int], CurrentScore]:
         return {
-            key: s.score
+            key: CurrentScore(s.score, s.model_version, s.next_expiry)
             for key, s in self.db.scores.items()
             if key[0] in lead_ids and key[1] in model_ids
         }
