@@ -38,7 +38,14 @@ from domain.sales import (
     TimelineEntry,
     User,
 )
-from domain.scoring import CurrentScore, Interaction, ScoreResult, ScoringModel, StoredScore
+from domain.scoring import (
+    CurrentScore,
+    Interaction,
+    InteractionScope,
+    ScoreResult,
+    ScoringModel,
+    StoredScore,
+)
 from domain.sequences import Process, SequenceRun, WorkItem
 from domain.sequences import Sequence as SalesSequence
 from domain.webhooks import Delivery, DeliveryStatus, Webhook
@@ -352,9 +359,13 @@ class InteractionRepository(Protocol):
         self, contact_id: int | None, account_id: int | None
     ) -> list[Interaction]: ...
     async def for_subjects(
-        self, contact_ids: Sequence[int], account_ids: Sequence[int]
+        self,
+        contact_ids: Sequence[int],
+        account_ids: Sequence[int],
+        scope: InteractionScope | None = None,
     ) -> tuple[dict[int, list[Interaction]], dict[int, list[Interaction]]]:
-        """Interactions of each contact, and of each account's contacts, in two mappings."""
+        """Interactions of each contact, and of each account's contacts, in two mappings; with
+        a scope, only those it names (at least: more may come)."""
         ...
 
     async def get_many(self, ids: Sequence[int]) -> dict[int, Interaction]: ...

@@ -25,7 +25,7 @@ import enum
 import math
 import re
 import reprlib
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
@@ -260,6 +260,30 @@ def can_change(model: ScoringModel, interaction: Interaction) -> bool:
     for none of them (its window aside) leaves each rule's outcome, points and expiry as they
     were: a score that still holds stays the model's score (see CurrentScore.holds)."""
     return any(counts_for(ic, interaction) for rule in model.scoring_rules for ic in rule.watches)
+
+
+# The interactions some evaluations can count: per type, those that happened after a moment,
+# or all of them (None); none of a type not named.
+InteractionScope = Mapping["InteractionType", datetime | None]
+
+
+def scope_of(
+    models: Iterable[ScoringModel], now: datetime
+) -> dict[InteractionType, datetime | None]:
+    """What evaluating these models at `now` can count: per type an interaction condition
+    names, the interactions inside the widest of their windows, or all of them when one has no
+    window (a condition counts nothing else: see _Evaluation.matches)."""
+    out: dict[InteractionType, datetime | None] = {}
+    for model in models:
+        for rule in model.scoring_rules:
+            for ic in rule.watches:
+                since = now - ic.window if ic.window is not None else None
+                if ic.type not in out:
+                    out[ic.type] = since
+                else:
+                    known = out[ic.type]
+                    out[ic.type] = None if known is None or since is None else min(known, since)
+    return out
 
 
 def interaction_conditions(condition: Condition) -> list[InteractionCondition]:

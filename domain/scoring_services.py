@@ -28,6 +28,7 @@ from domain.scoring import (
     build_model,
     can_change,
     evaluate,
+    scope_of,
 )
 from domain.subjects import subjects_for
 
@@ -36,9 +37,11 @@ _SM = audit.AuditEntityType.SCORING_MODEL
 MAX_PROPERTIES_BYTES = 16 * 1024
 MAX_FUTURE = timedelta(days=1)
 # Re-score this many leads or more with the SQL evaluator. Below it, the Python evaluator with
-# bulk reads and writes is faster: building and running the set-based statements costs a fixed
-# ~60 ms per model, the Python evaluator ~0.1-0.2 ms per lead for 3 models of 10 rules.
-SET_BASED_FROM = 250
+# bulk reads and writes is faster: it evaluates only the models the new interactions can
+# change, reads only the interactions those count, while the set-based statements cost a fixed
+# ~60 ms per model. Measured on SQLite (3 models of 10 rules, 1,000 interactions re-scoring ~900
+# leads per transaction): Python 4,416 interactions/s, set-based 3,510/s.
+SET_BASED_FROM = 1000
 
 
 async def _after_set_scoring(uow: UnitOfWork, lead_ids: Sequence[int], now: datetime) -> None:
@@ -336,7 +339,7 @@ class InteractionRecorder:
     each of its calls is run again alone, so one call's failure never becomes another's.
     """
 
-    def __init__(self, uow: UnitOfWorkFactory, max_items: int = 200, parallel: int = 4) -> None:
+    def __init__(self, uow: UnitOfWorkFactory, max_items: int = 500, parallel: int = 4) -> None:
         self._uow = uow
         self._max_items = max_items
         self._parallel = parallel
@@ -553,29 +556,44 @@ async def _score(
     leads = [lead for lead in leads if lead.scorable]
     if not leads:
         return 0
-    subjects = await subjects_for(uow, leads, known)
     previous = await uow.scores.current([lead.id for lead in leads], [m.id for m in models])
     changers = _changers(models, new, known[0]) if new is not None and known else None
+    # Per lead, the models to evaluate; the others keep their stored score, computed from
+    # what is unchanged. The interactions read are only those these evaluations can count.
+    plan: dict[int, list[ScoringModel]] = {}
+    for lead in leads:
+        plan[lead.id] = []
+        for model in models:
+            stored = previous.get((lead.id, model.id))
+            if (
+                changers is None
+                or stored is None
+                or not stored.holds(model, now)
+                or changers[model.id].reach(lead)
+            ):
+                plan[lead.id].append(model)
+    evaluated = {m.id: m for planned in plan.values() for m in planned}
+    subjects = await subjects_for(
+        uow,
+        [lead for lead in leads if plan[lead.id]],
+        known,
+        scope_of(evaluated.values(), now),
+    )
     scores: list[tuple[int, ScoringModel, ScoreResult]] = []
     lead_scores: dict[int, dict[int, float]] = {}
     events: list[tuple[int, str, dict[str, Any]]] = []
     ready: list[Lead] = []
     for lead in leads:
-        subject = subjects[lead.id]
         lead_scores[lead.id] = {}
         became_ready = points_changed = False
         for model in models:
             stored = previous.get((lead.id, model.id))
             before = stored.score if stored is not None else None
-            if (
-                changers is not None
-                and stored is not None
-                and stored.holds(model, now)
-                and not changers[model.id].reach(lead)
-            ):
-                score = stored.score  # what it was computed from is unchanged
+            if model not in plan[lead.id]:
+                assert stored is not None
+                score = stored.score
             else:
-                result = evaluate(model, subject, now)
+                result = evaluate(model, subjects[lead.id], now)
                 scores.append((lead.id, model, result))
                 score = result.score
             lead_scores[lead.id][model.id] = score

@@ -6,19 +6,22 @@ from collections.abc import Mapping, Sequence
 
 from domain.model import Account, Contact, Lead
 from domain.ports import Repositories
-from domain.scoring import Subject
+from domain.scoring import InteractionScope, Subject
 
 
 async def subjects_for(
     uow: Repositories,
     leads: Sequence[Lead],
     known: tuple[Mapping[int, Contact], Mapping[int, Account]] | None = None,
+    scope: InteractionScope | None = None,
 ) -> dict[int, Subject]:
     """Each lead's Subject, read in a fixed number of statements whatever the number of leads.
 
     A lead with a contact counts that contact's interactions; one with only an account, the
     interactions of all the account's contacts. `known` holds contacts and accounts the caller
-    has just read (with the leads locked), so they are not read again.
+    has just read (with the leads locked), so they are not read again. With a `scope` (see
+    scope_of), only the interactions it names are read: enough for the evaluations it was
+    made for, not for anything else.
     """
     contact_ids = sorted({lead.contact_id for lead in leads if lead.contact_id is not None})
     contacts: dict[int, Contact] = dict(known[0]) if known else {}
@@ -42,7 +45,7 @@ async def subjects_for(
     pooled = sorted(
         {lead.account_id for lead in leads if lead.contact_id is None and lead.account_id}
     )
-    by_contact, by_account = await uow.interactions.for_subjects(contact_ids, pooled)
+    by_contact, by_account = await uow.interactions.for_subjects(contact_ids, pooled, scope)
     out: dict[int, Subject] = {}
     for lead in leads:
         contact = contacts.get(lead.contact_id) if lead.contact_id is not None else None

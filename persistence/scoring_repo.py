@@ -32,6 +32,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Engine, Row
 from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.sql.elements import ColumnElement
 
 from domain.audit import AuditEntityType
 from domain.events import LeadEvent
@@ -42,6 +43,7 @@ from domain.scoring import (
     CurrentScore,
     Grade,
     Interaction,
+    InteractionScope,
     InteractionType,
     Rule,
     ScoreResult,
@@ -103,6 +105,17 @@ def _scored_interaction(r: Row[Any]) -> Interaction:
         idempotency_key=r.idempotency_key,
         created_at=r.created_at,
     )
+
+
+def _in_scope(scope: InteractionScope) -> ColumnElement[bool]:
+    """The interactions a scope names: its types, each since its moment if it has one."""
+    c = t.interactions.c
+    always = sorted(kind.value for kind, since in scope.items() if since is None)
+    terms: list[ColumnElement[bool]] = [c.type.in_(always)] if always else []
+    for kind, since in sorted(scope.items(), key=lambda item: item[0].value):
+        if since is not None:
+            terms.append(and_(c.type == kind.value, c.occurred_us > to_us(since)))
+    return or_(*terms)
 
 
 class InteractionRepository:
@@ -175,19 +188,26 @@ class InteractionRepository:
         return [to_interaction(r) for r in rows]
 
     async def for_subjects(
-        self, contact_ids: Sequence[int], account_ids: Sequence[int]
+        self,
+        contact_ids: Sequence[int],
+        account_ids: Sequence[int],
+        scope: InteractionScope | None = None,
     ) -> tuple[dict[int, list[Interaction]], dict[int, list[Interaction]]]:
-        """Interactions per contact, and per account (of all its contacts), for many leads."""
+        """Interactions per contact, and per account (of all its contacts), for many leads;
+        with a scope, only the types and times it names."""
         by_contact: dict[int, list[Interaction]] = {i: [] for i in contact_ids}
         by_account: dict[int, list[Interaction]] = {i: [] for i in account_ids}
+        if scope is not None and not scope:
+            return by_contact, by_account
         c = self.table.c
+        within = _in_scope(scope) if scope is not None else true()
         # occurred_us is occurred_at exactly (both written from one value), the column the SQL
         # evaluator reads, and an integer: no timestamp parsing for the rows scoring reads.
         columns = [c.id, c.contact_id, c.type, c.name, c.occurred_us, c.properties]
         columns += [c.idempotency_key, c.created_at]
         wanted = sorted(set(contact_ids))
         for i in range(0, len(wanted), _CHUNK):
-            stmt = select(*columns).where(c.contact_id.in_(wanted[i : i + _CHUNK]))
+            stmt = select(*columns).where(c.contact_id.in_(wanted[i : i + _CHUNK]), within)
             for r in (await self.conn.execute(stmt)).all():
                 by_contact[r.contact_id].append(_scored_interaction(r))
         accounts = sorted(set(account_ids))
@@ -196,7 +216,7 @@ class InteractionRepository:
             stmt = (
                 select(*columns, member.account_id.label("member_of"))
                 .join(t.contacts, member.id == c.contact_id)
-                .where(member.account_id.in_(accounts[i : i + _CHUNK]))
+                .where(member.account_id.in_(accounts[i : i + _CHUNK]), within)
             )
             for r in (await self.conn.execute(stmt)).all():
                 by_account[r.member_of].append(_scored_interaction(r))

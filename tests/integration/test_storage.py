@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import text
 
-from domain.model import Contact, Lead
+from domain.model import Account, Contact, Lead
 from domain.pagination import PageRequest
 from domain.ports import LeadFilter, LeadOrder
 from domain.scoring import (
@@ -198,3 +198,80 @@ def test_json_columns_take_what_the_json_module_took() -> None:
     assert json_loads(json_dumps(value)) == expected
     assert json_loads(json_dumps({"a": "é"})) == {"a": "é"}
     assert str(json_loads("NaN")) == "nan"
+
+
+async def test_interactions_for_subjects_within_a_scope(db: Database) -> None:
+    """Scoring reads only the types and times its evaluations can count (scope_of)."""
+    now = datetime(2026, 3, 1, tzinfo=UTC)
+    kinds = InteractionType
+    async with db.uow() as uow:
+        account = await uow.accounts.add(Account(name="Acme"))
+        a, _ = await uow.contacts.add(Contact(email="a@acme.io", account_id=account.id))
+        b, _ = await uow.contacts.add(Contact(email="b@acme.io", account_id=account.id))
+        rows = [
+            (a, kinds.EMAIL_OPENED, timedelta(days=40)),  # before its type's window
+            (a, kinds.EMAIL_OPENED, timedelta(days=29)),
+            (b, kinds.EMAIL_OPENED, timedelta(days=1)),
+            (a, kinds.EVENT_ATTENDED, timedelta(days=400)),  # no window: all of them
+            (b, kinds.PAGE_VISITED, timedelta(days=1)),  # a type nothing counts
+        ]
+        stored = await uow.interactions.add_many(
+            [Interaction(contact_id=c.id, type=k, occurred_at=now - ago) for c, k, ago in rows]
+        )
+        await uow.commit()
+    scope = {kinds.EMAIL_OPENED: now - timedelta(days=30), kinds.EVENT_ATTENDED: None}
+    async with db.read() as r:
+        by_contact, by_account = await r.interactions.for_subjects(
+            [a.id, b.id], [account.id], scope
+        )
+        everything, _ = await r.interactions.for_subjects([a.id], [], None)
+        nothing, _ = await r.interactions.for_subjects([a.id], [], {})
+    ids = [i.id for i in stored]
+    assert sorted(i.id for i in by_contact[a.id]) == [ids[1], ids[3]]
+    assert [i.id for i in by_contact[b.id]] == [ids[2]]
+    assert sorted(i.id for i in by_account[account.id]) == [ids[1], ids[2], ids[3]]
+    assert sorted(i.id for i in everything[a.id]) == [ids[0], ids[1], ids[3]]
+    assert nothing == {a.id: []}
+
+
+def test_the_scope_of_models_is_what_their_conditions_can_count() -> None:
+    from domain.scoring import build_model, scope_of
+
+    now = datetime(2026, 3, 1, tzinfo=UTC)
+
+    def ic(kind: str, days: int | None = None) -> dict[str, object]:
+        body: dict[str, object] = {"type": kind}
+        if days:
+            body["withinDays"] = days
+        return {"interaction": body}
+
+    first = build_model(
+        {
+            "name": "a",
+            "rules": [
+                {"name": "r1", "points": 1, "condition": ic("EMAIL_OPENED", 30)},
+                {"name": "r2", "points": 1, "condition": {"not": ic("EMAIL_OPENED", 60)}},
+                {"name": "r3", "points": 1, "condition": {"any": [ic("PHONE_CALL", 7)]}},
+            ],
+        }
+    )
+    second = build_model(
+        {
+            "name": "b",
+            "rules": [
+                {"name": "r1", "points": 1, "condition": ic("PHONE_CALL")},
+                {"name": "r2", "points": 1, "condition": ic("EMAIL_SENT", 3)},
+            ],
+        }
+    )
+    day = timedelta(days=1)
+    assert scope_of([first], now) == {
+        InteractionType.EMAIL_OPENED: now - 60 * day,
+        InteractionType.PHONE_CALL: now - 7 * day,
+    }
+    assert scope_of([first, second], now) == {
+        InteractionType.EMAIL_OPENED: now - 60 * day,
+        InteractionType.PHONE_CALL: None,
+        InteractionType.EMAIL_SENT: now - 3 * day,
+    }
+    assert scope_of([], now) == {}

@@ -39,6 +39,7 @@ from domain.ports import LeadFilter, LeadOrder, UnitOfWork
 from domain.scoring import (
     CurrentScore,
     Interaction,
+    InteractionScope,
     ScoreResult,
     ScoringModel,
     StoredScore,
@@ -409,10 +410,22 @@ class FakeInteractions:
         return [i for i in self.db.interactions.values() if i.contact_id in members]
 
     async def for_subjects(
-        self, contact_ids: Sequence[int], account_ids: Sequence[int]
+        self,
+        contact_ids: Sequence[int],
+        account_ids: Sequence[int],
+        scope: InteractionScope | None = None,
     ) -> tuple[dict[int, list[Interaction]], dict[int, list[Interaction]]]:
-        by_contact = {i: await self.for_subject(i, None) for i in contact_ids}
-        by_account = {a: await self.for_subject(None, a) for a in account_ids}
+        def scoped(found: list[Interaction]) -> list[Interaction]:
+            if scope is None:
+                return found
+            return [
+                i
+                for i in found
+                if i.type in scope and ((since := scope[i.type]) is None or i.occurred_at > since)
+            ]
+
+        by_contact = {i: scoped(await self.for_subject(i, None)) for i in contact_ids}
+        by_account = {a: scoped(await self.for_subject(None, a)) for a in account_ids}
         return by_contact, by_account
 
     async def get_many(self, ids: Sequence[int]) -> dict[int, Interaction]:
