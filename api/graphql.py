@@ -6,7 +6,7 @@ import asyncio
 import re
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import aclosing
-from datetime import datetime
+from datetime import UTC, datetime
 from functools import partial
 from typing import Any, ClassVar
 
@@ -109,6 +109,10 @@ def _aware_datetime(value: object) -> datetime:
         raise _bad_datetime(f"'{value[:64]}' is not an ISO 8601 date and time") from None
     if parsed.tzinfo is None or parsed.utcoffset() is None:
         raise _bad_datetime(f"'{value[:64]}' has no timezone: add Z or an offset such as +02:00")
+    try:
+        parsed.astimezone(UTC)  # stored and compared in UTC
+    except OverflowError:
+        raise _bad_datetime(f"'{value[:64]}' is out of range: years 1 to 9999 in UTC") from None
     return parsed
 
 

@@ -329,24 +329,31 @@ async def _record(
         error = Invalid(f"at most {scoring_services.MAX_BATCH} interactions per call", ["inputs"])
         return RecordInteractionsPayload(interactions=[], user_errors=user_errors(error))
     items: list[scoring_services.InteractionInput] = []
-    id_errors: list[DomainError] = []
+    positions: list[int] = []  # each item's index in `inputs`
+    errors: list[tuple[int, DomainError]] = []
     for i, raw in enumerate(inputs):
         path = ["inputs", str(i)] if batch else ["input"]
         try:
             items.append(_item(raw, path))
+            positions.append(i)
+        except DomainError as e:  # a malformed ID: reported like any other bad item
+            errors.append((i, e))
+    if items:
+        try:
+            result = await info.context.services.recorder.record(items, batch=batch)
         except DomainError as e:
-            id_errors.append(e)
-    if id_errors:
-        # Malformed IDs are a client bug: report them all and record nothing.
-        return RecordInteractionsPayload(
-            interactions=[], user_errors=[u for e in id_errors for u in user_errors(e)]
-        )
-
-    try:
-        result = await info.context.services.recorder.record(items, batch=batch)
-    except DomainError as e:
-        return RecordInteractionsPayload(interactions=[], user_errors=user_errors(e))
-    problems = [u for e in result.errors for u in user_errors(e)]
+            return RecordInteractionsPayload(interactions=[], user_errors=user_errors(e))
+    else:
+        result = scoring_services.RecordResult([], [])
+    for problem in result.errors:
+        # The recorder numbered the items it was given: back to their index in `inputs`.
+        index, where = 0, problem.field
+        if batch and where and len(where) > 1 and where[0] == "inputs":
+            index = positions[int(where[1])]
+            problem.field = ["inputs", str(index), *where[2:]]
+        errors.append((index, problem))
+    errors.sort(key=lambda found: found[0])
+    problems = [u for _, e in errors for u in user_errors(e)]
     recorded: list[Any] = result.interactions  # domain objects, resolved by InteractionType_
     return RecordInteractionsPayload(interactions=recorded, user_errors=problems)
 

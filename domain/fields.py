@@ -15,6 +15,8 @@ Kind = Literal["str", "email", "int", "float"]
 
 MAX_TEXT = 1000
 MAX_ATTRIBUTES_BYTES = 64 * 1024
+MAX_ATTRIBUTE_NAME = 100
+MAX_JSON_DEPTH = 20
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
 
@@ -111,19 +113,41 @@ def coerce(spec: FieldSpec, value: Any, path: list[str]) -> Any:
     return number
 
 
-def check_attributes(value: Any, path: list[str]) -> dict[str, Any]:
-    """Custom attributes are a JSON object of bounded size."""
-    if value is None:
-        return {}
+def check_json_object(value: Any, path: list[str], what: str, max_bytes: int) -> dict[str, Any]:
+    """A client's JSON object (attributes, interaction properties): an object of finite values,
+    nested at most MAX_JSON_DEPTH deep (deeper JSON could be stored but not sent back) and at
+    most `max_bytes` long as JSON. `what` names it in the messages (plural)."""
     if not isinstance(value, Mapping):
-        raise Invalid("attributes must be a JSON object", path)
+        raise Invalid(f"{what} must be a JSON object", path)
+    stack: list[tuple[Any, int]] = [(value, 1)]  # objects and arrays, with their depth
+    while stack:  # no recursion: the depth is the client's
+        node, depth = stack.pop()
+        if depth > MAX_JSON_DEPTH:
+            raise Invalid(f"{what} nest at most {MAX_JSON_DEPTH} levels deep", path)
+        children = node.values() if isinstance(node, Mapping) else node
+        stack.extend((v, depth + 1) for v in children if isinstance(v, Mapping | list | tuple))
     try:
         encoded = json.dumps(value, allow_nan=False)
     except (TypeError, ValueError):
-        raise Invalid("attributes must hold only finite JSON values", path) from None
-    if len(encoded) > MAX_ATTRIBUTES_BYTES:
-        raise Invalid(f"attributes are larger than {MAX_ATTRIBUTES_BYTES} bytes", path)
+        raise Invalid(f"{what} must hold only finite JSON values", path) from None
+    if len(encoded) > max_bytes:
+        raise Invalid(f"{what} are larger than {max_bytes} bytes", path)
     return dict(value)
+
+
+def check_attributes(value: Any, path: list[str]) -> dict[str, Any]:
+    """Custom attributes: a JSON object of bounded depth and size, named 1 to
+    MAX_ATTRIBUTE_NAME characters each."""
+    if value is None:
+        return {}
+    attributes = check_json_object(value, path, "attributes", MAX_ATTRIBUTES_BYTES)
+    for key in attributes:
+        if not key.strip() or len(key) > MAX_ATTRIBUTE_NAME:
+            raise Invalid(
+                f"attribute names are 1 to {MAX_ATTRIBUTE_NAME} characters, got {key[:40]!r}",
+                path,
+            )
+    return attributes
 
 
 def fill_empty(record: Any, specs: Mapping[str, FieldSpec], values: Mapping[str, Any]) -> bool:

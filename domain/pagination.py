@@ -5,8 +5,9 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import math
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Generic, TypeVar
 
 from domain.errors import Invalid
@@ -53,14 +54,42 @@ def decode_cursor(cursor: str) -> tuple[Any, int]:
         padded = cursor + "=" * (-len(cursor) % 4)
         value, id_ = json.loads(base64.urlsafe_b64decode(padded.encode()))
         if isinstance(value, dict):
-            value = datetime.fromisoformat(value["t"])
-        if not isinstance(id_, int) or isinstance(id_, bool):
+            value = cursor_time(value["t"])
+        if not is_int64(id_):
             raise ValueError
-        if value is not None and not isinstance(value, int | float | datetime):
+        if isinstance(value, bool) or not (
+            value is None or is_int64(value) or isinstance(value, float | datetime)
+        ):
+            raise ValueError
+        if isinstance(value, float) and not math.isfinite(value):
             raise ValueError
         return value, id_
-    except (ValueError, TypeError, KeyError, RecursionError, binascii.Error, UnicodeDecodeError):
+    except (
+        ValueError,
+        TypeError,
+        KeyError,
+        RecursionError,
+        OverflowError,
+        binascii.Error,
+        UnicodeDecodeError,
+    ):
         raise Invalid(f"'{cursor[:64]}' is not a valid cursor", ["after"]) from None
+
+
+def is_int64(value: Any) -> bool:
+    """Whether a decoded value is an integer the databases can hold (a signed 64-bit one)."""
+    return isinstance(value, int) and not isinstance(value, bool) and -(2**63) <= value < 2**63
+
+
+def cursor_time(text: Any) -> datetime:
+    """A cursor's moment: ISO 8601 with a timezone, in UTC (ValueError or OverflowError when
+    it is not one, or out of range in UTC)."""
+    if not isinstance(text, str):
+        raise ValueError(text)
+    moment = datetime.fromisoformat(text)
+    if moment.tzinfo is None or moment.utcoffset() is None:
+        raise ValueError(text)
+    return moment.astimezone(UTC)
 
 
 def page_size(first: int | None, max_size: int = MAX_PAGE_SIZE) -> int:

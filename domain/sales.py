@@ -23,6 +23,7 @@ from typing import Any
 from domain.errors import Conflict, Invalid
 from domain.fields import CONTACT_FIELDS, coerce
 from domain.model import Lead, LeadStage, LeadState, LeadStatusReason, utcnow
+from domain.pagination import cursor_time, is_int64
 from domain.scoring import Condition, parse_condition
 
 STAGES = list(LeadStage)
@@ -531,11 +532,11 @@ def decode_keyset_cursor(cursor: str, sources: Collection[str]) -> tuple[datetim
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
         at, source, id_ = json.loads(base64.urlsafe_b64decode(padded.encode()))
-        when = datetime.fromisoformat(at)
-        if source not in sources or not isinstance(id_, int) or when.tzinfo is None:
+        when = cursor_time(at)
+        if source not in sources or not is_int64(id_):
             raise ValueError
         return when, source, id_
-    except (ValueError, TypeError, binascii.Error, UnicodeDecodeError):
+    except (ValueError, TypeError, OverflowError, binascii.Error, UnicodeDecodeError):
         raise Invalid(f"'{cursor[:64]}' is not a valid cursor", ["after"]) from None
 
 

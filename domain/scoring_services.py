@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -15,7 +14,7 @@ from domain.assignment import assign_by_rules, assign_ready
 from domain.errors import Conflict, DomainError, Invalid, NotFound
 from domain.events import lead_snapshot
 from domain.features import require_lead_management
-from domain.fields import normalize_email
+from domain.fields import check_json_object, normalize_email
 from domain.lifecycle import ModelStatus
 from domain.model import Account, Contact, Feature, Lead, LeadState, utcnow
 from domain.ports import UnitOfWork, UnitOfWorkFactory
@@ -184,17 +183,12 @@ def _resolve(
         raise Invalid("a CUSTOM interaction needs a name", [*path, "name"])
     if name is not None and len(name) > 200:
         raise Invalid("name is at most 200 characters", [*path, "name"])
-    properties = item.properties if item.properties is not None else {}
-    if not isinstance(properties, Mapping):
-        raise Invalid("properties must be a JSON object", [*path, "properties"])
-    try:
-        size = len(json.dumps(properties, allow_nan=False))
-    except (TypeError, ValueError):
-        raise Invalid("properties must hold finite JSON values", [*path, "properties"]) from None
-    if size > MAX_PROPERTIES_BYTES:
-        raise Invalid(
-            f"properties are larger than {MAX_PROPERTIES_BYTES} bytes", [*path, "properties"]
-        )
+    properties = check_json_object(
+        item.properties if item.properties is not None else {},
+        [*path, "properties"],
+        "properties",
+        MAX_PROPERTIES_BYTES,
+    )
     occurred = item.occurred_at or now
     if occurred.tzinfo is None or occurred.utcoffset() is None:
         raise Invalid(
@@ -211,7 +205,7 @@ def _resolve(
         type=item.type,
         occurred_at=occurred,
         name=name,
-        properties=dict(properties),
+        properties=properties,
         idempotency_key=key,
         created_at=now,
     )

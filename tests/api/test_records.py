@@ -233,9 +233,42 @@ async def test_hostile_searches_and_cursors_are_bad_input(api: Api) -> None:
         errors = await api.errors(query, {"s": long})
         assert errors[0]["extensions"]["code"] == "BAD_USER_INPUT", errors
         assert "at most 1000 characters" in errors[0]["message"]
-    wrong = base64.urlsafe_b64encode(b"[1,2]").decode().rstrip("=")
-    errors = await api.errors("query($a: String) { leads(after: $a) { totalCount } }", {"a": wrong})
-    assert errors[0]["extensions"]["code"] == "BAD_USER_INPUT", errors
+    hand_made = (
+        b"[1,2]",  # a number where a time sorts
+        b'[{"t":"2020-01-01T00:00:00+00:00"},100000000000000000000]',  # beyond 64 bits
+        b'[{"t":"0001-01-01T00:00:00+05:00"},5]',  # before year 1 in UTC
+        b'[{"t":"2020-01-01T00:00:00"},5]',  # no timezone: no instant
+    )
+    for raw in hand_made:
+        cursor = base64.urlsafe_b64encode(raw).decode().rstrip("=")
+        errors = await api.errors(
+            "query($a: String) { leads(after: $a) { totalCount } }", {"a": cursor}
+        )
+        assert errors[0]["extensions"]["code"] == "BAD_USER_INPUT", (raw, errors)
+    for extreme in ("0001-01-01T00:00:00+05:00", "9999-12-31T23:59:59-05:00"):
+        errors = await api.errors(
+            "query($t: DateTime) { leads(filter: {createdAfter: $t}) { totalCount } }",
+            {"t": extreme},
+        )
+        assert errors[0]["extensions"]["code"] == "BAD_USER_INPUT", errors
+
+
+async def test_json_nested_too_deep_to_send_back_is_refused(api: Api) -> None:
+    """Attributes that could be stored but never sent back again (the JSON encoder's depth)."""
+    deep: dict[str, Any] = {"leaf": 1}
+    for _ in range(300):
+        deep = {"a": deep}
+    data = await api(
+        "mutation($i: ContactInput!) { createContact(input: $i) { contact { id } userErrors { code field message } } }",
+        {"i": {"email": "deep@x.io", "attributes": deep}},
+    )
+    payload = data["createContact"]
+    assert payload["contact"] is None
+    assert [(e["code"], e["field"]) for e in payload["userErrors"]] == [
+        ("INVALID", ["input", "attributes"])
+    ]
+    listed = await api("{ contacts { totalCount edges { node { attributes } } } }")
+    assert listed["contacts"]["totalCount"] == 0
 
 
 async def test_keyset_pagination_walks_every_lead_once(api: Api) -> None:

@@ -636,6 +636,21 @@ async def test_bad_single_interactions_are_refused(api: Api) -> None:
     inline = f'mutation {{ recordInteraction(input: {{type: PAGE_VISITED, contactId: "{cid}", occurredAt: "2026-01-01T10:00:00"}}) {{ {ERRORS} }} }}'
     r = await api.post(inline, {})
     assert "has no timezone" in r.json()["errors"][0]["message"], r.json()
+    # Times that exist only outside years 1 to 9999 in UTC, where they are stored.
+    for extreme in ("0001-01-01T00:00:00+05:00", "9999-12-31T23:59:59-05:00"):
+        inp = {"type": "PAGE_VISITED", "contactId": cid, "occurredAt": extreme}
+        r = await api.post(RECORD, {"i": inp})
+        assert r.json()["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT", r.json()
+        assert "out of range" in r.json()["errors"][0]["message"], r.json()
+    # Properties nested deeper than anything could send back.
+    deep: dict[str, Any] = {"leaf": 1}
+    for _ in range(300):
+        deep = {"a": deep}
+    payload = await record(api, type="PAGE_VISITED", contactId=cid, properties=deep)
+    assert [(e["code"], e["field"]) for e in payload["userErrors"]] == [
+        ("INVALID", ["input", "properties"])
+    ]
+    assert "levels deep" in payload["userErrors"][0]["message"]
     assert await interaction_count(api, cid) == 0
 
 
@@ -667,26 +682,38 @@ async def test_batch_records_the_good_items_and_reports_the_others(api: Api) -> 
     assert await interaction_count(api, bob["id"]) == 1
 
 
-async def test_batch_with_a_malformed_id_or_too_many_items_records_nothing(api: Api) -> None:
+async def test_batch_reports_malformed_ids_per_item_and_too_many_items_records_nothing(
+    api: Api,
+) -> None:
     ada = await create_contact(api, "ada@example.com")
-    malformed = await record_many(
+    mixed = await record_many(
         api,
         [
             {"type": "PAGE_VISITED", "contactId": ada["id"]},
             {"type": "PAGE_VISITED", "contactId": "not-an-id"},
+            {"type": "PAGE_VISITED", "contactId": gid("Lead", 1)},
+            {"type": "EMAIL_OPENED", "contactId": gid("Contact", 999)},
+            {"type": "EMAIL_OPENED", "contactId": ada["id"]},
         ],
     )
-    assert malformed["interactions"] == []
-    assert [(e["code"], e["field"]) for e in malformed["userErrors"]] == [
-        ("INVALID", ["inputs", "1", "contactId"])
+    # Like any other bad item: reported with its index, the others recorded.
+    assert [i["type"] for i in mixed["interactions"]] == ["PAGE_VISITED", "EMAIL_OPENED"]
+    assert [(e["code"], e["field"]) for e in mixed["userErrors"]] == [
+        ("INVALID", ["inputs", "1", "contactId"]),
+        ("INVALID", ["inputs", "2", "contactId"]),
+        ("NOT_FOUND", ["inputs", "3", "contactId"]),
     ]
+    assert await interaction_count(api, ada["id"]) == 2
+    only_bad = await record_many(api, [{"type": "PAGE_VISITED", "contactId": "x"}])
+    assert only_bad["interactions"] == []
+    assert [e["field"] for e in only_bad["userErrors"]] == [["inputs", "0", "contactId"]]
     too_many = await record_many(
         api, [{"type": "PAGE_VISITED", "contactId": ada["id"]} for _ in range(1001)]
     )
     assert too_many["interactions"] == []
     assert [(e["code"], e["field"]) for e in too_many["userErrors"]] == [("INVALID", ["inputs"])]
     assert "1000" in too_many["userErrors"][0]["message"]
-    assert await interaction_count(api, ada["id"]) == 0
+    assert await interaction_count(api, ada["id"]) == 2
 
 
 async def test_an_idempotency_key_records_once(api: Api) -> None:

@@ -15,6 +15,7 @@ from domain.fields import (
     CONTACT_FIELDS,
     LEAD_FIELDS,
     MAX_ATTRIBUTES_BYTES,
+    MAX_JSON_DEPTH,
     MAX_TEXT,
     FieldSpec,
     check_attributes,
@@ -337,6 +338,29 @@ def test_attributes_size_is_capped() -> None:
     with pytest.raises(Invalid, match="larger than") as info:
         check_attributes({"k": "x" * (MAX_ATTRIBUTES_BYTES - overhead + 1)}, PATH)
     assert info.value.field == PATH
+
+
+def test_attributes_nest_at_most_max_json_depth_levels() -> None:
+    fits: dict[str, Any] = {"leaf": [1]}
+    for _ in range(MAX_JSON_DEPTH - 2):
+        fits = {"a": fits}
+    assert check_attributes(fits, PATH) == fits
+    # Deeper JSON could be stored but never sent back (and deep enough, not even checked).
+    for levels in (MAX_JSON_DEPTH + 1, 5000):
+        deep: dict[str, Any] = {"leaf": 1}
+        for _ in range(levels):
+            deep = {"a": deep}
+        with pytest.raises(Invalid, match="levels deep") as info:
+            check_attributes(deep, PATH)
+        assert info.value.field == PATH
+
+
+@pytest.mark.parametrize("name", ["", "   ", "k" * 101])
+def test_attribute_names_are_1_to_100_characters(name: str) -> None:
+    with pytest.raises(Invalid, match="attribute names") as info:
+        check_attributes({name: 1}, PATH)
+    assert info.value.field == PATH
+    assert check_attributes({"k" * 100: 1}, PATH) == {"k" * 100: 1}
 
 
 # ---------------------------------------------------------------- fill_empty
