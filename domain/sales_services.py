@@ -23,6 +23,7 @@ from domain.model import (
 )
 from domain.ports import UnitOfWork
 from domain.sales import Change, Opportunity
+from domain.scoring_services import rescore_leads
 from domain.services import create_lead, find_or_create_account
 
 
@@ -200,7 +201,15 @@ async def qualify_lead(uow: UnitOfWork, id_: int, raw: Mapping[str, Any]) -> Qua
     opportunity = await uow.opportunities.add(opportunity)
     change.payload["opportunityId"] = opportunity.id
     await _record(uow, lead, [change])
-    return Qualified(lead, opportunity, contact, account)
+    return Qualified(await _rescored(uow, lead), opportunity, contact, account)
+
+
+async def _rescored(uow: UnitOfWork, lead: Lead) -> Lead:
+    """Score a lead whose state (or contact and account) just changed with the LIVE models (a
+    rule may read its state) and the lead as that left it."""
+    if await rescore_leads(uow, [lead.id]):
+        return await _lead(uow, lead.id)
+    return lead
 
 
 async def update_opportunity(uow: UnitOfWork, id_: int, raw: Mapping[str, Any]) -> Opportunity:
@@ -220,7 +229,7 @@ async def disqualify_lead(uow: UnitOfWork, id_: int, reason: LeadStatusReason) -
     lead = await _lead(uow, id_)
     change = sales.disqualify(lead, reason, await uow.opportunities.has_open(lead.id))
     await _record(uow, lead, [change])
-    return lead
+    return await _rescored(uow, lead)
 
 
 async def reactivate_lead(uow: UnitOfWork, id_: int) -> Lead:
@@ -228,7 +237,7 @@ async def reactivate_lead(uow: UnitOfWork, id_: int) -> Lead:
     lead = await _lead(uow, id_)
     change = sales.reactivate(lead, await uow.opportunities.has_open(lead.id))
     await _record(uow, lead, [change])
-    return lead
+    return await _rescored(uow, lead)
 
 
 # ---------------------------------------------------------------- users, teams, assignment

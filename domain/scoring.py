@@ -328,10 +328,17 @@ def _too_big(raw: Any) -> str | None:
     return None
 
 
+# Lead fields the sales process and qualification set from the scores: a scoring rule reading
+# them would score on its own output (stale until something re-scores the lead, or circular).
+# Assignment rules, in the same language, may read them.
+PROCESS_FIELDS = frozenset(("stage", "statusReason"))
+
+
 class _Parser:
-    def __init__(self) -> None:
+    def __init__(self, *, scoring: bool = False) -> None:
         self.nodes = 0
         self.errors: list[DomainError] = []
+        self.scoring = scoring  # parsing a scoring rule (see PROCESS_FIELDS)
 
     def fail(self, message: str, path: list[str]) -> None:
         self.errors.append(Invalid(message, path))
@@ -471,6 +478,13 @@ class _Parser:
             self.fail("field must be a string", [*path, "field"])
             return None
         known = CONDITION_FIELDS[entity]
+        if self.scoring and entity is ConditionEntity.LEAD and name in PROCESS_FIELDS:
+            self.fail(
+                f"{name} is set by the sales process and qualification from the scores: a "
+                "scoring rule cannot depend on it (an assignment rule can)",
+                [*path, "field"],
+            )
+            return None
         if name.startswith("attributes.") and _KEY.match(name[len("attributes.") :]):
             kind = "any"
         elif name in known:
@@ -680,7 +694,7 @@ def build_model(raw: Mapping[str, Any]) -> ScoringModel:
 
 
 def _build_rule(raw: Mapping[str, Any], index: int, path: list[str]) -> Rule:
-    parser = _Parser()
+    parser = _Parser(scoring=True)
     name = raw.get("name")
     name = name.strip() if isinstance(name, str) else ""
     if not name or len(name) > 200:

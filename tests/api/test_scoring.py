@@ -224,6 +224,18 @@ async def test_interactions_are_recorded_but_not_scored_while_switched_off(api: 
 PATH = ["input", "rules", "0", "condition"]
 BAD_MODELS: list[tuple[str, list[dict[str, Any]], list[str], str]] = [
     (
+        "a field the process sets from the scores",
+        [rule("r", 1, attribute("LEAD", "stage", "EQ", "INQUIRY"))],
+        [*PATH, "attribute", "field"],
+        "a scoring rule cannot depend on it",
+    ),
+    (
+        "the status reason qualification sets",
+        [rule("r", 1, {"not": attribute("LEAD", "statusReason", "EQ", "NEW")})],
+        [*PATH, "not", "attribute", "field"],
+        "a scoring rule cannot depend on it",
+    ),
+    (
         "unknown field",
         [rule("r", 1, attribute("CONTACT", "shoeSize", "EQ", "42"))],
         [*PATH, "attribute", "field"],
@@ -369,7 +381,7 @@ async def test_unknown_field_message_names_the_allowed_fields(api: Api) -> None:
     for entity, expected in (
         ("CONTACT", ["email", "firstName", "jobTitle", "lastName", "phone", "country"]),
         ("ACCOUNT", ["annualRevenue", "employeeCount", "industry", "name", "website"]),
-        ("LEAD", ["companyName", "marketingContext", "source", "stage", "state", "topic"]),
+        ("LEAD", ["companyName", "marketingContext", "source", "state", "topic"]),
     ):
         payload = await create_model(api, [rule("r", 1, attribute(entity, "shoe", "IS_SET"))])
         message = payload["userErrors"][0]["message"]
@@ -1207,3 +1219,32 @@ async def test_create_lead_answers_with_the_lead_its_scoring_made(api: Api) -> N
         "stage": "SALES_ACCEPTANCE",
         "scores": [{"score": 10.0}],
     }
+
+
+async def test_a_lead_closed_qualified_or_reactivated_is_scored_again(api: Api) -> None:
+    """A rule may read the lead's state; qualify, disqualify and reactivate change it (and
+    qualifying may give the lead the contact it is scored on)."""
+    await switch(api)
+    model = await live_model(
+        api,
+        [
+            rule("open", 5, attribute("LEAD", "state", "EQ", "OPEN")),
+            rule("has a title", 1, attribute("CONTACT", "jobTitle", "IS_SET")),
+        ],
+    )
+    _, lead_id = await contact_and_lead(api, "state@x.io", jobTitle="CTO")
+    assert await points(api, lead_id, model["id"]) == 6
+    reason = "mutation($id: ID!) { disqualifyLead(id: $id, reason: LOST) { lead { state } userErrors { code } } }"
+    assert (await api(reason, {"id": lead_id}))["disqualifyLead"]["userErrors"] == []
+    assert await points(api, lead_id, model["id"]) == 1
+    again = "mutation($id: ID!) { reactivateLead(id: $id) { lead { state } userErrors { code } } }"
+    assert (await api(again, {"id": lead_id}))["reactivateLead"]["userErrors"] == []
+    assert await points(api, lead_id, model["id"]) == 6
+    # No contact yet: not scored; qualifying makes its contact from its data, and scores it.
+    loose = await create_lead(api, email="loose@x.io", firstName="Lo", jobTitle="CEO")
+    assert loose["scorable"] is False
+    assert await points(api, loose["id"], model["id"]) is None
+    qualify = "mutation($id: ID!) { qualifyLead(id: $id) { lead { state scorable } userErrors { code } } }"
+    done = (await api(qualify, {"id": loose["id"]}))["qualifyLead"]
+    assert done["userErrors"] == [] and done["lead"] == {"state": "QUALIFIED", "scorable": True}
+    assert await points(api, loose["id"], model["id"]) == 1
