@@ -22,7 +22,7 @@ from domain.fields import (
 from domain.matching import match_key, match_values, strategies_for
 from domain.model import Account, Contact, Lead, LeadSource, MatchEntity, MatchingStrategy, utcnow
 from domain.ports import UnitOfWork
-from domain.scoring_services import score_new_leads
+from domain.scoring_services import rescore_leads, score_new_leads
 from domain.services import canonical_field, record_created
 
 MAX_CSV_BYTES = 20 * 1024 * 1024
@@ -296,6 +296,9 @@ async def _import_accounts(uow: UnitOfWork, parsed: Parsed, result: ImportResult
             result.skipped += 1
     await uow.accounts.add_many(list(new.values()))
     await uow.accounts.save_many(list(changed.values()))
+    # Changed fields count for the leads scored on these accounts, as updateAccount's do.
+    affected = [i for account_id in changed for i in await uow.leads.ids_for_account(account_id)]
+    await rescore_leads(uow, affected)
 
 
 async def _import_contacts(uow: UnitOfWork, parsed: Parsed, result: ImportResult) -> None:
@@ -308,6 +311,7 @@ async def _import_contacts(uow: UnitOfWork, parsed: Parsed, result: ImportResult
     )
     new: list[Contact] = []
     changed: dict[int, Contact] = {}
+    joined: set[int] = set()  # accounts existing contacts joined
     for _, standard, custom in parsed:
         company = standard.pop("companyName", None)
         account_id = accounts[company.lower()].id if company else None
@@ -331,6 +335,7 @@ async def _import_contacts(uow: UnitOfWork, parsed: Parsed, result: ImportResult
         touched = merge_attributes(contact, custom) or touched
         if contact.account_id is None and account_id is not None:
             contact.account_id, touched = account_id, True
+            joined.add(account_id)
         if touched:
             contact.updated_at = utcnow()
             if contact.id:
@@ -340,6 +345,12 @@ async def _import_contacts(uow: UnitOfWork, parsed: Parsed, result: ImportResult
             result.skipped += 1
     await uow.contacts.add_many(new)
     await uow.contacts.save_many(list(changed.values()))
+    # As updateContact: the contacts' leads, and the account-based leads of accounts a contact
+    # joined (they now count its interactions).
+    affected = list(await uow.leads.ids_for_contacts(list(changed)))
+    for account_id in sorted(joined):
+        affected += await uow.leads.ids_for_account(account_id)
+    await rescore_leads(uow, affected)
 
 
 async def _import_leads(uow: UnitOfWork, parsed: Parsed, result: ImportResult) -> None:
@@ -383,6 +394,7 @@ async def _import_leads(uow: UnitOfWork, parsed: Parsed, result: ImportResult) -
     await record_created(uow, new)
     await score_new_leads(uow, [lead.id for lead in new if lead.scorable])
     await uow.leads.save_many(list(changed.values()))
+    await rescore_leads(uow, sorted(changed))  # changed fields, or a contact just linked
 
 
 def chunks(rows: Iterator[Row], size: int = ROWS_PER_CHUNK) -> Iterator[list[Row]]:

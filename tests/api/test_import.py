@@ -112,3 +112,66 @@ async def test_imported_leads_are_scored_by_live_models(api: Api) -> None:
     assert by_email["s@x.io"]["score"]["breakdown"] == [{"points": 7, "rule": {"name": "cto"}}]
     assert by_email["nobody@x.io"]["scorable"] is False
     assert by_email["nobody@x.io"]["score"] is None
+
+
+async def test_records_an_import_updates_are_scored_again(api: Api) -> None:
+    """Like updateContact / updateAccount / updateLead: what an import changes re-scores."""
+    await api(
+        "mutation { setFeatureSwitch(feature: LEAD_MANAGEMENT, enabled: true) { userErrors { code } } }"
+    )
+    model = await api(
+        'mutation { createScoringModel(input: {name: "fit", rules: ['
+        '{name: "chief", points: 20, condition: {attribute: {entity: CONTACT, field: "jobTitle", operator: CONTAINS, value: "chief"}}},'
+        '{name: "big", points: 5, condition: {attribute: {entity: ACCOUNT, field: "employeeCount", operator: GT, value: 100}}},'
+        '{name: "budget", points: 3, condition: {attribute: {entity: LEAD, field: "attributes.budget", operator: IS_SET}}}'
+        "]}) { scoringModel { id } userErrors { message } } }"
+    )
+    model_id = model["createScoringModel"]["scoringModel"]["id"]
+    await api(
+        "mutation($id: ID!) { publishScoringModel(id: $id) { userErrors { code } } }",
+        {"id": model_id},
+    )
+    await api('mutation { createAccount(input: {name: "Acme"}) { account { id } } }')
+    contact = await api('mutation { createContact(input: {email: "c@x.io"}) { contact { id } } }')
+    contact_id = contact["createContact"]["contact"]["id"]
+    lead = await api(
+        'mutation($c: ID!) { createLead(input: {topic: "T", contactId: $c}) { lead { id } } }',
+        {"c": contact_id},
+    )
+    lead_id = lead["createLead"]["lead"]["id"]
+    # A lead with an email but no contact yet: not scored until an import links it.
+    loose = await api(
+        'mutation { createLead(input: {topic: "L", email: "later@x.io", marketingContext: "f-9"}) { lead { id scorable } } }'
+    )
+    loose_id = loose["createLead"]["lead"]["id"]
+
+    async def score(lead: str) -> float | None:
+        data = await api(
+            "query($l: ID!, $m: ID!) { lead(id: $l) { score(scoringModelId: $m) { score } } }",
+            {"l": lead, "m": model_id},
+        )
+        found = data["lead"]["score"]
+        return None if found is None else found["score"]
+
+    assert await score(lead_id) == 0
+    r = await run_import(
+        api, "CONTACT", "email,jobTitle,company\nc@x.io,Chief Technology Officer,Acme\n"
+    )
+    assert (r["updated"], r["failed"]) == (1, 0), r
+    assert await score(lead_id) == 20
+    r = await run_import(api, "ACCOUNT", "name,employeeCount\nAcme,500\n")
+    assert (r["updated"], r["failed"]) == (1, 0), r
+    assert await score(lead_id) == 25
+    await api('mutation { createContact(input: {email: "later@x.io"}) { contact { id } } }')
+    assert await score(loose_id) is None
+    r = await run_import(api, "LEAD", "email,marketingContext,topic\nlater@x.io,f-9,L\n")
+    assert (r["updated"], r["failed"]) == (1, 0), r
+    assert await score(loose_id) == 0
+    r = await run_import(
+        api,
+        "LEAD",
+        "email,marketingContext,topic,Budget\nlater@x.io,f-9,L,9000\n",
+        {"Budget": "attributes.budget"},
+    )
+    assert (r["updated"], r["failed"]) == (1, 0), r
+    assert await score(loose_id) == 3
