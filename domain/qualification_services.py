@@ -176,7 +176,8 @@ async def qualify_lead(
             lead.sales_ready = True
             marked = lead_snapshot(lead, qualificationModelId=model.id, previousSalesReady=False)
             await uow.events.add(lead.id, "SALES_READY", marked, now)
-            moved = sales.follow_checkboxes(lead)  # sales-ready: on to sales acceptance
+            # sales-ready: on to sales acceptance
+            moved = sales.follow_checkboxes(lead, ("sales_ready",))
             if moved is not None:
                 await uow.events.add(lead.id, moved.type, moved.payload, now)
         if decision:

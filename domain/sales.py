@@ -100,19 +100,24 @@ def first_scored(lead: Lead) -> Change | None:
     return move_to(lead, LeadStage.AUTOMATED_MARKETING_QUALIFICATION, forward_only=True)
 
 
-def follow_checkboxes(lead: Lead) -> Change | None:
-    """The automatic stage move the process's checkboxes call for (forward only)."""
+# The stage each checkbox moves a lead to when it is ticked, furthest first.
+_TICKED_TO = (
+    ("sales_ready", LeadStage.SALES_ACCEPTANCE),
+    ("teleprospect_accepted", LeadStage.TELEPROSPECTING_QUALIFICATION),
+    ("teleprospecting_ready", LeadStage.TELEPROSPECTING_ACCEPTANCE),
+)
+
+
+def follow_checkboxes(lead: Lead, ticked: Collection[str]) -> Change | None:
+    """The automatic stage move for the checkboxes just `ticked` (attribute names), forward
+    only: to the furthest stage one of them calls for. Boxes ticked before, and salesAccepted
+    (no stage of its own), move nothing: a stage set by hand stays."""
     if lead.state is not LeadState.OPEN:
         return None
-    if lead.sales_ready:
-        target = LeadStage.SALES_ACCEPTANCE
-    elif lead.teleprospect_accepted:
-        target = LeadStage.TELEPROSPECTING_QUALIFICATION
-    elif lead.teleprospecting_ready:
-        target = LeadStage.TELEPROSPECTING_ACCEPTANCE
-    else:
-        return None
-    return move_to(lead, target, forward_only=True)
+    for attr, target in _TICKED_TO:
+        if attr in ticked and getattr(lead, attr):
+            return move_to(lead, target, forward_only=True)
+    return None
 
 
 PROCESS_FLAGS = {
@@ -133,6 +138,7 @@ def update_process(lead: Lead, flags: Mapping[str, bool]) -> list[Change]:
     if lead.state is not LeadState.OPEN:
         raise Conflict(f"the lead is {lead.state.value}; only an OPEN lead moves in its process")
     changes: list[Change] = []
+    ticked: list[str] = []
     for name, value in flags.items():
         attr = PROCESS_FLAGS.get(name)
         if attr is None:
@@ -141,9 +147,11 @@ def update_process(lead: Lead, flags: Mapping[str, bool]) -> list[Change]:
         if before != value:
             setattr(lead, attr, bool(value))
             lead.updated_at = utcnow()
+            if value:
+                ticked.append(attr)
             if attr == "sales_ready" and value:
                 changes.append(Change("SALES_READY", _state(lead)))
-    moved = follow_checkboxes(lead)
+    moved = follow_checkboxes(lead, ticked)
     if moved is not None:
         changes.append(moved)
     return changes

@@ -614,7 +614,7 @@ async def _score(
         # neither leaves the stage alone, so a stage set by hand stays.
         scored = any(score != 0 for score in lead_scores[lead.id].values())
         first = sales.first_scored(lead) if scored and points_changed else None
-        follow = sales.follow_checkboxes(lead) if became_ready else None
+        follow = sales.follow_checkboxes(lead, ("sales_ready",)) if became_ready else None
         for change in (first, follow):
             if change is not None:
                 events.append((lead.id, change.type, change.payload))

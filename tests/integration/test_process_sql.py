@@ -104,7 +104,7 @@ async def test_follow_process_equals_the_python_rules(db: Database, scope: str) 
             changed = scope.startswith("first") or "SCORE_CHANGED" in happened[lead.id]
             first = sales.first_scored(copy) if has_points[lead.id] and changed else None
             ready = "SALES_READY" in happened[lead.id]
-            follow = sales.follow_checkboxes(copy) if ready else None
+            follow = sales.follow_checkboxes(copy, ("sales_ready",)) if ready else None
             changes = [c.payload for c in (first, follow) if c is not None]
         expected[lead.id] = changes
     async with db.uow() as uow:

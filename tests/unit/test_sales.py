@@ -34,8 +34,24 @@ def test_first_score_moves_an_inquiry_only() -> None:
 
 def test_automatic_moves_never_go_back() -> None:
     lead = Lead(topic="t", stage=LeadStage.SALES_ACCEPTANCE, teleprospecting_ready=True)
-    assert sales.follow_checkboxes(lead) is None
+    assert sales.follow_checkboxes(lead, ("teleprospecting_ready",)) is None
     assert lead.stage is LeadStage.SALES_ACCEPTANCE
+
+
+def test_only_boxes_ticked_now_move_a_lead() -> None:
+    """A stage set by hand stays until a box that calls for a move is ticked again."""
+    lead = Lead(topic="t")
+    sales.update_process(lead, {"teleprospectingReady": True})
+    sales.update_process(lead, {"teleprospectAccepted": True})
+    assert lead.stage is LeadStage.TELEPROSPECTING_QUALIFICATION
+    lead.stage = LeadStage.INQUIRY  # by hand
+    for flags in ({"salesAccepted": True}, {"teleprospectingReady": True}, {}):
+        assert sales.update_process(lead, flags) == []
+        assert lead.stage is LeadStage.INQUIRY
+    sales.update_process(lead, {"teleprospectAccepted": False})
+    changes = sales.update_process(lead, {"teleprospectAccepted": True})
+    assert [c.type for c in changes] == ["STAGE_CHANGED"]
+    assert lead.stage is LeadStage.TELEPROSPECTING_QUALIFICATION
 
 
 def test_sales_ready_by_hand_records_the_event_once() -> None:
