@@ -91,9 +91,15 @@ class WebhookInput:
     name: str
     url: str
     event_types: list[str] | None = strawberry.field(
-        default=None, description="Lead event types to deliver; none or empty: all."
+        default=strawberry.UNSET,
+        description="Lead event types to deliver; null or empty: all. Omitted: all on create, "
+        "unchanged on update.",
     )
-    active: bool = True
+    active: bool | None = strawberry.field(
+        default=strawberry.UNSET,
+        description="Whether events are delivered. Omitted (or null): true on create, unchanged "
+        "on update.",
+    )
     secret: str | None = strawberry.field(
         default=None, description="Signing secret (16+ characters); made for you when omitted."
     )
@@ -109,13 +115,12 @@ class WebhookPayload:
 
 
 def _raw(input: WebhookInput) -> dict[str, Any]:
-    return {
-        "name": input.name,
-        "url": input.url,
-        "eventTypes": input.event_types or [],
-        "active": input.active,
-        "secret": input.secret,
-    }
+    raw: dict[str, Any] = {"name": input.name, "url": input.url, "secret": input.secret}
+    if input.event_types is not strawberry.UNSET:
+        raw["eventTypes"] = input.event_types or []
+    if input.active is not strawberry.UNSET and input.active is not None:
+        raw["active"] = input.active
+    return raw
 
 
 def _id(gid: strawberry.ID) -> int:

@@ -36,10 +36,15 @@ async def _webhook(uow: UnitOfWork, id_: int) -> Webhook:
 
 
 async def update_webhook(uow: UnitOfWork, id_: int, raw: Mapping[str, Any]) -> Webhook:
-    """Change name, URL, event types, active flag and (when given) the secret."""
+    """Change name and URL, and the event types, active flag and secret when given (what is
+    left out stays as it is)."""
     webhook = await _webhook(uow, id_)
     before = audit.webhook(webhook)
-    changed = build_webhook(raw)
+    kept = {"eventTypes": list(webhook.event_types), "active": webhook.active}
+    changed = build_webhook({**kept, **raw})
+    if changed.active and not webhook.active:
+        # Paused means not told: what happened meanwhile is not delivered on resuming.
+        webhook.cursor = await uow.webhooks.last_event()
     webhook.name, webhook.url = changed.name, changed.url
     webhook.event_types, webhook.active = changed.event_types, changed.active
     rotated = raw.get("secret") is not None and changed.secret != webhook.secret

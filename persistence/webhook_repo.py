@@ -184,9 +184,15 @@ class WebhookRepository:
 
     async def due(self, now: datetime, limit: int) -> list[Delivery]:
         d = t.webhook_deliveries.c
+        # A paused webhook's pending deliveries wait for it to be active again.
+        active = select(t.webhooks.c.id).where(t.webhooks.c.active)
         stmt = (
             select(t.webhook_deliveries)
-            .where(d.status == DeliveryStatus.PENDING.value, d.next_attempt_at <= now)
+            .where(
+                d.status == DeliveryStatus.PENDING.value,
+                d.next_attempt_at <= now,
+                d.webhook_id.in_(active.scalar_subquery()),
+            )
             .order_by(d.next_attempt_at, d.id)
             .limit(limit)
         )

@@ -110,8 +110,27 @@ async def test_crud_validation_and_roles(api: Api) -> None:
         f'mutation($id: ID!) {{ updateWebhook(id: $id, input: {{name: "n", url: "https://e.io/x", active: false}}) {{ webhook {{ name active eventTypes }} secret {ERRORS} }} }}',
         {"id": hook["id"]},
     )
-    assert updated["updateWebhook"]["webhook"] == {"name": "n", "active": False, "eventTypes": []}
+    # What an update leaves out stays as it is (the event types here).
+    assert updated["updateWebhook"]["webhook"] == {
+        "name": "n",
+        "active": False,
+        "eventTypes": ["MARKETING_QUALIFIED"],
+    }
     assert updated["updateWebhook"]["secret"] is None
+    renamed = await api(
+        f'mutation($id: ID!) {{ updateWebhook(id: $id, input: {{name: "m", url: "https://e.io/x"}}) {{ webhook {{ name active eventTypes }} {ERRORS} }} }}',
+        {"id": hook["id"]},
+    )
+    assert renamed["updateWebhook"]["webhook"] == {
+        "name": "m",
+        "active": False,
+        "eventTypes": ["MARKETING_QUALIFIED"],
+    }
+    everything = await api(
+        f'mutation($id: ID!) {{ updateWebhook(id: $id, input: {{name: "m", url: "https://e.io/x", eventTypes: null}}) {{ webhook {{ eventTypes }} {ERRORS} }} }}',
+        {"id": hook["id"]},
+    )
+    assert everything["updateWebhook"]["webhook"] == {"eventTypes": []}
     for role in (Role.VIEWER, Role.SELLER, Role.INTEGRATION):
         r = await api.post("{ webhooks { totalCount } }", role=role)
         assert r.json()["errors"][0]["extensions"]["code"] == "FORBIDDEN"
@@ -161,6 +180,32 @@ async def test_signed_delivery_of_wanted_events_only(
     assert {(e["node"]["status"], e["node"]["lastStatus"]) for e in log["edges"]} == {
         ("DELIVERED", 200)
     }
+
+
+async def test_a_paused_webhook_is_not_told_what_happens_meanwhile(
+    api: Api, db: Database, receiver: tuple[Receiver, str]
+) -> None:
+    rec, url = receiver
+    hook_id = (await create(api, url))["webhook"]["id"]
+    lead = await make_lead(api, "paused")
+    pause = f'mutation($id: ID!, $a: Boolean) {{ updateWebhook(id: $id, input: {{name: "w", url: "{url}", active: $a}}) {{ {ERRORS} }} }}'
+    await add_event(db, lead, "SALES_READY")  # before the pause, not yet sent
+    sender = HttpSender()
+    try:
+        queued = await ws.dispatch_once(db.uow, sender, render)
+        await api(pause, {"id": hook_id, "a": False})
+        await add_event(db, lead, "MARKETING_QUALIFIED")  # while paused: never sent
+        assert await ws.dispatch_once(db.uow, sender, render) == 0
+        await api(pause, {"id": hook_id, "a": True})
+        await add_event(db, lead, "QUALIFIED")
+        assert queued + await ws.dispatch_once(db.uow, sender, render) >= 1
+        while await ws.dispatch_once(db.uow, sender, render):
+            pass
+    finally:
+        await sender.close()
+    sent = [orjson.loads(body)["event"]["type"] for _, body in rec.requests]
+    assert "MARKETING_QUALIFIED" not in sent
+    assert sent.count("SALES_READY") == 1 and sent.count("QUALIFIED") == 1
 
 
 async def test_failures_are_retried_with_backoff_then_given_up(
