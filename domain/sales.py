@@ -249,9 +249,16 @@ def update_opportunity(o: Opportunity, raw: Mapping[str, Any]) -> None:
     status = raw.get("status", o.status)
     if not isinstance(status, OpportunityStatus):
         raise Invalid("status must be OPEN, WON or LOST", ["input", "status"])
-    stage = raw.get("stage", o.stage)
+    reopened = o.status is not OpportunityStatus.OPEN and status is OpportunityStatus.OPEN
+    # Reopened without a stage: back to the start of the sales stages.
+    stage = raw.get("stage", OpportunityStage.DEVELOP if reopened else o.stage)
     if not isinstance(stage, OpportunityStage):
         raise Invalid("stage must be DEVELOP, PROPOSE or CLOSE", ["input", "stage"])
+    if status is OpportunityStatus.OPEN and stage is OpportunityStage.CLOSE:
+        raise Invalid(
+            "an open opportunity is in DEVELOP or PROPOSE; close it with status WON or LOST",
+            ["input", "stage"],
+        )
     if o.status is not OpportunityStatus.OPEN and status is not OpportunityStatus.OPEN:
         raise Conflict(
             f"the opportunity is {o.status.value}; reopen it (status OPEN) to change it", ["id"]

@@ -17,12 +17,13 @@ from domain.model import (
     Lead,
     LeadSource,
     LeadStage,
+    LeadState,
     LeadStatusReason,
     MatchEntity,
     utcnow,
 )
 from domain.ports import UnitOfWork
-from domain.sales import Change, Opportunity
+from domain.sales import Change, Opportunity, OpportunityStatus
 from domain.scoring_services import rescore_leads
 from domain.services import create_lead, find_or_create_account
 
@@ -219,6 +220,22 @@ async def update_opportunity(uow: UnitOfWork, id_: int, raw: Mapping[str, Any]) 
     opportunity = await uow.opportunities.get_for_update(id_)
     if opportunity is None:
         raise NotFound("no opportunity with this id", ["id"])
+    reopening = (
+        opportunity.status is not OpportunityStatus.OPEN
+        and raw.get("status") is OpportunityStatus.OPEN
+    )
+    if reopening and opportunity.lead_id is not None:
+        # The lead's rules hold either way: a lead with an open opportunity stays qualified
+        # (it cannot be disqualified or reactivated) and has one open opportunity at most.
+        lead = await uow.leads.get_for_update(opportunity.lead_id)
+        if lead is not None and lead.state is not LeadState.QUALIFIED:
+            raise Conflict(
+                f"its lead is {lead.state.value}: an opportunity reopens only while the lead "
+                "it was made from is qualified",
+                ["id"],
+            )
+        if await uow.opportunities.has_open(opportunity.lead_id):
+            raise Conflict("the lead it was made from has another open opportunity", ["id"])
     sales.update_opportunity(opportunity, raw)
     await uow.opportunities.save(opportunity)
     return opportunity

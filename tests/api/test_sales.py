@@ -280,10 +280,31 @@ async def test_opportunities_are_worked_and_closed(api: Api) -> None:
     )
     frozen = await op(api, update, id=opportunity, i={"name": "Too late"})
     assert frozen["userErrors"][0]["code"] == "CONFLICT"
+    # Reopened while its lead is still qualified: back in the sales stages.
+    reopened = await op(api, update, id=opportunity, i={"status": "OPEN"})
+    assert (reopened["opportunity"]["status"], reopened["opportunity"]["stage"]) == (
+        "OPEN",
+        "DEVELOP",
+    )
+    open_close = await op(api, update, id=opportunity, i={"stage": "CLOSE"})
+    assert open_close["userErrors"][0]["field"] == ["input", "stage"]
+    won = await op(api, update, id=opportunity, i={"status": "WON"})
+    assert won["opportunity"]["status"] == "WON"
     reactivated = await op(api, REACTIVATE, id=lead["id"])
     assert reactivated["lead"]["state"] == "OPEN"
-    reopened = await op(api, update, id=opportunity, i={"status": "OPEN", "stage": "DEVELOP"})
-    assert reopened["opportunity"]["status"] == "OPEN"
+    # An open lead has no open opportunity: reopening would break its own rules.
+    refused = await op(api, update, id=opportunity, i={"status": "OPEN"})
+    assert refused["userErrors"][0]["code"] == "CONFLICT"
+    assert "its lead is OPEN" in refused["userErrors"][0]["message"]
+    again = await op(api, QUALIFY, id=lead["id"])
+    assert again["userErrors"] == [] and again["opportunity"]["id"] != opportunity
+    second = await op(api, update, id=opportunity, i={"status": "OPEN"})
+    assert "another open opportunity" in second["userErrors"][0]["message"]
+    listed = await api(
+        "query($l: ID!) { opportunities(leadId: $l, status: OPEN) { totalCount } }",
+        {"l": lead["id"]},
+    )
+    assert listed["opportunities"]["totalCount"] == 1
     gone = await op(api, update, id="T3Bwb3J0dW5pdHk6OTk5OQ==", i={"name": "x"})
     assert gone["userErrors"][0]["code"] == "NOT_FOUND"
     r = await api.post(update, {"id": opportunity, "i": {"name": "x"}}, role=Role.VIEWER)
