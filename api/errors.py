@@ -61,20 +61,26 @@ async def as_query_error(fn: Callable[[], Awaitable[T]]) -> T:
         raise bad_input(e.message) from None
 
 
-def should_mask(error: GraphQLError) -> bool:
-    """Mask every error that is not a validation error or one of our coded errors."""
+def is_public(error: GraphQLError) -> bool:
+    """Whether an error is about the request (validation, one of our coded errors): shown to
+    the client as it is, and not worth a traceback in the log."""
     if error.original_error is None:
-        return False  # parse/validation errors: about the query, safe to show
+        return True  # parse/validation errors: about the query, safe to show
     original = error.original_error
     if isinstance(original, GraphQLError) and error.path is None:
-        return False  # the variables did not fit their types: about the request, safe to show
+        return True  # the variables did not fit their types: about the request, safe to show
     if isinstance(original, GraphQLError):
         code = (original.extensions or {}).get("code")
         if code in PUBLIC_CODES:
-            return False
-    code = (error.extensions or {}).get("code")
-    if code in PUBLIC_CODES:
+            return True
+    return (error.extensions or {}).get("code") in PUBLIC_CODES
+
+
+def should_mask(error: GraphQLError) -> bool:
+    """Mask every error that is not a validation error or one of our coded errors."""
+    if is_public(error):
         return False
+    original = error.original_error
     if unavailable_cause(original) is not None:
         # Replaced by a SERVICE_UNAVAILABLE error (ServiceErrors below); an outage is logged
         # where it is noticed (readiness, background jobs), not once per failed field.

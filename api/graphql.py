@@ -26,7 +26,7 @@ from strawberry.types import ExecutionContext, ExecutionResult
 
 from api import types as gql
 from api.audit import AuditQuery
-from api.errors import ServiceErrors, should_mask, unavailable_cause
+from api.errors import ServiceErrors, is_public, should_mask, unavailable_cause
 from api.events import EventQuery, Subscription
 from api.execution import FastLeafExecutionContext
 from api.limits import operation_limits_rule
@@ -174,9 +174,12 @@ class LimitedSchema(strawberry.Schema):
     def process_errors(
         self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
     ) -> None:
-        # Errors caused by an unreachable database are logged (one line each, no traceback)
-        # where they are masked as SERVICE_UNAVAILABLE.
-        rest = [e for e in errors if unavailable_cause(e.original_error) is None]
+        # Errors about the request (a FORBIDDEN, a BAD_USER_INPUT, a validation error) are the
+        # client's to see, not the operator's: no traceback for them. Errors caused by an
+        # unreachable database are logged (one line each) where they are masked.
+        rest = [
+            e for e in errors if not is_public(e) and unavailable_cause(e.original_error) is None
+        ]
         if rest:
             super().process_errors(rest, execution_context)
 

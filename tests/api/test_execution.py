@@ -77,6 +77,27 @@ async def test_null_in_a_non_null_field_is_still_an_error(
     await db.dispose()
 
 
+async def test_errors_about_the_request_leave_no_traceback_in_the_log(
+    database_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A FORBIDDEN, a BAD_USER_INPUT or a validation error is the client's to see: logging
+    each with a traceback buried the real failures."""
+    db = Database(database_url)
+    schema = build_schema()
+    viewer = Context(Principal(1, "t", Role.VIEWER), Services(uow=db.uow, reads=db))
+    for query in (
+        'mutation { createAccount(input: {name: "A"}) { account { id } } }',  # FORBIDDEN
+        '{ lead(id: "nope") { id } }',  # BAD_USER_INPUT
+        "{ leads { nope } }",  # validation
+    ):
+        result = await schema.execute(query, context_value=viewer)
+        assert result.errors, query
+    assert "Traceback" not in caplog.text and not [
+        r for r in caplog.records if r.exc_info or r.levelname == "ERROR"
+    ]
+    await db.dispose()
+
+
 WORK_AND_TIMELINE = [
     """query($o: ID!) { workList(ownerId: $o, first: 50) {
       edges { cursor node { dueAt lead { id topic stage } sequenceRun { id status dueAt
