@@ -78,6 +78,14 @@ def _attributes(values: Mapping[str, Any], prefix: str, errors: list[DomainError
         return None
 
 
+def _require(name: str, attrs: Mapping[str, Any], errors: list[DomainError]) -> None:
+    """A required text field with no value is an error, unless its value was already
+    reported (too long, say): one error per field, never two that contradict each other."""
+    path = ["input", name]
+    if not attrs.get(name) and not any(e.field == path for e in errors):
+        errors.append(Invalid(f"{name} must not be empty", path))
+
+
 def _apply(record: Any, attrs: Mapping[str, Any]) -> None:
     for attr, value in attrs.items():
         setattr(record, attr, value)
@@ -92,8 +100,7 @@ async def create_account(uow: UnitOfWork, values: Mapping[str, Any]) -> Account:
     attrs, errors = _collect(ACCOUNT_FIELDS, values, "input")
     if "attributes" in values:
         attrs["attributes"] = _attributes(values, "input", errors)
-    if not attrs.get("name"):
-        errors.append(Invalid("name must not be empty", ["input", "name"]))
+    _require("name", attrs, errors)
     _raise_if(errors)
     return await uow.accounts.add(Account(**attrs))
 
@@ -106,8 +113,8 @@ async def update_account(uow: UnitOfWork, id_: int, values: Mapping[str, Any]) -
     attrs, errors = _collect(ACCOUNT_FIELDS, values, "input")
     if "attributes" in values:
         attrs["attributes"] = _attributes(values, "input", errors)
-    if "name" in values and not attrs.get("name"):
-        errors.append(Invalid("name must not be empty", ["input", "name"]))
+    if "name" in values:
+        _require("name", attrs, errors)
     _raise_if(errors)
     _apply(account, attrs)
     await uow.accounts.save(account)
@@ -206,8 +213,7 @@ async def create_lead(uow: UnitOfWork, values: Mapping[str, Any]) -> Lead:
     attrs, errors = _collect(LEAD_FIELDS, values, "input")
     if "attributes" in values:
         attrs["attributes"] = _attributes(values, "input", errors)
-    if not attrs.get("topic"):
-        errors.append(Invalid("topic must not be empty", ["input", "topic"]))
+    _require("topic", attrs, errors)
     _raise_if(errors)
     lead = Lead(**attrs)
     if values.get("source") is not None:
@@ -228,8 +234,8 @@ async def update_lead(uow: UnitOfWork, id_: int, values: Mapping[str, Any]) -> L
     attrs, errors = _collect(LEAD_FIELDS, values, "input")
     if "attributes" in values:
         attrs["attributes"] = _attributes(values, "input", errors)
-    if "topic" in values and not attrs.get("topic"):
-        errors.append(Invalid("topic must not be empty", ["input", "topic"]))
+    if "topic" in values:
+        _require("topic", attrs, errors)
     _raise_if(errors)
     if values.get("source") is not None:
         attrs["source"] = values["source"]

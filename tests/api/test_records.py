@@ -185,6 +185,15 @@ async def test_account_errors(api: Api) -> None:
     )
     fields = sorted(e["field"] for e in data["createAccount"]["userErrors"])
     assert fields == [["input", "employeeCount"], ["input", "name"]]
+    # Too long is one error, not also "must not be empty".
+    long = "a" * 5000
+    for mutation, key in (
+        (f'createAccount(input: {{name: "{long}"}}) {{ account {{ id }}', "createAccount"),
+        (f'createLead(input: {{topic: "{long}"}}) {{ lead {{ id }}', "createLead"),
+    ):
+        data = await api(f"mutation {{ {mutation} userErrors {{ code field message }} }} }}")
+        errors = data[key]["userErrors"]
+        assert len(errors) == 1 and "longer than" in errors[0]["message"], errors
 
 
 async def test_bad_ids_in_queries_are_clear_errors(api: Api) -> None:
