@@ -1043,11 +1043,13 @@ def evaluate(model: ScoringModel, subject: Subject, now: datetime) -> ScoreResul
 @dataclass(frozen=True, slots=True)
 class CurrentScore:
     """What scoring needs of a lead's stored score for a model: the score, the model version
-    that made it and when its first contribution leaves its window."""
+    that made it, when its first contribution leaves its window, and whether the model found
+    the lead sales-ready then (so a lead is marked when it crosses the threshold, not again)."""
 
     score: float
     model_version: int
     next_expiry: datetime | None
+    sales_ready: bool = False
 
     def holds(self, model: ScoringModel, now: datetime) -> bool:
         """Whether this is still the model's score now, provided nothing it was computed from

@@ -597,8 +597,11 @@ async def _score(
                 )
                 events.append((lead.id, "SCORE_CHANGED", changed))
                 points_changed = True
+            # Crossing the threshold marks a lead sales-ready: the model finds it ready now
+            # and did not before (a mark taken off by hand is not put back for nothing).
             if (
                 model.is_sales_ready(score)
+                and not (stored is not None and stored.sales_ready)
                 and not lead.sales_ready
                 and lead.state is LeadState.OPEN
             ):

@@ -33,6 +33,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import Engine, Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy.sql.selectable import Select
 
 from domain.audit import AuditEntityType
 from domain.events import LeadEvent
@@ -516,13 +517,18 @@ class LeadScoreRepository:
             # every score of each model through ix_lead_scores_model_score instead of looking
             # up these leads' few rows by the (lead_id, scoring_model_id) key.
             stmt = select(
-                c.lead_id, c.scoring_model_id, c.score, c.model_version, c.next_expiry_us
+                c.lead_id,
+                c.scoring_model_id,
+                c.score,
+                c.model_version,
+                c.next_expiry_us,
+                c.sales_ready,
             ).where(c.lead_id.in_(wanted[i : i + _CHUNK]))
             for r in (await self.conn.execute(stmt)).all():
                 if r.scoring_model_id in models:
                     expiry = from_us(r.next_expiry_us) if r.next_expiry_us is not None else None
                     out[r.lead_id, r.scoring_model_id] = CurrentScore(
-                        r.score, r.model_version, expiry
+                        r.score, r.model_version, expiry, bool(r.sales_ready)
                     )
         return out
 
@@ -706,10 +712,22 @@ class LeadScoreRepository:
                 await self.conn.execute(text(f"PRAGMA cache_size = {before}"))
 
     async def _store_new_scores(self, model: ScoringModel, now: datetime) -> None:
-        """Events, then the scores, then the sales-ready flags, from lf_new_scores."""
+        """Events, then the sales-ready marks, then the scores, from lf_new_scores."""
         conn = self.conn
         await self._record_set_events(model, now)
         n = NEW_SCORES.c
+        # Leads that crossed the threshold become sales-ready (open leads only): the model
+        # finds them ready now and did not in the score stored before (which is replaced
+        # below), so a lead whose mark was taken off by hand is not marked again for nothing.
+        await conn.execute(
+            update(t.leads)
+            .where(
+                t.leads.c.id.in_(_crossed(model).scalar_subquery()),
+                ~t.leads.c.sales_ready,
+                t.leads.c.state == LeadState.OPEN.value,
+            )
+            .values(sales_ready=True, updated_at=now)
+        )
         upsert = upsert_insert(conn)(self.table).from_select(
             [
                 "lead_id",
@@ -745,17 +763,6 @@ class LeadScoreRepository:
             },
         )
         await conn.execute(upsert)
-        # Leads that crossed the threshold become sales-ready (open leads only).
-        ready_ids = select(n.lead_id).where(sales_ready(model, n.score))
-        await conn.execute(
-            update(t.leads)
-            .where(
-                t.leads.c.id.in_(ready_ids.scalar_subquery()),
-                ~t.leads.c.sales_ready,
-                t.leads.c.state == LeadState.OPEN.value,
-            )
-            .values(sales_ready=True, updated_at=now)
-        )
 
     async def _record_set_events(self, model: ScoringModel, now: datetime) -> None:
         conn = self.conn
@@ -807,13 +814,29 @@ class LeadScoreRepository:
             select(n.lead_id, literal("SALES_READY"), literal(now, t.UTCDateTime()), ready)
             .select_from(NEW_SCORES.join(lead, lead.c.id == n.lead_id))
             .where(
-                sales_ready(model, n.score),
+                n.lead_id.in_(_crossed(model).scalar_subquery()),
                 ~lead.c.sales_ready,
                 lead.c.state == LeadState.OPEN.value,
             )
             .order_by(n.lead_id),
             n.lead_id,
         )
+
+
+def _crossed(model: ScoringModel) -> Select[tuple[int]]:
+    """The leads in lf_new_scores the model finds sales-ready now and did not in their stored
+    score (none stored, or stored not ready): those that crossed its threshold."""
+    n, old = NEW_SCORES.c, t.lead_scores.alias("was")
+    was_ready = (
+        select(old.c.lead_id)
+        .where(
+            old.c.lead_id == n.lead_id,
+            old.c.scoring_model_id == model.id,
+            old.c.sales_ready,
+        )
+        .exists()
+    )
+    return select(n.lead_id).where(sales_ready(model, n.score), ~was_ready)
 
 
 # ---------------------------------------------------------------- lead events

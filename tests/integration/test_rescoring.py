@@ -6,7 +6,7 @@ import asyncio
 from datetime import datetime, timedelta
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from api.jobs import expire_scores_once, expiry_loop
 from domain import scoring_services as ss
@@ -593,3 +593,75 @@ async def test_a_model_no_new_interaction_can_change_keeps_its_stored_score(db: 
         (visits.id, 10.0, 0.0),
         (opens.id, 3.0, 5.0),
     ]
+
+
+@pytest.mark.parametrize("set_based", [False, True], ids=["python", "set-based"])
+async def test_a_lead_is_marked_sales_ready_when_it_crosses_the_threshold(
+    db: Database, monkeypatch: pytest.MonkeyPatch, set_based: bool
+) -> None:
+    """Not each time a score above it is stored: a mark taken off by hand stays off until the
+    lead drops below the threshold and crosses it again."""
+    if set_based:
+        monkeypatch.setattr(ss, "SET_BASED_FROM", 1)
+    opens = {
+        "name": "opens",
+        "salesReadyThreshold": 2,
+        "rules": [
+            {
+                "name": "each recent open",
+                "points": 1,
+                "perOccurrence": True,
+                "condition": {"interaction": {"type": "EMAIL_OPENED", "withinDays": 1}},
+            }
+        ],
+    }
+    t0 = utcnow()
+    async with db.uow() as uow:
+        await uow.settings.set_feature(Feature.LEAD_MANAGEMENT, True)
+        contact, _ = await uow.contacts.add(Contact(email="cross@x.io"))
+        lead = await uow.leads.add(Lead(topic="t", contact_id=contact.id))
+        model = await ss.create_scoring_model(uow, opens)
+        await ss.publish_scoring_model(uow, model.id, t0)
+        await uow.commit()
+
+    async def opened(now: datetime, n: int = 1) -> None:
+        item = ss.InteractionInput(InteractionType.EMAIL_OPENED, contact_id=contact.id)
+        async with db.uow() as uow:
+            await ss.record_interactions(uow, [item] * n, now)
+            await uow.commit()
+
+    async def ready() -> bool:
+        async with db.read() as r:
+            found = await r.leads.get(lead.id)
+        assert found is not None
+        return found.sales_ready
+
+    async def untick() -> None:
+        async with db.uow() as uow:
+            found = await uow.leads.get_for_update(lead.id)
+            assert found is not None
+            found.sales_ready = False
+            await uow.leads.save(found)
+            await uow.commit()
+
+    await opened(t0 + timedelta(minutes=1), 2)
+    assert await ready()  # crossed: 0 -> 2
+    await untick()
+    await opened(t0 + timedelta(minutes=2))  # 3: still above, crossed nothing
+    assert not await ready()
+    # Two days on every open has left its window (the expiry re-score drops the score to 0),
+    # then two new opens cross the threshold again.
+    async with db.uow() as uow:
+        await ss.rescore_expired(uow, t0 + timedelta(days=2))
+        await uow.commit()
+    await opened(t0 + timedelta(days=2, minutes=1), 2)
+    assert await ready()
+    async with db.read() as r:
+        marks = (
+            await r.conn.execute(
+                select(func.count())
+                .select_from(t.lead_events)
+                .where(t.lead_events.c.lead_id == lead.id, t.lead_events.c.type == "SALES_READY")
+            )
+        ).scalar()
+    assert marks == 2

@@ -498,7 +498,7 @@ class FakeScores:
         self, lead_ids: Sequence[int], model_ids: Sequence[int]
     ) -> dict[tuple[int, int], CurrentScore]:
         return {
-            key: CurrentScore(s.score, s.model_version, s.next_expiry)
+            key: CurrentScore(s.score, s.model_version, s.next_expiry, s.sales_ready)
             for key, s in self.db.scores.items()
             if key[0] in lead_ids and key[1] in model_ids
         }
