@@ -107,19 +107,31 @@ class TimelineEdge:
 class TimelineConnection:
     edges: list[TimelineEdge]
     page_info: gql.PageInfo
+    # Which timeline: counted only when totalCount is asked for.
+    lead_id: strawberry.Private[int | None] = None
+    opportunity_id: strawberry.Private[int | None] = None
+
+    @strawberry.field
+    async def total_count(self, info: Info) -> int:
+        lead_id, opportunity_id = self.lead_id, self.opportunity_id
+        return await info.context.read(
+            lambda r: r.activities.timeline_count(lead_id, opportunity_id)
+        )
 
 
 async def lead_timeline(
     info: Info, lead_id: int, first: int | None, after: str | None
 ) -> TimelineConnection:
     """A lead's activities and events, newest first, in keyset pages."""
-    return await _timeline(
+    connection = await _timeline(
         info,
         first,
         after,
         lambda r, size, cursor: r.activities.timeline(lead_id, size, cursor),
         lead_id,
     )
+    connection.lead_id = lead_id
+    return connection
 
 
 def _timeline_ahead(info: Info) -> tuple[int, tuple[dt.datetime, str, int] | None] | None:
@@ -432,12 +444,14 @@ class OpportunityType(gql.Node):
         """Activities logged on the opportunity and the history carried over from its lead
         (the lead's activities and events), newest first (keyset pages)."""
         opportunity: Opportunity = self  # type: ignore[assignment]
-        return await _timeline(
+        connection = await _timeline(
             info,
             first,
             after,
             lambda r, size, cursor: r.activities.opportunity_timeline(opportunity, size, cursor),
         )
+        connection.lead_id, connection.opportunity_id = opportunity.lead_id, opportunity.id
+        return connection
 
     @classmethod
     def is_type_of(cls, obj: Any, _info: Any) -> bool:

@@ -155,6 +155,14 @@ class WorkItemEdge:
 class WorkItemConnection:
     edges: list[WorkItemEdge]
     page_info: gql.PageInfo
+    # Whose work list, as of when: counted only when totalCount is asked for.
+    owner_id: strawberry.Private[int] = 0
+    now: strawberry.Private[dt.datetime | None] = None
+
+    @strawberry.field
+    async def total_count(self, info: Info) -> int:
+        owner_id, now = self.owner_id, self.now or utcnow()
+        return await info.context.read(lambda r: r.sequences.work_count(owner_id, now))
 
 
 @strawberry.type(name="ProcessStage")
@@ -330,6 +338,8 @@ class SequenceQuery:
         return WorkItemConnection(
             edges=items,  # type: ignore[arg-type]
             page_info=gql.PageInfo(has_next_page=more, end_cursor=end),
+            owner_id=owner,
+            now=now,
         )
 
 

@@ -640,6 +640,10 @@ class ActivityRepository(Protocol):
         """The opportunity's activities with its lead's history, newest first."""
         ...
 
+    async def timeline_count(self, lead_id: int | None, opportunity_id: int | None) -> int:
+        """How many entries the lead's timeline holds (with an opportunity: that one's)."""
+        ...
+
 
 # ---------------------------------------------------------------- rate limiting
 
@@ -669,6 +673,10 @@ class SequenceRepository(Protocol):
         self, owner_id: int, now: datetime, first: int, after: tuple[datetime, str, int] | None
     ) -> tuple[list[WorkItem], bool]:
         """The owner's due sequence steps and open tasks, oldest due first."""
+        ...
+
+    async def work_count(self, owner_id: int, now: datetime) -> int:
+        """How many items the owner's work list holds (see work_list)."""
         ...
 
     async def list(self, page: PageRequest) -> Page[SalesSequence]: ...

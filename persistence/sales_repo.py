@@ -27,6 +27,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Dialect, Row
 from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.types import NullType
 
 from domain.errors import Conflict, Duplicate
@@ -541,10 +542,10 @@ def _activity_reader(stmt: Any, prefix: str) -> Callable[[Row[Any]], Activity]:
     return read
 
 
-def _timeline_statement(kind: str, after_src: str | None, with_lead: bool = False) -> Any:
-    """A timeline page's statement; `with_lead`: the lead's own row comes with it (src "l",
-    its columns undecoded as l_<column>, time NULL), so one trip to the database reads both."""
-    a, e, ld = t.activities.c, t.lead_events.c, t.leads.c
+def _timeline_wheres(kind: str) -> list[ColumnElement[bool]]:
+    """Which activities a timeline holds (bound lead_id, and opportunity_id for kind
+    "opportunity"), one condition per keyset branch: the lead's, and the opportunity's own."""
+    a = t.activities.c
     lead_id = bindparam("lead_id", type_=a.lead_id.type)
     wheres = [a.lead_id == lead_id]
     if kind == "opportunity":
@@ -554,6 +555,35 @@ def _timeline_statement(kind: str, after_src: str | None, with_lead: bool = Fals
                 or_(a.lead_id.is_(None), a.lead_id != lead_id),
             )
         )
+    return wheres
+
+
+def _timeline_count_statement(kind: str) -> Any:
+    """How many entries a timeline (see _timeline_statement) holds."""
+    e = t.lead_events.c
+    lead_id = bindparam("lead_id", type_=e.lead_id.type)
+    counts = [
+        select(func.count()).select_from(t.activities).where(where).scalar_subquery()
+        for where in _timeline_wheres(kind)
+    ]
+    events = (
+        select(func.count())
+        .select_from(t.lead_events)
+        .where(e.lead_id == lead_id, e.position.is_not(None))
+        .scalar_subquery()
+    )
+    total: Any = events
+    for count in counts:
+        total = total + count
+    return select(total)
+
+
+def _timeline_statement(kind: str, after_src: str | None, with_lead: bool = False) -> Any:
+    """A timeline page's statement; `with_lead`: the lead's own row comes with it (src "l",
+    its columns undecoded as l_<column>, time NULL), so one trip to the database reads both."""
+    a, e, ld = t.activities.c, t.lead_events.c, t.leads.c
+    lead_id = bindparam("lead_id", type_=a.lead_id.type)
+    wheres = _timeline_wheres(kind)
     branches = [
         keyset_branch(
             select(literal("a").label("src"), a.id, a.occurred_at.label("at")).where(where),
@@ -600,30 +630,47 @@ def _timeline_statement(kind: str, after_src: str | None, with_lead: bool = Fals
     )
 
 
-def _work_statement(after_src: str | None) -> Any:
-    r, ld, a, sq = t.sequence_runs.c, t.leads.c, t.activities.c, t.sequences.c
+def _work_sources(tasks: Any, steps: Any) -> tuple[Any, Any]:
+    """The two selects of a work list (bound owner_id and now) with their conditions: the
+    owner's open tasks due, and the current steps due of the active sequences of the owner's
+    OPEN leads."""
+    r, ld, a = t.sequence_runs.c, t.leads.c, t.activities.c
     owner = bindparam("owner_id", type_=ld.owner_id.type)
     now = bindparam("now", type_=t.UTCDateTime())
-    tasks = select(
-        literal("a").label("src"),
-        a.id,
-        a.occurred_at.label("at"),
-        a.lead_id.label("lead_id"),
-    ).where(
+    tasks = tasks.where(
         a.owner_id == owner,
         a.kind == ActivityKind.TASK.value,
         a.completed == false(),
         a.occurred_at <= now,
     )
-    steps = (
+    steps = steps.select_from(t.sequence_runs.join(t.leads, ld.id == r.lead_id)).where(
+        ld.owner_id == owner, ld.state == "OPEN", _ACTIVE, r.due_at <= now
+    )
+    return tasks, steps
+
+
+def _work_count_statement() -> Any:
+    tasks, steps = _work_sources(
+        select(func.count()).select_from(t.activities), select(func.count())
+    )
+    return select(tasks.scalar_subquery() + steps.scalar_subquery())
+
+
+def _work_statement(after_src: str | None) -> Any:
+    r, ld, a, sq = t.sequence_runs.c, t.leads.c, t.activities.c, t.sequences.c
+    tasks, steps = _work_sources(
+        select(
+            literal("a").label("src"),
+            a.id,
+            a.occurred_at.label("at"),
+            a.lead_id.label("lead_id"),
+        ),
         select(
             literal("s").label("src"),
             r.id,
             r.due_at.label("at"),
             r.lead_id.label("lead_id"),
-        )
-        .select_from(t.sequence_runs.join(t.leads, ld.id == r.lead_id))
-        .where(ld.owner_id == owner, ld.state == "OPEN", _ACTIVE, r.due_at <= now)
+        ),
     )
     page = merged(
         [
@@ -806,6 +853,14 @@ class ActivityRepository:
                 entries.append(TimelineEntry(at, src, id_, None, event))
         return (entries, more), lead
 
+    async def timeline_count(self, lead_id: int | None, opportunity_id: int | None) -> int:
+        kind = "lead" if opportunity_id is None else "opportunity"
+        stmt = _merged_statement(("timeline count", kind), lambda: _timeline_count_statement(kind))
+        params = {"lead_id": lead_id, "opportunity_id": opportunity_id}
+        if opportunity_id is None:
+            del params["opportunity_id"]
+        return int(await self.conn.scalar(stmt, params) or 0)
+
     async def opportunity_timeline(
         self,
         opportunity: Opportunity,
@@ -950,6 +1005,10 @@ class SequenceRepository:
             lead = None if lead_id is None else lead_of(lead_id, x)
             items.append(WorkItem(at, src, id_, lead_id, run, activity, lead))
         return items, more
+
+    async def work_count(self, owner_id: int, now: datetime) -> int:
+        stmt = _merged_statement(("work count",), _work_count_statement)
+        return int(await self.conn.scalar(stmt, {"owner_id": owner_id, "now": now}) or 0)
 
     async def list(self, page: PageRequest) -> Page[Sequence_]:
         return await _SEQUENCES.page(self.conn, None, page)

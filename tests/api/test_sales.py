@@ -547,6 +547,11 @@ async def test_timeline_mixes_activities_and_events_newest_first(api: Api) -> No
     # Newest first: the stage change (now), the lead's creation (now, earlier), then the
     # activities by their own times.
     assert seen == ["STAGE_CHANGED", "CREATED", "a1", "a2", "a0"]
+    counted = await api(
+        "query($id: ID!) { lead(id: $id) { timeline(first: 2) { totalCount } } }",
+        {"id": lead["id"]},
+    )
+    assert counted["lead"]["timeline"]["totalCount"] == 5
     bad = await api.post(TIMELINE, {"id": lead["id"], "after": "nope"})
     assert bad.json()["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT"
     orphan = await api(LOG, {"i": {"kind": "NOTE", "subject": "about nothing"}})

@@ -279,6 +279,11 @@ async def test_the_work_list_holds_due_steps_and_open_tasks_oldest_first(
         "Lead 0 step 1",
     ]
     assert not whole["pageInfo"]["hasNextPage"]
+    for owner, expected in ((sam, 3), (kim, 2)):  # Kim: her task and her lead's step
+        counted = await api(
+            "query($o: ID!) { workList(ownerId: $o, first: 1) { totalCount } }", {"o": owner}
+        )
+        assert counted["workList"]["totalCount"] == expected, owner
     due = [at(e["node"]["dueAt"]) for e in whole["edges"]]
     assert due == sorted(due)
     assert whole["edges"][1]["node"]["lead"]["topic"] == "Lead 0"
@@ -483,3 +488,8 @@ async def test_the_opportunity_timeline_carries_the_lead_history(api: Api) -> No
             break
         await asyncio.sleep(0.02)
     assert seen == ["QUALIFIED", "CREATED", "After", "Before"]
+    counted = await api(
+        "query($id: ID!) { opportunity(id: $id) { timeline(first: 1) { totalCount } } }",
+        {"id": opportunity},
+    )
+    assert counted["opportunity"]["timeline"]["totalCount"] == 4
