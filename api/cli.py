@@ -176,7 +176,14 @@ def import_file(args: argparse.Namespace) -> int:
         "accounts": ImportEntity.ACCOUNT,
     }[args.entity]
     path = Path(args.file)
-    text = path.read_text(encoding="utf-8-sig")
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except OSError as e:
+        console.print(f"[red]cannot read {path}: {e.strerror or e}[/]")
+        return 2
+    except UnicodeDecodeError as e:
+        console.print(f"[red]{path} is not UTF-8 text (byte {e.start}): save it as UTF-8 CSV[/]")
+        return 2
     total_rows = max(text.count("\n") - (0 if text.endswith("\n") else -1) - 1, 0)
 
     async def run() -> int:

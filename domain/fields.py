@@ -164,9 +164,10 @@ def fill_empty(record: Any, specs: Mapping[str, FieldSpec], values: Mapping[str,
 
 
 def merge_attributes(record: Any, extra: Mapping[str, Any]) -> bool:
-    """Add custom attributes the record does not have yet; True when anything changed."""
+    """Add custom attributes the record does not have yet; True when anything changed.
+    Invalid, changing nothing, when the record's attributes would grow past their limit."""
     attrs: dict[str, Any] = record.attributes
     missing = {k: v for k, v in extra.items() if v not in (None, "") and attrs.get(k) in (None, "")}
     if missing:
-        record.attributes = {**attrs, **missing}
+        record.attributes = check_attributes({**attrs, **missing}, ["attributes"])
     return bool(missing)

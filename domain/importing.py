@@ -14,7 +14,9 @@ from domain.fields import (
     ACCOUNT_FIELDS,
     CONTACT_FIELDS,
     LEAD_FIELDS,
+    MAX_ATTRIBUTE_NAME,
     FieldSpec,
+    check_attributes,
     coerce,
     fill_empty,
     merge_attributes,
@@ -74,7 +76,7 @@ class Row:
 def _target(entity: ImportEntity, name: str) -> str | None:
     """The field a column or mapping target names, or None when it names none."""
     if name.startswith("attributes.") and len(name) > len("attributes."):
-        return name
+        return name if len(name) - len("attributes.") <= MAX_ATTRIBUTE_NAME else None
     if entity is ImportEntity.ACCOUNT:
         lowered = name.replace("_", "").replace(" ", "").lower()
         by_key = {n.lower(): n for n in ACCOUNT_FIELDS}
@@ -103,7 +105,8 @@ def column_plan(
         if name is None:
             allowed = ", ".join(sorted([*_SPECS[entity], *_EXTRA[entity], "attributes.<key>"]))
             raise Invalid(
-                f"'{target}' is not a {entity.value} field; use one of {allowed}",
+                f"'{str(target)[:120]}' is not a {entity.value} field; use one of {allowed} "
+                f"(a key of at most {MAX_ATTRIBUTE_NAME} characters)",
                 ["input", "mapping", column],
             )
         plan[header.index(column)] = name
@@ -172,6 +175,10 @@ def _parse_row(entity: ImportEntity, row: Row) -> tuple[dict[str, Any], dict[str
             standard[name] = value
     if problems:
         return "; ".join(problems)
+    try:
+        check_attributes(custom, ["attributes"])  # as createContact and the others check them
+    except DomainError as e:
+        return e.message
     return standard, custom
 
 
@@ -273,11 +280,23 @@ async def import_chunk(uow: UnitOfWork, entity: ImportEntity, rows: Sequence[Row
 Parsed = Sequence[tuple[Row, dict[str, Any], dict[str, Any]]]
 
 
+def _merged(record: Any, custom: Mapping[str, Any], row: Row, result: ImportResult) -> bool:
+    """Add a row's custom attributes to a record it matched; False (the row failed, the record
+    unchanged) when they would not fit."""
+    try:
+        merge_attributes(record, custom)
+    except DomainError as e:
+        result.failed += 1
+        result.errors.append((row.number, e.message))
+        return False
+    return True
+
+
 async def _import_accounts(uow: UnitOfWork, parsed: Parsed, result: ImportResult) -> None:
     found = await uow.accounts.find_by_names(sorted({s["name"] for _, s, _ in parsed}))
     new: dict[str, Account] = {}
     changed: dict[int, Account] = {}
-    for _, standard, custom in parsed:
+    for row, standard, custom in parsed:
         key = standard["name"].lower()
         account = found.get(key) or new.get(key)
         if account is None:
@@ -285,8 +304,10 @@ async def _import_accounts(uow: UnitOfWork, parsed: Parsed, result: ImportResult
             new[key] = Account(attributes=custom, **attrs)
             result.created += 1
             continue
-        touched = fill_empty(account, ACCOUNT_FIELDS, standard)
-        touched = merge_attributes(account, custom) or touched
+        before = dict(account.attributes)
+        if not _merged(account, custom, row, result):
+            continue
+        touched = fill_empty(account, ACCOUNT_FIELDS, standard) or account.attributes != before
         if touched:
             account.updated_at = utcnow()
             if account.id:
@@ -312,7 +333,7 @@ async def _import_contacts(uow: UnitOfWork, parsed: Parsed, result: ImportResult
     new: list[Contact] = []
     changed: dict[int, Contact] = {}
     joined: set[int] = set()  # accounts existing contacts joined
-    for _, standard, custom in parsed:
+    for row, standard, custom in parsed:
         company = standard.pop("companyName", None)
         account_id = accounts[company.lower()].id if company else None
         # The email is unique, so a contact with it is the match whatever the strategies say.
@@ -331,8 +352,10 @@ async def _import_contacts(uow: UnitOfWork, parsed: Parsed, result: ImportResult
             if owner is not None and owner is not contact:
                 # Matched by another strategy; the email belongs to someone else.
                 fill = {k: v for k, v in standard.items() if k != "email"}
-        touched = fill_empty(contact, CONTACT_FIELDS, fill)
-        touched = merge_attributes(contact, custom) or touched
+        before = dict(contact.attributes)
+        if not _merged(contact, custom, row, result):
+            continue
+        touched = fill_empty(contact, CONTACT_FIELDS, fill) or contact.attributes != before
         if contact.account_id is None and account_id is not None:
             contact.account_id, touched = account_id, True
             joined.add(account_id)
@@ -361,7 +384,7 @@ async def _import_leads(uow: UnitOfWork, parsed: Parsed, result: ImportResult) -
     contacts = {c.email: c for c in await uow.contacts.find_many("email", emails)} if emails else {}
     new: list[Lead] = []
     changed: dict[int, Lead] = {}
-    for _, standard, custom in parsed:
+    for row, standard, custom in parsed:
         contact = contacts.get(standard.get("email"))
         lead = _lookup(index, strategies, standard)
         if lead is None:
@@ -377,8 +400,10 @@ async def _import_leads(uow: UnitOfWork, parsed: Parsed, result: ImportResult) -
             _remember(index, strategies, standard, lead)
             result.created += 1
             continue
-        touched = fill_empty(lead, LEAD_FIELDS, standard)
-        touched = merge_attributes(lead, custom) or touched
+        before = dict(lead.attributes)
+        if not _merged(lead, custom, row, result):
+            continue
+        touched = fill_empty(lead, LEAD_FIELDS, standard) or lead.attributes != before
         if lead.contact_id is None and contact is not None:
             lead.contact_id, touched = contact.id, True
             if lead.account_id is None:

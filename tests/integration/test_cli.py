@@ -123,6 +123,17 @@ def test_import_rejects_a_bad_mapping(cli_db: str, tmp_path: Path) -> None:
     assert _count(cli_db, "leads") == 0
 
 
+def test_import_of_a_missing_or_non_utf8_file_is_a_clear_error(
+    cli_db: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert cli.main(["import", "contacts", str(tmp_path / "nowhere.csv")]) == 2
+    assert "cannot read" in capsys.readouterr().err
+    binary = tmp_path / "binary.csv"
+    binary.write_bytes(b"\xff\xfeabc")
+    assert cli.main(["import", "contacts", str(binary)]) == 2
+    assert "not UTF-8" in " ".join(capsys.readouterr().err.split())
+
+
 def test_migrate_and_schema(cli_db: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert cli.main(["migrate"]) == 0
     assert cli.main(["schema"]) == 0

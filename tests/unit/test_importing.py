@@ -286,6 +286,25 @@ async def test_importing_contacts_creates_matches_and_fills() -> None:
     assert ann.account_id == bo.account_id == account.id
 
 
+async def test_imported_attributes_have_the_limits_of_the_api() -> None:
+    """Attribute names of 1 to 100 characters and at most 64 KiB of attributes per record, as
+    createContact checks them: a row that breaks them fails and changes nothing."""
+    from domain.fields import MAX_ATTRIBUTES_BYTES
+
+    with pytest.raises(Invalid):
+        read_csv("email,n\n", CONTACT, {"n": "attributes." + "k" * 101})
+    uow = FakeUnitOfWork()
+    half = "x" * (MAX_ATTRIBUTES_BYTES // 2 + 10)
+    text = f"email,notes,more\nbig@x.io,{'y' * (MAX_ATTRIBUTES_BYTES + 1)},\nok@x.io,{half},\nok@x.io,,{half}\n"
+    mapping = {"notes": "attributes.notes", "more": "attributes.more"}
+    result = await import_chunk(uow, CONTACT, rows_of(text, CONTACT, mapping))
+    assert (result.created, result.updated, result.failed) == (1, 0, 2)
+    assert [row for row, _ in result.errors] == [1, 3]
+    assert all("larger than" in message for _, message in result.errors)
+    [contact] = uow.db.contacts.values()
+    assert contact.email == "ok@x.io" and contact.attributes == {"notes": half}
+
+
 async def test_a_new_account_is_named_as_its_first_row_spells_it() -> None:
     # _accounts_by_name builds the missing names from a set, so when rows spell a new company
     # differently the account gets whichever spelling the (hash-seeded) set yields last.
