@@ -510,8 +510,15 @@ async def _in_uow(info: Info, fn: Any) -> tuple[Any, list[gql.UserError]]:
     return await in_transaction(info, fn)
 
 
-def _lead_id(gid: strawberry.ID) -> int:
-    return decode_id(str(gid), "Lead", ["id"])
+async def require_user(ctx: Any, user_id: int) -> None:
+    """BAD_USER_INPUT when there is no such user (an empty answer would look like no work)."""
+    found = await ctx.read(lambda r: r.users.get_many([user_id]))
+    if user_id not in found:
+        raise bad_input("no user with this id (ownerId)")
+
+
+def _lead_id(gid: strawberry.ID, field: str = "id") -> int:
+    return decode_id(str(gid), "Lead", [field])
 
 
 async def _lead_change(info: Info, fn: Any) -> gql.LeadPayload:
@@ -586,6 +593,8 @@ class PeopleQuery:
         now = utcnow()
         end = now + dt.timedelta(hours=within_hours)
         found = await ctx.read(lambda r: r.activities.upcoming(owner, now, end))
+        if not found:
+            await require_user(ctx, owner)
         return found  # type: ignore[return-value]
 
     @strawberry.field
@@ -642,7 +651,9 @@ class SalesMutation:
 
         async def run(uow: UnitOfWork) -> Stakeholder:
             contact = decode_id(str(input.contact_id), "Contact", ["input", "contactId"])
-            return await services.add_stakeholder(uow, _lead_id(lead_id), contact, input.role)
+            return await services.add_stakeholder(
+                uow, _lead_id(lead_id, "leadId"), contact, input.role
+            )
 
         found, errors = await _in_uow(info, run)
         return StakeholderPayload(stakeholder=found, user_errors=errors)
@@ -655,7 +666,7 @@ class SalesMutation:
 
         async def run(uow: UnitOfWork) -> int:
             contact = decode_id(str(contact_id), "Contact", ["contactId"])
-            return await services.remove_stakeholder(uow, _lead_id(lead_id), contact)
+            return await services.remove_stakeholder(uow, _lead_id(lead_id, "leadId"), contact)
 
         gone, errors = await _in_uow(info, run)
         gid = None if gone is None else strawberry.ID(to_global_id("Contact", gone))
@@ -668,7 +679,9 @@ class SalesMutation:
         info.context.require(Permission.SALES_PROCESS)
 
         async def run(uow: UnitOfWork) -> Competitor:
-            return await services.add_competitor(uow, _lead_id(lead_id), input.name, input.notes)
+            return await services.add_competitor(
+                uow, _lead_id(lead_id, "leadId"), input.name, input.notes
+            )
 
         found, errors = await _in_uow(info, run)
         return CompetitorPayload(competitor=found, user_errors=errors)
@@ -681,7 +694,7 @@ class SalesMutation:
 
         async def run(uow: UnitOfWork) -> int:
             pk = decode_id(str(competitor_id), "Competitor", ["competitorId"])
-            return await services.remove_competitor(uow, _lead_id(lead_id), pk)
+            return await services.remove_competitor(uow, _lead_id(lead_id, "leadId"), pk)
 
         gone, errors = await _in_uow(info, run)
         gid = None if gone is None else strawberry.ID(to_global_id("Competitor", gone))

@@ -12,7 +12,7 @@ from api.context import Info
 from api.errors import bad_input
 from api.execution import pure
 from api.ids import decode_arg, decode_id, to_global_id
-from api.sales import ActivityType
+from api.sales import ActivityType, require_user
 from domain import sales_services as services
 from domain.errors import Invalid
 from domain.model import Lead, utcnow
@@ -334,6 +334,8 @@ class SequenceQuery:
         now = utcnow()
 
         items, more = await ctx.read(lambda r: r.sequences.work_list(owner, now, size, cursor))
+        if not items and cursor is None:
+            await require_user(ctx, owner)
         end = encode_work_cursor(items[-1]) if items else None
         return WorkItemConnection(
             edges=items,  # type: ignore[arg-type]

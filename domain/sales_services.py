@@ -28,10 +28,22 @@ from domain.scoring_services import rescore_leads
 from domain.services import create_lead, find_or_create_account
 
 
-async def _lead(uow: UnitOfWork, id_: int) -> Lead:
+async def _lead(uow: UnitOfWork, id_: int, field: str = "id") -> Lead:
+    """The lead, locked; NotFound naming the argument (`field`) that gave its id."""
     lead = await uow.leads.get_for_update(id_)
     if lead is None:
-        raise NotFound("no lead with this id", ["id"])
+        raise NotFound("no lead with this id", [field])
+    return lead
+
+
+async def _open_lead(uow: UnitOfWork, id_: int, doing: str, field: str = "id") -> Lead:
+    """The lead, locked, when it is OPEN; a closed lead is a CONFLICT for what it is `doing`."""
+    lead = await _lead(uow, id_, field)
+    if lead.state is not LeadState.OPEN:
+        raise Conflict(
+            f"the lead is {lead.state.value}: only an OPEN lead {doing} (reactivate it first)",
+            [field],
+        )
     return lead
 
 
@@ -57,7 +69,7 @@ async def set_lead_stage(
     the lead must have)."""
     if (stage is None) == (process_stage is None):
         raise Invalid("give either stage or processStage", ["stage"])
-    lead = await _lead(uow, id_)
+    lead = await _open_lead(uow, id_, "moves in its process")
     if process_stage is None:
         assert stage is not None
         await _record(uow, lead, [sales.move_to(lead, stage, forward_only=False)])
@@ -104,7 +116,7 @@ async def _sequence(uow: UnitOfWork, id_: int, path: list[str]) -> sequences.Seq
 
 async def attach_sequence(uow: UnitOfWork, lead_id: int, sequence_id: int) -> sequences.SequenceRun:
     """Start a sequence on an OPEN lead without an active one (else CONFLICT)."""
-    lead = await _lead(uow, lead_id)
+    lead = await _lead(uow, lead_id, "leadId")
     sequence = await _sequence(uow, sequence_id, ["sequenceId"])
     run = sequences.start_run(lead, sequence, await uow.sequences.active_run(lead.id))
     return await uow.sequences.add_run(run)
@@ -115,7 +127,8 @@ async def complete_sequence_step(
 ) -> sequences.SequenceRun:
     """Complete the current step of the lead's active sequence (else CONFLICT) and advance;
     the done call, email or task is logged on the lead's timeline as a completed activity."""
-    lead = await _lead(uow, lead_id)  # locks the lead: completions of one lead queue up
+    # Locks the lead: completions of one lead queue up.
+    lead = await _open_lead(uow, lead_id, "works its sequence", "leadId")
     run = await uow.sequences.active_run(lead.id)
     sequence = await _sequence(uow, run.sequence_id, ["leadId"]) if run else None
     if run is None or sequence is None:
@@ -279,6 +292,12 @@ async def assign_lead(uow: UnitOfWork, id_: int, user_id: int | None) -> Lead:
     """
     lead = await _lead(uow, id_)
     if user_id is None:
+        if lead.state is not LeadState.OPEN:
+            raise Conflict(
+                f"the lead is {lead.state.value}: the assignment rules assign OPEN leads; "
+                "give a userId to assign it by hand",
+                ["id"],
+            )
         if lead.owner_id is None and not await assign_by_rules(
             uow, [lead], utcnow(), require_ready=False
         ):
@@ -306,7 +325,7 @@ async def add_stakeholder(
     uow: UnitOfWork, lead_id: int, contact_id: int, role: str
 ) -> sales.Stakeholder:
     """Put a contact on the lead's buying committee (again: its role changes)."""
-    await _lead(uow, lead_id)
+    await _lead(uow, lead_id, "leadId")
     if await uow.contacts.get(contact_id) is None:
         raise NotFound("no contact with this id", ["input", "contactId"])
     return await uow.stakeholders.add_stakeholder(
@@ -323,7 +342,7 @@ async def remove_stakeholder(uow: UnitOfWork, lead_id: int, contact_id: int) -> 
 async def add_competitor(
     uow: UnitOfWork, lead_id: int, name: str, notes: str | None
 ) -> sales.Competitor:
-    await _lead(uow, lead_id)
+    await _lead(uow, lead_id, "leadId")
     return await uow.stakeholders.add_competitor(sales.build_competitor(lead_id, name, notes))
 
 

@@ -679,3 +679,38 @@ async def test_lead_with_its_timeline_reads_ahead_with_the_same_answers(api: Api
         assert wrong["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT"
     missing = await api.post(plain, {"id": "TGVhZDo5OTk5OTk=", "n": 2})  # Lead:999999
     assert missing.json() == {"data": {"lead": None}}
+
+
+async def test_a_closed_lead_is_not_worked_and_errors_name_the_argument(api: Api) -> None:
+    lead = await new_lead(api, topic="Closed")
+    assert (await op(api, DISQUALIFY, id=lead["id"], r="LOST"))["userErrors"] == []
+    moved = await op(api, STAGE, id=lead["id"], s="SALES_ACCEPTANCE")
+    assert moved["userErrors"][0]["code"] == "CONFLICT"
+    assert "only an OPEN lead" in moved["userErrors"][0]["message"]
+    by_rules = await op(
+        api,
+        f"mutation($id: ID!) {{ assignLead(id: $id) {{ lead {{ id }} {ERRORS} }} }}",
+        id=lead["id"],
+    )
+    assert by_rules["userErrors"][0]["code"] == "CONFLICT"
+    assert "give a userId" in by_rules["userErrors"][0]["message"]
+    state = await api("query($id: ID!) { lead(id: $id) { stage } }", {"id": lead["id"]})
+    assert state["lead"]["stage"] == "INQUIRY"
+    # An unknown lead named by a leadId argument: the error names that argument.
+    ghost = "TGVhZDo5OTk5OQ=="
+    added = await op(
+        api,
+        f'mutation($l: ID!) {{ addCompetitor(leadId: $l, input: {{name: "Rival"}}) {{ {ERRORS} }} }}',
+        l=ghost,
+    )
+    assert (added["userErrors"][0]["code"], added["userErrors"][0]["field"]) == (
+        "NOT_FOUND",
+        ["leadId"],
+    )
+    # An unknown owner is an error, not an empty work list.
+    for query in (
+        "query($o: ID!) { workList(ownerId: $o) { totalCount } }",
+        "query($o: ID!) { reminders(ownerId: $o) { id } }",
+    ):
+        errors = await api.errors(query, {"o": "VXNlcjo5OTk5OQ=="})
+        assert errors[0]["extensions"]["code"] == "BAD_USER_INPUT", errors
