@@ -211,6 +211,17 @@ def _resolve(
     )
 
 
+def _same_interaction(stored: Interaction, again: Interaction) -> bool:
+    """Whether a retry with an idempotency key sends the interaction first recorded with it:
+    the same contact, type, name and properties (its time may be the server's own, then)."""
+    return (stored.contact_id, stored.type, stored.name, dict(stored.properties)) == (
+        again.contact_id,
+        again.type,
+        again.name,
+        dict(again.properties),
+    )
+
+
 @dataclass(slots=True)
 class RecordResult:
     interactions: list[Interaction]
@@ -282,14 +293,24 @@ async def record_calls(
     ]
     stored_plain = iter(await uow.interactions.add_many(plain))
     touched: set[int] = set()
-    for result, checked in zip(results, checked_calls, strict=True):
-        for interaction in checked:
+    for (_, batch), result, checked in zip(calls, results, checked_calls, strict=True):
+        for index, interaction in enumerate(checked):
             if interaction is None:
                 continue
             if interaction.idempotency_key is None:
                 stored, created = next(stored_plain), True
             else:
                 stored, created = await uow.interactions.add(interaction)
+                if not created and not _same_interaction(stored, interaction):
+                    path = ["inputs", str(index)] if batch else ["input"]
+                    result.errors.append(
+                        Conflict(
+                            "this idempotencyKey was used for another interaction (another "
+                            "contact, type, name or properties)",
+                            [*path, "idempotencyKey"],
+                        )
+                    )
+                    continue
             result.interactions.append(stored)
             if created:
                 touched.add(stored.contact_id)

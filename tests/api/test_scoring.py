@@ -759,6 +759,20 @@ async def test_an_idempotency_key_records_once(api: Api) -> None:
     score = await lead_score(api, lead_id, model["id"])
     assert score is not None
     assert by_rule(score) == {"visits": (30, 3)}
+    # The same key for another interaction is a conflict, not the first one's answer.
+    other, _ = await contact_and_lead(api, "other@x.io")
+    mixed = await record_many(
+        api,
+        [
+            {"type": "EMAIL_OPENED", "contactId": other, "idempotencyKey": "k-1"},
+            {"type": "PAGE_VISITED", "contactId": contact_id, "idempotencyKey": "k-1"},
+        ],
+    )
+    assert [i["id"] for i in mixed["interactions"]] == [first["interactions"][0]["id"]]
+    assert [(e["code"], e["field"]) for e in mixed["userErrors"]] == [
+        ("CONFLICT", ["inputs", "0", "idempotencyKey"])
+    ]
+    assert await interaction_count(api, other) == 0
 
 
 # ---------------------------------------------------------------- scores and explanations
