@@ -184,14 +184,17 @@ async def update_contact(uow: UnitOfWork, id_: int, values: Mapping[str, Any]) -
 
 
 async def _lead_links(uow: UnitOfWork, values: Mapping[str, Any], lead: Lead) -> None:
-    """Apply contactId/accountId from `values`; a contact brings its account along."""
+    """Apply contactId/accountId from `values`; a contact brings its account along (also in
+    place of the account the previous contact brought, unless accountId is given)."""
     if "contactId" in values:
         contact_id = values["contactId"]
-        if contact_id is not None:
+        if contact_id is not None and contact_id != lead.contact_id:
             contact = await uow.contacts.get(contact_id)
             if contact is None:
                 raise NotFound("no contact with this id", ["input", "contactId"])
-            if "accountId" not in values and lead.account_id is None:
+            previous = await uow.contacts.get(lead.contact_id) if lead.contact_id else None
+            came_along = previous is not None and previous.account_id == lead.account_id
+            if "accountId" not in values and (lead.account_id is None or came_along):
                 lead.account_id = contact.account_id
         lead.contact_id = contact_id
     if "accountId" in values:

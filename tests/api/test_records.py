@@ -142,6 +142,23 @@ async def test_update_lead_changes_only_given_fields(api: Api) -> None:
     assert data["updateLead"]["lead"]["source"] == "JOURNEY"
 
 
+async def test_a_lead_moved_to_another_contact_takes_its_account_along(api: Api) -> None:
+    contoso = await create_account(api, name="Contoso")
+    northwind = await create_account(api, name="Northwind")
+    fabrikam = await create_account(api, name="Fabrikam")
+    ada = await create_contact(api, email="ada@contoso.io", accountId=contoso["id"])
+    bob = await create_contact(api, email="bob@northwind.io", accountId=northwind["id"])
+    lead = await create_lead(api, contactId=ada["id"])
+    assert lead["account"]["name"] == "Contoso"  # brought by Ada
+    move = f"mutation($id: ID!, $i: LeadInput!) {{ updateLead(id: $id, input: $i) {{ lead {{ {LEAD_FIELDS} }} userErrors {{ code }} }} }}"
+    moved = await api(move, {"id": lead["id"], "i": {"topic": "t", "contactId": bob["id"]}})
+    assert moved["updateLead"]["lead"]["account"]["name"] == "Northwind"
+    # An account set on its own stays when the contact changes.
+    own = await create_lead(api, contactId=ada["id"], accountId=fabrikam["id"])
+    kept = await api(move, {"id": own["id"], "i": {"topic": "t", "contactId": bob["id"]}})
+    assert kept["updateLead"]["lead"]["account"]["name"] == "Fabrikam"
+
+
 @pytest.mark.parametrize(
     ("mutation", "code", "field"),
     [
