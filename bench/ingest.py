@@ -288,14 +288,19 @@ class ScoreCheck:
     leads: int
     scores: int  # (lead, model) pairs compared
     mismatched: list[str]
-    stale: int  # touched leads with a model's score older than the phases
+    missing: int  # (lead, model) pairs with no stored score
+    kept: int  # scores stored before the phases, kept: no new interaction could change them
 
 
 async def check_scores(db: Database, since: datetime, sample: int, seed: int) -> ScoreCheck:
     """Leads touched by the API phases: every LIVE model's stored score, re-evaluated.
 
     A lead is re-scored in the transaction that records its interaction, with `now` the moment
-    stored as updated_at; evaluating the lead again at that moment must give the same score.
+    stored as updated_at; evaluating the lead again at that moment, with every interaction
+    recorded since, must give the same score. That holds for the scores the interactions were
+    able to change (re-scored, updated_at in the phases) and for those kept as they were
+    (updated_at before them): a later interaction that could change a kept score would make it
+    differ here.
     """
     async with db.read() as r:
         touched = (
@@ -309,7 +314,7 @@ async def check_scores(db: Database, since: datetime, sample: int, seed: int) ->
         models = await r.scoring_models.live()
         chosen = random.Random(seed).sample(list(touched), min(sample, len(touched)))
         mismatched: list[str] = []
-        stale = compared = 0
+        missing = kept = compared = 0
         for lead_id in sorted(chosen):
             lead = await r.leads.get(lead_id)
             assert lead is not None
@@ -320,16 +325,17 @@ async def check_scores(db: Database, since: datetime, sample: int, seed: int) ->
             subject = Subject(lead, contact, account, interactions)
             for model in models:
                 stored = await r.scores.get(lead_id, model.id)
-                if stored is None or stored.updated_at < since:
-                    stale += 1
+                if stored is None:
+                    missing += 1
                     continue
+                kept += stored.updated_at < since
                 expected = evaluate(model, subject, stored.updated_at).score
                 compared += 1
                 if expected != stored.score:
                     mismatched.append(
                         f"lead {lead_id}, {model.name}: stored {stored.score}, evaluator {expected}"
                     )
-    return ScoreCheck(len(chosen), compared, mismatched, stale)
+    return ScoreCheck(len(chosen), compared, mismatched, missing, kept)
 
 
 # ---------------------------------------------------------------- the baseline
@@ -508,11 +514,12 @@ def report(out: Outcome, args: argparse.Namespace) -> bool:
             checks.add_row("  first failure", p.first_failure, "", "")
     s = out.scores
     if s is not None:
-        good = not s.mismatched and s.stale == 0 and s.scores > 0
+        good = not s.mismatched and s.missing == 0 and s.scores > 0
         ok = ok and good
         checks.add_row(
-            f"stored scores of {s.leads} touched leads ≠ evaluator at their updated_at",
-            f"{len(s.mismatched)} of {s.scores}, {s.stale} not re-scored",
+            f"stored scores of {s.leads} touched leads ≠ evaluator at their updated_at "
+            f"({s.kept} kept from before: no new interaction could change them)",
+            f"{len(s.mismatched)} of {s.scores}, {s.missing} missing",
             f"0 of {s.leads * len(MODELS)}, 0",
             verdict(good),
         )
