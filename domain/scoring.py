@@ -358,6 +358,13 @@ class _Parser:
         return number
 
     def scalar(self, value: Any, path: list[str]) -> str | float | None:
+        if isinstance(value, bool):
+            self.fail(
+                "true and false are not compared: test a flag with IS_SET / IS_NOT_SET, or keep "
+                "it as text or a number",
+                path,
+            )
+            return None
         if isinstance(value, str):
             if len(value) > 1000:
                 self.fail("values are at most 1000 characters", path)

@@ -230,6 +230,12 @@ BAD_MODELS: list[tuple[str, list[dict[str, Any]], list[str], str]] = [
         "a scoring rule cannot depend on it",
     ),
     (
+        "a boolean value",
+        [rule("r", 1, attribute("LEAD", "attributes.vip", "EQ", True))],
+        [*PATH, "attribute", "value"],
+        "true and false are not compared",
+    ),
+    (
         "the status reason qualification sets",
         [rule("r", 1, {"not": attribute("LEAD", "statusReason", "EQ", "NEW")})],
         [*PATH, "not", "attribute", "field"],
