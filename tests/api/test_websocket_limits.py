@@ -91,7 +91,9 @@ def speak(server: Server) -> Any:
 async def init(ws: ClientConnection, key: str) -> None:
     payload = {"authorization": f"Bearer {key}"}
     await ws.send(json.dumps({"type": "connection_init", "payload": payload}))
-    assert json.loads(await ws.recv())["type"] == "connection_ack"
+    ack = await ws.recv()
+    assert isinstance(ack, str), ack  # a text frame: graphql-transport-ws messages are text
+    assert json.loads(ack)["type"] == "connection_ack"
 
 
 async def subscribe(ws: ClientConnection, id_: str, query: str = SUBSCRIBE) -> None:
@@ -220,7 +222,9 @@ async def test_subscriptions_per_connection_are_capped(database_url: str) -> Non
         await init(ws, server.keys[Role.VIEWER])
         for id_ in ("1", "2", "3"):
             await subscribe(ws, id_)
-        refused = json.loads(await ws.recv())
+        frame = await ws.recv()
+        assert isinstance(frame, str), frame
+        refused = json.loads(frame)
         assert refused["id"] == "3"
         assert refused["type"] == "error"
         assert refused["payload"][0]["message"] == "Subscription limit reached"
@@ -228,7 +232,8 @@ async def test_subscriptions_per_connection_are_capped(database_url: str) -> Non
         await ws.send(json.dumps({"id": "1", "type": "complete"}))
         await subscribe(ws, "4")
         await ws.send(json.dumps({"type": "ping"}))
-        assert json.loads(await ws.recv()) == {"type": "pong"}
+        pong = await ws.recv()
+        assert isinstance(pong, str) and json.loads(pong) == {"type": "pong"}
 
 
 async def test_subscribe_messages_are_rate_limited(database_url: str) -> None:
