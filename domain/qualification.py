@@ -107,9 +107,20 @@ class Decision:
         return self.marketing_qualified or self.sales_ready
 
 
-def decide(model: QualificationModel, lead: Lead, scores: Mapping[int, float]) -> Decision:
-    """The marks `model` sets on `lead` given its scores (none when the guards say no)."""
+def decide(
+    model: QualificationModel,
+    lead: Lead,
+    scores: Mapping[int, float],
+    before: Mapping[int, float] | None = None,
+) -> Decision:
+    """The marks `model` sets on `lead` given its scores (none when the guards say no).
+
+    With `before`, the lead's scores before they were just computed: the model marks only when
+    its criteria newly hold (they did not with those), so a mark taken off by hand is not put
+    back by a change that leaves the criteria as they were."""
     if not can_change(lead) or not meets(model, scores):
+        return Decision(False, False)
+    if before is not None and meets(model, before):
         return Decision(False, False)
     return Decision(
         model.actions.mark_marketing_qualified

@@ -156,15 +156,17 @@ async def qualify_lead(
     scores: Mapping[int, float],
     models: Sequence[QualificationModel],
     now: datetime,
+    before: Mapping[int, float] | None = None,
 ) -> bool:
     """Apply the LIVE models to one lead whose scores were just computed; True if it changed.
 
     `scores` holds every LIVE scoring model's score for the lead, and a LIVE qualification
-    model only uses LIVE scoring models, so nothing else needs reading.
+    model only uses LIVE scoring models, so nothing else needs reading. `before`: the scores
+    they replaced (see decide); None marks on the criteria alone.
     """
     changed = False
     for model in models:
-        decision = decide(model, lead, scores)
+        decision = decide(model, lead, scores, before)
         if decision.marketing_qualified:
             previous = lead.status_reason
             lead.status_reason = LeadStatusReason.MARKETING_QUALIFIED

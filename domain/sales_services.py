@@ -218,10 +218,11 @@ async def qualify_lead(uow: UnitOfWork, id_: int, raw: Mapping[str, Any]) -> Qua
     return Qualified(await _rescored(uow, lead), opportunity, contact, account)
 
 
-async def _rescored(uow: UnitOfWork, lead: Lead) -> Lead:
+async def _rescored(uow: UnitOfWork, lead: Lead, *, reopened: bool = False) -> Lead:
     """Score a lead whose state (or contact and account) just changed with the LIVE models (a
-    rule may read its state) and the lead as that left it."""
-    if await rescore_leads(uow, [lead.id]):
+    rule may read its state) and the lead as that left it; a `reopened` one is marked for
+    whatever holds now (a threshold it crossed while closed marks it)."""
+    if await rescore_leads(uow, [lead.id], reopened=reopened):
         return await _lead(uow, lead.id)
     return lead
 
@@ -267,7 +268,7 @@ async def reactivate_lead(uow: UnitOfWork, id_: int) -> Lead:
     lead = await _lead(uow, id_)
     change = sales.reactivate(lead, await uow.opportunities.has_open(lead.id))
     await _record(uow, lead, [change])
-    return await _rescored(uow, lead)
+    return await _rescored(uow, lead, reopened=True)
 
 
 # ---------------------------------------------------------------- users, teams, assignment

@@ -492,7 +492,11 @@ async def rescore_for_contacts(uow: UnitOfWork, contact_ids: Sequence[int], now:
 
 
 async def rescore_leads(
-    uow: UnitOfWork, lead_ids: Sequence[int], now: datetime | None = None
+    uow: UnitOfWork,
+    lead_ids: Sequence[int],
+    now: datetime | None = None,
+    *,
+    reopened: bool = False,
 ) -> int:
     """Score these leads with every LIVE model (Python evaluator), recording events.
 
@@ -515,7 +519,7 @@ async def rescore_leads(
             await uow.scores.rescore_all(model, now, ids)
         await _after_set_scoring(uow, ids, now)
         return len(ids)
-    return await _score(uow, await uow.leads.lock_and_get(ids), models, now)
+    return await _score(uow, await uow.leads.lock_and_get(ids), models, now, reopened=reopened)
 
 
 @dataclass(frozen=True, slots=True)
@@ -553,6 +557,8 @@ async def _score(
     now: datetime,
     known: tuple[Mapping[int, Contact], Mapping[int, Account]] | None = None,
     new: Sequence[Interaction] | None = None,
+    *,
+    reopened: bool = False,
 ) -> int:
     """Score locked leads with the Python evaluator, reading and writing in bulk.
 
@@ -564,6 +570,9 @@ async def _score(
     `new` (with `known` holding their contacts): the interactions just recorded, when they are
     all that changed for these leads. A model none of those a lead sees can change keeps that
     lead's stored score, if it still holds, without being evaluated or written again.
+
+    Marks (sales-ready, and a qualification model's) go to leads that cross a threshold or
+    newly meet criteria; `reopened` leads (reactivated) start over: what holds now marks them.
     """
     unscorable = [lead.id for lead in leads if not lead.scorable]
     if unscorable:  # they lost their contact and account: no score any more
@@ -622,7 +631,7 @@ async def _score(
             # and did not before (a mark taken off by hand is not put back for nothing).
             if (
                 model.is_sales_ready(score)
-                and not (stored is not None and stored.sales_ready)
+                and not (stored is not None and stored.sales_ready and not reopened)
                 and not lead.sales_ready
                 and lead.state is LeadState.OPEN
             ):
@@ -654,7 +663,16 @@ async def _score(
     qualifying = await uow.qualification_models.live()
     if qualifying:
         for lead in leads:
-            await qualify_lead(uow, lead, lead_scores[lead.id], qualifying, now)
+            # The scores these replaced: a model marks when its criteria newly hold. A lead
+            # open again starts over: whatever holds now marks it.
+            replaced = None
+            if not reopened:
+                replaced = {
+                    m.id: stored.score
+                    for m in models
+                    if (stored := previous.get((lead.id, m.id))) is not None
+                }
+            await qualify_lead(uow, lead, lead_scores[lead.id], qualifying, now, replaced)
     await assign_by_rules(uow, leads, now)  # sales-ready now: to a seller, by the rules
     return len(leads)
 

@@ -298,3 +298,31 @@ async def test_qualification_events_name_their_model(api: Api) -> None:
         "NEW",
     )
     assert nodes[1]["salesReady"] is True
+
+
+async def test_a_mark_taken_off_by_hand_comes_back_only_when_criteria_newly_hold(
+    api: Api,
+) -> None:
+    """A qualification model marks a lead when its criteria newly hold; a lead reactivated
+    starts over, so what holds then marks it (also a threshold crossed while it was closed)."""
+    world = await scored_world(api)
+    made = await q_create(api, definition([(world["engagement"], 20)], mq=False, sr=True))
+    assert (await q_op(api, Q_PUBLISH, made["qualificationModel"]["id"]))["userErrors"] == []
+    ada = world["ada"]
+    assert (await lead_state(api, ada))["salesReady"] is True
+    untick = "mutation($id: ID!) { updateLeadProcess(id: $id, input: {salesReady: false}) { userErrors { code } } }"
+    assert (await api(untick, {"id": ada}))["updateLeadProcess"]["userErrors"] == []
+    # An edit and a visit: the criteria held before and still do; the mark stays off.
+    edit = 'mutation($id: ID!) { updateLead(id: $id, input: {topic: "t", phone: "123"}) { userErrors { code } } }'
+    assert (await api(edit, {"id": ada}))["updateLead"]["userErrors"] == []
+    contact = await api("query($id: ID!) { lead(id: $id) { contact { id } } }", {"id": ada})
+    await visits(api, contact["lead"]["contact"]["id"], 1)
+    assert (await lead_state(api, ada))["salesReady"] is False
+    # Closed, then open again: the criteria hold, so the lead is marked once more.
+    lost = "mutation($id: ID!) { disqualifyLead(id: $id, reason: LOST) { userErrors { code } } }"
+    assert (await api(lost, {"id": ada}))["disqualifyLead"]["userErrors"] == []
+    back = (
+        "mutation($id: ID!) { reactivateLead(id: $id) { lead { salesReady } userErrors { code } } }"
+    )
+    again = (await api(back, {"id": ada}))["reactivateLead"]
+    assert again["userErrors"] == [] and again["lead"]["salesReady"] is True

@@ -1268,3 +1268,19 @@ async def test_a_lead_closed_qualified_or_reactivated_is_scored_again(api: Api) 
     done = (await api(qualify, {"id": loose["id"]}))["qualifyLead"]
     assert done["userErrors"] == [] and done["lead"] == {"state": "QUALIFIED", "scorable": True}
     assert await points(api, loose["id"], model["id"]) == 1
+
+
+async def test_a_threshold_crossed_while_closed_marks_the_lead_when_reactivated(api: Api) -> None:
+    await switch(api)
+    model = await live_model(api, [VISITS], salesReadyThreshold=20)
+    contact_id, lead_id = await contact_and_lead(api, "closed@x.io")
+    lost = "mutation($id: ID!) { disqualifyLead(id: $id, reason: LOST) { userErrors { code } } }"
+    assert (await api(lost, {"id": lead_id}))["disqualifyLead"]["userErrors"] == []
+    await record_many(api, [{"type": "PAGE_VISITED", "contactId": contact_id}] * 3)
+    assert await points(api, lead_id, model["id"]) == 30  # scored, but a closed lead is not marked
+    state = "query($id: ID!) { lead(id: $id) { salesReady } }"
+    assert (await api(state, {"id": lead_id}))["lead"]["salesReady"] is False
+    back = "mutation($id: ID!) { reactivateLead(id: $id) { lead { salesReady stage } userErrors { code } } }"
+    again = (await api(back, {"id": lead_id}))["reactivateLead"]
+    assert again["userErrors"] == []
+    assert again["lead"] == {"salesReady": True, "stage": "SALES_ACCEPTANCE"}
