@@ -11,7 +11,7 @@ from datetime import timedelta
 from typing import Any
 
 import orjson
-from graphql import GraphQLError
+from graphql import GraphQLError, parse
 from graphql import OperationType as GraphQLOperationType
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
@@ -37,7 +37,14 @@ from strawberry.types.graphql import OperationType
 from api.context import Context, Services
 from api.delivery import Hub
 from api.errors import UNAVAILABLE_MESSAGE, log
-from api.idempotency import Idempotency, has_mutation, has_operation, operation_type
+from api.idempotency import (
+    Idempotency,
+    has_mutation,
+    has_operation,
+    operation_problem,
+    operation_type,
+    request_problem,
+)
 from api.settings import Settings
 from domain.auth import Principal
 from domain.errors import ServiceUnavailable
@@ -169,22 +176,40 @@ def _replay(body: bytes, receive: Receive) -> Receive:
     return replay
 
 
-def _not_a_subscription(message: SubscribeMessage) -> GraphQLError | None:
-    """The error for a subscribe message whose operation is a query or a mutation; None for a
-    subscription, or for a document the schema will refuse with its own error anyway."""
+def _not_a_subscription(message: SubscribeMessage, limits: Settings) -> GraphQLError | None:
+    """The error for a subscribe message that does not name one subscription to run: a query
+    or a mutation, a document too long or with too many tokens, one that does not parse, or
+    several operations and no operationName. None for a subscription, or for a payload the
+    schema refuses with its own error anyway (no query, say). Checked before anything else
+    reads the document, and cheaply: parsing stops at the token limit."""
     payload: Any = message.get("payload")
     query = payload.get("query") if isinstance(payload, dict) else None
     name = payload.get("operationName") if isinstance(payload, dict) else None
     if not isinstance(query, str) or not isinstance(name, str | None):
         return None
+    if len(query) > limits.max_document_chars:
+        return _bad_subscribe(
+            f"the query document is longer than {limits.max_document_chars} characters: pass "
+            "values as variables"
+        )
+    try:
+        parse(query, no_location=True, max_tokens=limits.max_tokens)
+    except GraphQLError as e:  # a syntax error, or more tokens than allowed
+        return _bad_subscribe(e.message)
+    problem = operation_problem(query, name)
+    if problem is not None:
+        return _bad_subscribe(problem)
     kind = operation_type(query, name)
     if kind is None or kind is GraphQLOperationType.SUBSCRIPTION:
         return None
-    return GraphQLError(
+    return _bad_subscribe(
         f"a WebSocket only subscribes: send a {kind.value} as POST /graphql with Content-Type:"
-        " application/json",
-        extensions={"code": "BAD_USER_INPUT"},
+        " application/json"
     )
+
+
+def _bad_subscribe(message: str) -> GraphQLError:
+    return GraphQLError(message, extensions={"code": "BAD_USER_INPUT"})
 
 
 class AuthenticatingTransportWS(BaseGraphQLTransportWSHandler[Context, None]):
@@ -233,7 +258,7 @@ class AuthenticatingTransportWS(BaseGraphQLTransportWSHandler[Context, None]):
 
     async def handle_subscribe(self, message: SubscribeMessage) -> None:
         if self.connection_acknowledged and message.get("id") not in self.operations:
-            refused = _not_a_subscription(message)
+            refused = _not_a_subscription(message, self.view.limits)
             if refused is not None:
                 # Queries and mutations go over POST /graphql, where the CSRF rules, the
                 # execution timeout and Idempotency-Key apply; a WebSocket only subscribes.
@@ -419,6 +444,12 @@ class GraphQLEndpoint(GraphQL[Context, None]):
                 f"the body is not JSON (UTF-8, no byte order mark): {str(e)[:200]}",
             )
             await response(scope, receive, send)
+            return None
+        problem = request_problem(data, self.limits.max_document_chars)
+        if problem is not None:
+            # Before Idempotency-Key and the schema: a document with several operations and no
+            # operationName would otherwise run its first one, unseen by either.
+            await refusal(400, "BAD_REQUEST", problem)(scope, receive, send)
             return None
         accept = request.headers.get("accept", "")
         streamed = "multipart/mixed" in accept or "text/event-stream" in accept

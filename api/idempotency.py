@@ -17,6 +17,7 @@ from datetime import timedelta
 from functools import lru_cache
 from typing import Any
 
+import orjson
 from graphql import GraphQLError, OperationDefinitionNode, OperationType, parse
 from starlette.responses import JSONResponse, Response
 from starlette.types import Message, Receive, Scope, Send
@@ -32,24 +33,109 @@ log = logging.getLogger("leadflow.idempotency")
 Serve = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
+# Answers of operations cut short and rolled back as a whole: a retry may succeed, so they are
+# not kept for replay.
+_TRANSIENT = (b'"TIMEOUT"', b'"SERVICE_UNAVAILABLE"')
+
+
+def _rolled_back(content: bytes) -> bool:
+    """Whether a 200 answer reports an operation cut short (the execution timeout, an
+    unreachable database): it changed nothing, and replaying it would stop any retry."""
+    if not any(code in content for code in _TRANSIENT):
+        return False
+    try:
+        body = orjson.loads(content)
+    except orjson.JSONDecodeError:
+        return False
+    errors = body.get("errors") if isinstance(body, dict) else None
+    return any(
+        isinstance(e, dict)
+        and (e.get("extensions") or {}).get("code") in ("TIMEOUT", "SERVICE_UNAVAILABLE")
+        for e in errors or ()
+    )
+
+
 def _error(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> Response:
     body = {"data": None, "errors": [{"message": message, "extensions": {"code": code}}]}
     return JSONResponse(body, status_code=status, headers=headers)
 
 
-@lru_cache(maxsize=256)
-def operation_type(query: str, operation_name: str | None) -> OperationType | None:
-    """The type of the operation a request would run (None: a bad document)."""
+# Documents up to this long are analysed once and remembered; longer ones (rare, and bounded by
+# Settings.max_document_chars) each time: a cache must not hold on to big strings.
+CACHED_DOCUMENT_CHARS = 20_000
+ANALYSIS_MAX_TOKENS = 20_000
+
+
+def _parse_operations(query: str) -> tuple[tuple[str | None, OperationType], ...] | None:
+    """(name, type) of each operation of a document; None when it does not parse."""
     try:
-        document = parse(query, no_location=True, max_tokens=20_000)
+        document = parse(query, no_location=True, max_tokens=ANALYSIS_MAX_TOKENS)
     except GraphQLError:
         return None
-    operations = [d for d in document.definitions if isinstance(d, OperationDefinitionNode)]
+    return tuple(
+        (d.name.value if d.name else None, d.operation)
+        for d in document.definitions
+        if isinstance(d, OperationDefinitionNode)
+    )
+
+
+_cached_operations = lru_cache(maxsize=256)(_parse_operations)
+
+
+def operations(query: str) -> tuple[tuple[str | None, OperationType], ...] | None:
+    """(name, type) of each operation of a document; None when it does not parse."""
+    if len(query) <= CACHED_DOCUMENT_CHARS:
+        return _cached_operations(query)
+    return _parse_operations(query)
+
+
+def operation_type(query: str, operation_name: str | None) -> OperationType | None:
+    """The type of the operation a request would run (None: a bad document, or one that does
+    not name one operation: see operation_problem)."""
+    found = operations(query)
+    if found is None:
+        return None
     if operation_name is not None:
-        operations = [o for o in operations if o.name and o.name.value == operation_name]
-    elif len(operations) > 1:
-        return None  # GraphQL refuses it anyway: several operations and no name
-    return operations[0].operation if len(operations) == 1 else None
+        found = tuple(o for o in found if o[0] == operation_name)
+    return found[0][1] if len(found) == 1 else None
+
+
+def operation_problem(query: str, operation_name: str | None) -> str | None:
+    """Why a document that parses does not name exactly one operation to run: several and no
+    operationName (GraphQL requires one), or an operationName it does not have. None otherwise
+    (a syntax error is reported by the schema, with its position)."""
+    found = operations(query)
+    if found is None:
+        return None
+    if operation_name is None:
+        if len(found) > 1:
+            return "the document holds several operations: name the one to run in operationName"
+        return None
+    if not any(name == operation_name for name, _ in found):
+        return f"the document has no operation named {operation_name[:100]!r}"
+    return None
+
+
+def request_problem(data: Any, max_document_chars: int) -> str | None:
+    """Why a parsed JSON body is no GraphQL request this server runs, or None: a request is a
+    JSON object (a batch, a list of them) whose query is at most `max_document_chars` long
+    (values belong in variables) and names one operation to run."""
+    items = data if isinstance(data, list) else [data]
+    if not isinstance(data, dict | list) or not all(isinstance(i, dict) for i in items):
+        return "a GraphQL request is a JSON object with a query (and variables, operationName)"
+    for item in items:
+        query, name = item.get("query"), item.get("operationName")
+        if not isinstance(query, str) or not isinstance(name, str | None):
+            continue  # the schema's own error says what is missing
+        if len(query) > max_document_chars:
+            return (
+                f"the query document is longer than {max_document_chars} characters: pass "
+                "values as variables"
+            )
+        problem = operation_problem(query, name)
+        if problem is not None:
+            return problem
+    return None
 
 
 def has_operation(data: Any, kind: OperationType) -> bool:
@@ -123,12 +209,12 @@ class Idempotency:
             raise
         start = next((m for m in messages if m["type"] == "http.response.start"), None)
         status = start["status"] if start is not None else 0
-        if status == 200:
+        content = b"".join(
+            m.get("body", b"") for m in messages if m["type"] == "http.response.body"
+        )
+        if status == 200 and not _rolled_back(content):
             assert start is not None
             content_type = _header(start, b"content-type")
-            content = b"".join(
-                m.get("body", b"") for m in messages if m["type"] == "http.response.body"
-            )
             try:
                 await self.store.complete(
                     principal.key_id, key, StoredResponse(status, content_type, content)
@@ -137,7 +223,7 @@ class Idempotency:
                 # The mutation committed: answer it anyway. The key stays claimed until it
                 # counts as abandoned, so a retry meanwhile gets 409, not a second run.
                 log.exception("could not store the answer for an Idempotency-Key")
-        else:  # not a completed execution: nothing to replay, the key may be used again
+        else:  # nothing ran to the end (or it rolled back): the key may be used again
             await self.store.release(principal.key_id, key)
         for message in messages:
             await send(message)

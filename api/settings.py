@@ -43,6 +43,8 @@ class Settings(BaseSettings):
     max_query_depth: int = Field(12, ge=1)
     max_aliases: int = Field(30, ge=1)
     max_tokens: int = Field(5000, ge=10)
+    # Characters of one GraphQL document (its query text; values go in variables).
+    max_document_chars: int = Field(100_000, ge=1000)
     max_page_size: int = Field(500, ge=1, le=500)
     max_directives: int = Field(20, ge=0)
     # Operations in one batched POST (a JSON list); 0 turns batching off.

@@ -5,6 +5,7 @@ Both paths must answer exactly as Strawberry's view does for the same request.
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 
 import httpx
@@ -71,7 +72,24 @@ async def test_bad_requests_get_the_views_answers(api: Api) -> None:
         (b'{"query": "{ viewer { role } }", "extensions": 1}', "`extensions` must be an object"),
         (
             b'{"query": "query A { viewer { role } }", "operationName": "B"}',
-            'Unknown operation named "B"',
+            "the document has no operation named 'B'",
+        ),
+        # Several operations and no operationName: GraphQL requires the name (the first one
+        # ran, unseen by Idempotency-Key).
+        (
+            b'{"query": "mutation M { setFeatureSwitch(feature: LEAD_MANAGEMENT, enabled: true)'
+            b' { userErrors { code } } } query Q { viewer { role } }"}',
+            "name the one to run in operationName",
+        ),
+        (b'"just a string"', "a GraphQL request is a JSON object"),
+        (b"null", "a GraphQL request is a JSON object"),
+        (b"1", "a GraphQL request is a JSON object"),
+        (b"[1]", "a GraphQL request is a JSON object"),
+        (
+            json.dumps(
+                {"query": '{ leads(filter: {search: "' + "x" * 100_001 + '"}) { totalCount } }'}
+            ).encode(),
+            "pass values as variables",
         ),
         (
             b'{"query": "subscription { leadEvents { cursor } }"}',

@@ -294,3 +294,21 @@ async def test_an_answer_that_cannot_be_stored_is_still_sent(client: Client) -> 
 
 def _sha(body: bytes) -> str:
     return hashlib.sha256(body).hexdigest()
+
+
+def test_answers_of_operations_cut_short_are_not_kept_for_replay() -> None:
+    """A TIMEOUT or SERVICE_UNAVAILABLE answer rolled back: kept, it would answer every retry
+    with the same Idempotency-Key for a day instead of letting one succeed."""
+    from api.idempotency import _rolled_back
+
+    def answer(code: str) -> bytes:
+        error = {"message": "x", "extensions": {"code": code}}
+        return orjson.dumps({"data": None, "errors": [error]})
+
+    assert _rolled_back(answer("TIMEOUT"))
+    assert _rolled_back(answer("SERVICE_UNAVAILABLE"))
+    assert not _rolled_back(answer("FORBIDDEN"))
+    # A userError (in the data) that happens to say TIMEOUT is an answer like any other.
+    data = {"data": {"x": {"userErrors": [{"code": "TIMEOUT"}]}}}
+    assert not _rolled_back(orjson.dumps(data))
+    assert not _rolled_back(b"not json TIMEOUT")

@@ -261,6 +261,20 @@ async def test_a_websocket_only_subscribes(server: Server) -> None:
             refused = json.loads(await ws.recv())
             assert (refused["id"], refused["type"]) == (id_, "error")
             assert "only subscribes" in refused["payload"][0]["message"]
+        # A mutation beside a subscription, with no operationName: GraphQL needs the name (the
+        # first operation ran); a broken document, one over the token limit and one too long
+        # get an error each, before anything parses them at length.
+        many_ids = "subscription { leadEvents { " + "cursor " * 6000 + "} }"
+        for id_, query, says in (
+            ("m", create + " subscription S { leadEvents { cursor } }", "operationName"),
+            ("s", "subscription { leadEvents { cursor }", "Syntax Error"),
+            ("t", many_ids, "tokens"),
+            ("l", "subscription { leadEvents { cursor } }" + " " * 100_001, "variables"),
+        ):
+            await subscribe(ws, id_, query)
+            refused = json.loads(await ws.recv())
+            assert (refused["id"], refused["type"]) == (id_, "error"), refused
+            assert says in refused["payload"][0]["message"], refused
         await subscribe(ws, "3")  # a subscription still works on the same connection
         await ws.send(json.dumps({"type": "ping"}))
         assert json.loads(await ws.recv()) == {"type": "pong"}
