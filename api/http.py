@@ -208,6 +208,26 @@ def _not_a_subscription(message: SubscribeMessage, limits: Settings) -> GraphQLE
     )
 
 
+def _holds_nul(data: Any) -> bool:
+    """Whether a parsed request holds U+0000 in a string or key, or a GraphQL string literal
+    writes one as an escape (PostgreSQL refuses it in text and JSON; SQLite would keep it)."""
+    stack = [data]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, str):
+            if "\x00" in node:
+                return True
+        elif isinstance(node, dict):
+            for key, value in node.items():
+                if key == "query" and isinstance(value, str) and "\\u0000" in value:
+                    return True
+                stack.append(key)
+                stack.append(value)
+        elif isinstance(node, list):
+            stack.extend(node)
+    return False
+
+
 def _bad_subscribe(message: str) -> GraphQLError:
     return GraphQLError(message, extensions={"code": "BAD_USER_INPUT"})
 
@@ -446,6 +466,9 @@ class GraphQLEndpoint(GraphQL[Context, None]):
             await response(scope, receive, send)
             return None
         problem = request_problem(data, self.limits.max_document_chars)
+        if problem is None and b"\\u0000" in body and _holds_nul(data):
+            # JSON writes U+0000 only as this escape: a quick look at the bytes, then a walk.
+            problem = "text must not contain NUL characters (U+0000): no database stores them"
         if problem is not None:
             # Before Idempotency-Key and the schema: a document with several operations and no
             # operationName would otherwise run its first one, unseen by either.

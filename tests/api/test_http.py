@@ -81,6 +81,24 @@ async def test_bad_requests_get_the_views_answers(api: Api) -> None:
             b' { userErrors { code } } } query Q { viewer { role } }"}',
             "name the one to run in operationName",
         ),
+        # U+0000 in text: PostgreSQL stores no such character (SQLite would).
+        (
+            json.dumps(
+                {
+                    "query": "mutation($i: AccountInput!) { createAccount(input: $i) { userErrors { code } } }",
+                    "variables": {"i": {"name": "nul\x00byte"}},
+                }
+            ).encode(),
+            "NUL characters",
+        ),
+        (
+            json.dumps(
+                {
+                    "query": 'mutation { createAccount(input: {name: "a\\u0000b"}) { userErrors { code } } }'
+                }
+            ).encode(),
+            "NUL characters",
+        ),
         (b'"just a string"', "a GraphQL request is a JSON object"),
         (b"null", "a GraphQL request is a JSON object"),
         (b"1", "a GraphQL request is a JSON object"),
