@@ -584,24 +584,22 @@ async def _score(
     changers = _changers(models, new, known[0]) if new is not None and known else None
     # Per lead, the models to evaluate; the others keep their stored score, computed from
     # what is unchanged. The interactions read are only those these evaluations can count.
-    plan: dict[int, list[ScoringModel]] = {}
+    plan: dict[int, set[int]] = {}  # lead id -> ids of the models to evaluate
     for lead in leads:
-        plan[lead.id] = []
-        for model in models:
-            stored = previous.get((lead.id, model.id))
-            if (
-                changers is None
-                or stored is None
-                or not stored.holds(model, now)
-                or changers[model.id].reach(lead)
-            ):
-                plan[lead.id].append(model)
-    evaluated = {m.id: m for planned in plan.values() for m in planned}
+        plan[lead.id] = {
+            model.id
+            for model in models
+            if changers is None
+            or (stored := previous.get((lead.id, model.id))) is None
+            or not stored.holds(model, now)
+            or changers[model.id].reach(lead)
+        }
+    evaluated = {i for planned in plan.values() for i in planned}
     subjects = await subjects_for(
         uow,
         [lead for lead in leads if plan[lead.id]],
         known,
-        scope_of(evaluated.values(), now),
+        scope_of([m for m in models if m.id in evaluated], now),
     )
     scores: list[tuple[int, ScoringModel, ScoreResult]] = []
     lead_scores: dict[int, dict[int, float]] = {}
@@ -613,7 +611,7 @@ async def _score(
         for model in models:
             stored = previous.get((lead.id, model.id))
             before = stored.score if stored is not None else None
-            if model not in plan[lead.id]:
+            if model.id not in plan[lead.id]:
                 assert stored is not None
                 score = stored.score
             else:
