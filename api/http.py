@@ -44,6 +44,7 @@ from api.idempotency import (
     operation_problem,
     operation_type,
     request_problem,
+    too_long,
 )
 from api.settings import Settings
 from domain.auth import Principal
@@ -187,11 +188,9 @@ def _not_a_subscription(message: SubscribeMessage, limits: Settings) -> GraphQLE
     name = payload.get("operationName") if isinstance(payload, dict) else None
     if not isinstance(query, str) or not isinstance(name, str | None):
         return None
-    if len(query) > limits.max_document_chars:
-        return _bad_subscribe(
-            f"the query document is longer than {limits.max_document_chars} characters: pass "
-            "values as variables"
-        )
+    long = too_long(query, limits.max_document_chars)
+    if long is not None:
+        return _bad_subscribe(long)
     try:
         parse(query, no_location=True, max_tokens=limits.max_tokens)
     except GraphQLError as e:  # a syntax error, or more tokens than allowed

@@ -33,15 +33,16 @@ log = logging.getLogger("leadflow.idempotency")
 Serve = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
-# Answers of operations cut short and rolled back as a whole: a retry may succeed, so they are
-# not kept for replay.
-_TRANSIENT = (b'"TIMEOUT"', b'"SERVICE_UNAVAILABLE"')
+# Codes of answers of operations cut short and rolled back as a whole: a retry may succeed,
+# so they are not kept for replay.
+_TRANSIENT = ("TIMEOUT", "SERVICE_UNAVAILABLE")
+_TRANSIENT_BYTES = tuple(f'"{code}"'.encode() for code in _TRANSIENT)
 
 
 def _rolled_back(content: bytes) -> bool:
     """Whether a 200 answer reports an operation cut short (the execution timeout, an
     unreachable database): it changed nothing, and replaying it would stop any retry."""
-    if not any(code in content for code in _TRANSIENT):
+    if not any(code in content for code in _TRANSIENT_BYTES):
         return False
     try:
         body = orjson.loads(content)
@@ -49,8 +50,7 @@ def _rolled_back(content: bytes) -> bool:
         return False
     errors = body.get("errors") if isinstance(body, dict) else None
     return any(
-        isinstance(e, dict)
-        and (e.get("extensions") or {}).get("code") in ("TIMEOUT", "SERVICE_UNAVAILABLE")
+        isinstance(e, dict) and (e.get("extensions") or {}).get("code") in _TRANSIENT
         for e in errors or ()
     )
 
@@ -116,6 +116,16 @@ def operation_problem(query: str, operation_name: str | None) -> str | None:
     return None
 
 
+def too_long(query: str, max_document_chars: int) -> str | None:
+    """Why a document is too long to run (values belong in variables), or None."""
+    if len(query) <= max_document_chars:
+        return None
+    return (
+        f"the query document is longer than {max_document_chars} characters: pass values as "
+        "variables"
+    )
+
+
 def request_problem(data: Any, max_document_chars: int) -> str | None:
     """Why a parsed JSON body is no GraphQL request this server runs, or None: a request is a
     JSON object (a batch, a list of them) whose query is at most `max_document_chars` long
@@ -127,12 +137,7 @@ def request_problem(data: Any, max_document_chars: int) -> str | None:
         query, name = item.get("query"), item.get("operationName")
         if not isinstance(query, str) or not isinstance(name, str | None):
             continue  # the schema's own error says what is missing
-        if len(query) > max_document_chars:
-            return (
-                f"the query document is longer than {max_document_chars} characters: pass "
-                "values as variables"
-            )
-        problem = operation_problem(query, name)
+        problem = too_long(query, max_document_chars) or operation_problem(query, name)
         if problem is not None:
             return problem
     return None

@@ -280,16 +280,15 @@ async def import_chunk(uow: UnitOfWork, entity: ImportEntity, rows: Sequence[Row
 Parsed = Sequence[tuple[Row, dict[str, Any], dict[str, Any]]]
 
 
-def _merged(record: Any, custom: Mapping[str, Any], row: Row, result: ImportResult) -> bool:
-    """Add a row's custom attributes to a record it matched; False (the row failed, the record
-    unchanged) when they would not fit."""
+def _merged(record: Any, custom: Mapping[str, Any], row: Row, result: ImportResult) -> bool | None:
+    """Add a row's custom attributes to a record it matched: whether that changed it, or None
+    (the row failed, the record unchanged) when they would not fit."""
     try:
-        merge_attributes(record, custom)
+        return merge_attributes(record, custom)
     except DomainError as e:
         result.failed += 1
         result.errors.append((row.number, e.message))
-        return False
-    return True
+        return None
 
 
 async def _import_accounts(uow: UnitOfWork, parsed: Parsed, result: ImportResult) -> None:
@@ -304,10 +303,10 @@ async def _import_accounts(uow: UnitOfWork, parsed: Parsed, result: ImportResult
             new[key] = Account(attributes=custom, **attrs)
             result.created += 1
             continue
-        before = dict(account.attributes)
-        if not _merged(account, custom, row, result):
+        merged = _merged(account, custom, row, result)
+        if merged is None:
             continue
-        touched = fill_empty(account, ACCOUNT_FIELDS, standard) or account.attributes != before
+        touched = fill_empty(account, ACCOUNT_FIELDS, standard) or merged
         if touched:
             account.updated_at = utcnow()
             if account.id:
@@ -352,10 +351,10 @@ async def _import_contacts(uow: UnitOfWork, parsed: Parsed, result: ImportResult
             if owner is not None and owner is not contact:
                 # Matched by another strategy; the email belongs to someone else.
                 fill = {k: v for k, v in standard.items() if k != "email"}
-        before = dict(contact.attributes)
-        if not _merged(contact, custom, row, result):
+        merged = _merged(contact, custom, row, result)
+        if merged is None:
             continue
-        touched = fill_empty(contact, CONTACT_FIELDS, fill) or contact.attributes != before
+        touched = fill_empty(contact, CONTACT_FIELDS, fill) or merged
         if contact.account_id is None and account_id is not None:
             contact.account_id, touched = account_id, True
             joined.add(account_id)
@@ -400,10 +399,10 @@ async def _import_leads(uow: UnitOfWork, parsed: Parsed, result: ImportResult) -
             _remember(index, strategies, standard, lead)
             result.created += 1
             continue
-        before = dict(lead.attributes)
-        if not _merged(lead, custom, row, result):
+        merged = _merged(lead, custom, row, result)
+        if merged is None:
             continue
-        touched = fill_empty(lead, LEAD_FIELDS, standard) or lead.attributes != before
+        touched = fill_empty(lead, LEAD_FIELDS, standard) or merged
         if lead.contact_id is None and contact is not None:
             lead.contact_id, touched = contact.id, True
             if lead.account_id is None:

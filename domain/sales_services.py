@@ -291,19 +291,16 @@ async def assign_lead(uow: UnitOfWork, id_: int, user_id: int | None) -> Lead:
 
     ASSIGNED is recorded when the owner changes.
     """
-    lead = await _lead(uow, id_)
     if user_id is None:
-        if lead.state is not LeadState.OPEN:
-            raise Conflict(
-                f"the lead is {lead.state.value}: the assignment rules assign OPEN leads; "
-                "give a userId to assign it by hand",
-                ["id"],
-            )
+        lead = await _open_lead(
+            uow, id_, "is assigned by the rules; give a userId to assign it by hand"
+        )
         if lead.owner_id is None and not await assign_by_rules(
             uow, [lead], utcnow(), require_ready=False
         ):
             raise Conflict("no active assignment rule has someone for this lead", ["id"])
         return lead
+    lead = await _lead(uow, id_)
     user = (await uow.users.get_many([user_id])).get(user_id)
     if user is None:
         raise NotFound("no user with this id", ["userId"])

@@ -292,7 +292,7 @@ async def record_calls(
         if i is not None and i.idempotency_key is None
     ]
     stored_plain = iter(await uow.interactions.add_many(plain))
-    touched: set[int] = set()
+    new: list[Interaction] = []  # the interactions stored now (not those a key found)
     for (_, batch), result, checked in zip(calls, results, checked_calls, strict=True):
         for index, interaction in enumerate(checked):
             if interaction is None:
@@ -313,7 +313,8 @@ async def record_calls(
                     continue
             result.interactions.append(stored)
             if created:
-                touched.add(stored.contact_id)
+                new.append(stored)
+    touched = {i.contact_id for i in new}
     if models and touched:
         # The leads of the contacts with new interactions: their own, and their accounts' leads
         # that have no contact (what LeadRepository.lock_for_contacts found for all of them).
@@ -328,7 +329,6 @@ async def record_calls(
                 await uow.scores.rescore_all(model, now, [lead.id for lead in affected])
             await _after_set_scoring(uow, [lead.id for lead in affected], now)
         else:
-            new = [i for r in results for i in r.interactions if i.contact_id in touched]
             await _score(uow, affected, models, now, (by_id, accounts), new)
     return results
 

@@ -34,6 +34,15 @@ async def unused_id(conn: AsyncConnection, table: Table, entity: AuditEntityType
     return {"id": int(top or 0) + 1}
 
 
+async def insert_audited(
+    conn: AsyncConnection, table: Table, row: dict[str, Any], entity: AuditEntityType
+) -> int:
+    """Insert an audited record (its `row` without id) under an id never used for one of its
+    kind (see unused_id); returns the id."""
+    stmt = insert(table).values({**row, **await unused_id(conn, table, entity)})
+    return int(await conn.scalar(stmt.returning(table.c.id)))
+
+
 def to_entry(r: Row[Any]) -> AuditEntry:
     return AuditEntry(
         action=r.action,

@@ -19,7 +19,6 @@ from sqlalchemy import (
     exists,
     false,
     func,
-    insert,
     literal,
     or_,
     select,
@@ -40,7 +39,7 @@ from domain.qualification import (
     QualificationModel,
 )
 from persistence import tables as t
-from persistence.audit_repo import unused_id
+from persistence.audit_repo import insert_audited
 from persistence.listing import Criterion, Listing
 from persistence.outbox import insert_events
 
@@ -177,17 +176,9 @@ class QualificationModelRepository:
         return [m for m in models if scoring_model_id in m.scoring_model_ids]
 
     async def add(self, model: QualificationModel) -> QualificationModel:
-        stmt = (
-            insert(self.table)
-            .values(
-                {
-                    **self._row(model),
-                    **await unused_id(self.conn, self.table, AuditEntityType.QUALIFICATION_MODEL),
-                }
-            )
-            .returning(self.table.c.id)
+        model.id = await insert_audited(
+            self.conn, self.table, self._row(model), AuditEntityType.QUALIFICATION_MODEL
         )
-        model.id = int(await self.conn.scalar(stmt))
         return model
 
     async def save(self, model: QualificationModel) -> None:

@@ -53,7 +53,7 @@ from domain.model import (
 from domain.pagination import Page, PageRequest
 from domain.ports import LeadFilter, LeadOrder
 from persistence import tables as t
-from persistence.audit_repo import unused_id
+from persistence.audit_repo import insert_audited
 from persistence.listing import Criterion, Listing, Params, Sort, contains, contains_pattern
 from persistence.outbox import insert_events
 from persistence.tables import IdType
@@ -841,17 +841,9 @@ class MatchingStrategyRepository:
         return [to_strategy(r) for r in (await self.conn.execute(stmt)).all()]
 
     async def add(self, strategy: MatchingStrategy) -> MatchingStrategy:
-        stmt = (
-            insert(self.table)
-            .values(
-                {
-                    **self._row(strategy),
-                    **await unused_id(self.conn, self.table, AuditEntityType.MATCHING_STRATEGY),
-                }
-            )
-            .returning(self.table.c.id)
+        strategy.id = await insert_audited(
+            self.conn, self.table, self._row(strategy), AuditEntityType.MATCHING_STRATEGY
         )
-        strategy.id = int(await self.conn.scalar(stmt))
         return strategy
 
     async def save(self, strategy: MatchingStrategy) -> None:

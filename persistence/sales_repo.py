@@ -856,9 +856,9 @@ class ActivityRepository:
     async def timeline_count(self, lead_id: int | None, opportunity_id: int | None) -> int:
         kind = "lead" if opportunity_id is None else "opportunity"
         stmt = _merged_statement(("timeline count", kind), lambda: _timeline_count_statement(kind))
-        params = {"lead_id": lead_id, "opportunity_id": opportunity_id}
-        if opportunity_id is None:
-            del params["opportunity_id"]
+        params: dict[str, Any] = {"lead_id": lead_id}
+        if opportunity_id is not None:
+            params["opportunity_id"] = opportunity_id
         return int(await self.conn.scalar(stmt, params) or 0)
 
     async def opportunity_timeline(

@@ -56,7 +56,7 @@ from domain.scoring import (
     to_us,
 )
 from persistence import tables as t
-from persistence.audit_repo import unused_id
+from persistence.audit_repo import insert_audited
 from persistence.listing import Criterion, Listing
 from persistence.outbox import CHECKPOINT_LATER, EVENTS_WRITTEN, insert_events
 from persistence.repositories import _CHUNK, upsert_insert
@@ -392,17 +392,9 @@ class ScoringModelRepository:
         return models
 
     async def add(self, model: ScoringModel) -> ScoringModel:
-        stmt = (
-            insert(self.table)
-            .values(
-                {
-                    **self._row(model),
-                    **await unused_id(self.conn, self.table, AuditEntityType.SCORING_MODEL),
-                }
-            )
-            .returning(self.table.c.id)
+        model.id = await insert_audited(
+            self.conn, self.table, self._row(model), AuditEntityType.SCORING_MODEL
         )
-        model.id = int(await self.conn.scalar(stmt))
         return model
 
     async def save(self, model: ScoringModel) -> None:

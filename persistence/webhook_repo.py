@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, delete, func, insert, select, update
+from sqlalchemy import bindparam, delete, func, select, update
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -15,7 +15,7 @@ from domain.pagination import Page, PageRequest
 from domain.ports import StoredEvent
 from domain.webhooks import Delivery, DeliveryStatus, Webhook
 from persistence import tables as t
-from persistence.audit_repo import unused_id
+from persistence.audit_repo import insert_audited
 from persistence.listing import Criterion, Listing
 from persistence.repositories import upsert_insert
 
@@ -118,17 +118,9 @@ class WebhookRepository:
         return [to_webhook(r) for r in (await self.conn.execute(stmt)).all()]
 
     async def add(self, webhook: Webhook) -> Webhook:
-        stmt = (
-            insert(self.table)
-            .values(
-                {
-                    **self._row(webhook),
-                    **await unused_id(self.conn, self.table, AuditEntityType.WEBHOOK),
-                }
-            )
-            .returning(self.table.c.id)
+        webhook.id = await insert_audited(
+            self.conn, self.table, self._row(webhook), AuditEntityType.WEBHOOK
         )
-        webhook.id = int(await self.conn.scalar(stmt))
         return webhook
 
     async def save(self, webhook: Webhook) -> None:
