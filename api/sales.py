@@ -14,6 +14,7 @@ from api.context import Info
 from api.errors import bad_input
 from api.execution import pure
 from api.ids import decode_arg, decode_id, to_global_id
+from api.projection import lead_reads
 from domain import sales_services as services
 from domain.errors import Invalid
 from domain.model import Lead, LeadStage, LeadStatusReason, utcnow
@@ -194,9 +195,13 @@ async def lead_with_timeline(info: Info, lead_id: int) -> Lead | None:
     if ahead is None:
         return await loader.load(lead_id)
     size, cursor = ahead
-
-    lead, page = await ctx.read(lambda r: r.activities.lead_and_timeline(lead_id, size, cursor))
-    loader.prime(lead_id, lead)
+    # Only what this selection reads of the lead: such a lead is not handed to the loader.
+    reads = lead_reads(info)
+    lead, page = await ctx.read(
+        lambda r: r.activities.lead_and_timeline(lead_id, size, cursor, reads)
+    )
+    if reads is None:
+        loader.prime(lead_id, lead)
     if page is not None:
         ctx.keep_ahead(("timeline", lead_id, size, cursor), page)
     return lead

@@ -12,6 +12,7 @@ from api.context import Info
 from api.errors import bad_input
 from api.execution import pure
 from api.ids import decode_arg, decode_id, to_global_id
+from api.projection import lead_reads
 from api.sales import ActivityType, require_user
 from domain import sales_services as services
 from domain.errors import Invalid
@@ -333,7 +334,10 @@ class SequenceQuery:
             raise bad_input(e.message) from None
         now = utcnow()
 
-        items, more = await ctx.read(lambda r: r.sequences.work_list(owner, now, size, cursor))
+        reads = lead_reads(info, ("edges", "node", "lead"))
+        items, more = await ctx.read(
+            lambda r: r.sequences.work_list(owner, now, size, cursor, reads)
+        )
         if not items and cursor is None:
             await require_user(ctx, owner)
         end = encode_work_cursor(items[-1]) if items else None

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import datetime
@@ -628,10 +628,15 @@ class ActivityRepository(Protocol):
         ...
 
     async def lead_and_timeline(
-        self, lead_id: int, first: int, after: tuple[datetime, str, int] | None
+        self,
+        lead_id: int,
+        first: int,
+        after: tuple[datetime, str, int] | None,
+        lead_reads: Collection[str] | None = None,
     ) -> tuple[Lead | None, tuple[list[TimelineEntry], bool] | None]:
         """The lead and a page of its timeline (as `timeline`), read together; (None, None)
-        when there is no such lead."""
+        when there is no such lead. With `lead_reads`, the lead holds only those attributes
+        (and its id): reading another raises AttributeError."""
         ...
 
     async def opportunity_timeline(
@@ -670,9 +675,15 @@ class SequenceRepository(Protocol):
 
     async def save_run(self, run: SequenceRun) -> None: ...
     async def work_list(
-        self, owner_id: int, now: datetime, first: int, after: tuple[datetime, str, int] | None
+        self,
+        owner_id: int,
+        now: datetime,
+        first: int,
+        after: tuple[datetime, str, int] | None,
+        lead_reads: Collection[str] | None = None,
     ) -> tuple[list[WorkItem], bool]:
-        """The owner's due sequence steps and open tasks, oldest due first."""
+        """The owner's due sequence steps and open tasks, oldest due first. With `lead_reads`,
+        each item's lead holds only those attributes (and its id)."""
         ...
 
     async def work_count(self, owner_id: int, now: datetime) -> int:

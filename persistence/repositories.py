@@ -164,6 +164,29 @@ def to_lead(r: Row[Any]) -> Lead:
     return lead
 
 
+_LEAD_ENUMS: dict[str, dict[str, Any]] = {
+    "source": _SOURCES,
+    "state": _STATES,
+    "status_reason": _REASONS,
+    "stage": _STAGES,
+}
+
+
+def partial_lead(names: Sequence[str], values: Sequence[Any]) -> Lead:
+    """A Lead holding only the attributes `names` (columns of leads, with their decoded
+    `values`): for a page whose query reads no more of its leads (api/projection.py). Its other
+    attributes are unset, so reading one raises AttributeError rather than a wrong default."""
+    lead = Lead.__new__(Lead)
+    for name, value in zip(names, values, strict=True):
+        enum = _LEAD_ENUMS.get(name)
+        if enum is not None:
+            value = enum[value]
+        elif name == "attributes" and value is None:
+            value = {}
+        setattr(lead, name, value)
+    return lead
+
+
 def to_strategy(r: Row[Any]) -> MatchingStrategy:
     return MatchingStrategy(
         name=r.name,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Callable, Collection, Hashable, Sequence
 from datetime import datetime
 from operator import itemgetter
 from types import SimpleNamespace
@@ -61,7 +61,7 @@ from domain.sequences import (
 from domain.sequences import Sequence as Sequence_
 from persistence import tables as t
 from persistence.listing import Criterion, Listing
-from persistence.repositories import to_lead, upsert_insert
+from persistence.repositories import partial_lead, to_lead, upsert_insert
 from persistence.scoring_repo import to_lead_event
 
 
@@ -558,6 +558,9 @@ def _timeline_wheres(kind: str) -> list[ColumnElement[bool]]:
     return wheres
 
 
+_TIMELINE_ORDER = itemgetter(2, 0, 1)
+
+
 def _timeline_count_statement(kind: str) -> Any:
     """How many entries a timeline (see _timeline_statement) holds."""
     e = t.lead_events.c
@@ -578,9 +581,13 @@ def _timeline_count_statement(kind: str) -> Any:
     return select(total)
 
 
-def _timeline_statement(kind: str, after_src: str | None, with_lead: bool = False) -> Any:
+def _timeline_statement(
+    kind: str, after_src: str | None, with_lead: bool = False, lead: LeadColumns = None
+) -> Any:
     """A timeline page's statement; `with_lead`: the lead's own row comes with it (src "l",
-    its columns undecoded as l_<column>, time NULL), so one trip to the database reads both."""
+    its columns - those named by `lead`, or all - undecoded as l_<column>, time NULL), so one
+    trip to the database reads both. Its rows come in no particular order (sorting them would
+    carry every column through the database's sorter): `_timeline` sorts them."""
     a, e, ld = t.activities.c, t.lead_events.c, t.leads.c
     lead_id = bindparam("lead_id", type_=a.lead_id.type)
     wheres = _timeline_wheres(kind)
@@ -607,7 +614,7 @@ def _timeline_statement(kind: str, after_src: str | None, with_lead: bool = Fals
             literal("l").label("src"), ld.id, type_coerce(null(), t.UTCDateTime()).label("at")
         ).where(ld.id == lead_id)
         page = union_all(the_lead, select(page)).subquery()
-        lead_columns = [type_coerce(c, NullType()).label(f"l_{c.key}") for c in ld]
+        lead_columns = _lead_labels(lead)
     p = page.c
     # The page is found on narrow (src, id, at) rows; only its own rows are then read whole,
     # by primary key (carrying every column through the merge costs more than the page).
@@ -625,9 +632,7 @@ def _timeline_statement(kind: str, after_src: str | None, with_lead: bool = Fals
             *(c.label(f"e_{c.key}") for c in e),
             *lead_columns,
         )
-        .select_from(joined)
-        .order_by(p.at.desc(), p.src.desc(), p.id.desc())
-    )
+    ).select_from(joined)
 
 
 def _work_sources(tasks: Any, steps: Any) -> tuple[Any, Any]:
@@ -656,7 +661,7 @@ def _work_count_statement() -> Any:
     return select(tasks.scalar_subquery() + steps.scalar_subquery())
 
 
-def _work_statement(after_src: str | None) -> Any:
+def _work_statement(after_src: str | None, lead: LeadColumns = None) -> Any:
     r, ld, a, sq = t.sequence_runs.c, t.leads.c, t.activities.c, t.sequences.c
     tasks, steps = _work_sources(
         select(
@@ -694,7 +699,7 @@ def _work_statement(after_src: str | None) -> Any:
             sq.steps.label("s_seq_steps"),
             sq.created_at.label("s_seq_created_at"),
             # Undecoded: a page often holds several items of one lead, decoded once (_LeadDecoder).
-            *(type_coerce(c, NullType()).label(f"l_{c.key}") for c in ld),
+            *_lead_labels(lead),
         )
         .select_from(
             page.outerjoin(t.activities, and_(p.src == "a", a.id == p.id))
@@ -706,19 +711,41 @@ def _work_statement(after_src: str | None) -> Any:
     )
 
 
-_LEAD_DECODERS: dict[str, tuple[tuple[int, Callable[[Any], Any]], ...]] = {}
+# The lead columns a page reads: None for all of them, else their names in table order (with
+# "id"), as `lead_columns` makes them from the attributes a query reads (api/projection.py).
+LeadColumns = tuple[str, ...] | None
 
 
-def _lead_decoding(dialect: Dialect) -> tuple[tuple[int, Callable[[Any], Any]], ...]:
-    """(position, result processor) of the lead columns the dialect processes, as SQLAlchemy
-    itself would have applied them had they been selected with their own types."""
-    found = _LEAD_DECODERS.get(dialect.name)
+def lead_columns(reads: Collection[str] | None) -> LeadColumns:
+    if reads is None:
+        return None
+    return tuple(c.key for c in t.leads.c if c.key in reads or c.key == "id")
+
+
+def _lead_labels(lead: LeadColumns) -> list[Any]:
+    return [
+        type_coerce(c, NullType()).label(f"l_{c.key}")
+        for c in t.leads.c
+        if lead is None or c.key in lead
+    ]
+
+
+_LEAD_DECODERS: dict[tuple[str, LeadColumns], tuple[tuple[int, Callable[[Any], Any]], ...]] = {}
+
+
+def _lead_decoding(
+    dialect: Dialect, lead: LeadColumns
+) -> tuple[tuple[int, Callable[[Any], Any]], ...]:
+    """(position, result processor) of the lead columns read (`lead`) the dialect processes, as
+    SQLAlchemy itself would have applied them had they been selected with their own types."""
+    found = _LEAD_DECODERS.get((dialect.name, lead))
     if found is None:
+        read = [c for c in t.leads.c if lead is None or c.key in lead]
         processors = (
             (i, c.type.dialect_impl(dialect).result_processor(dialect, None))
-            for i, c in enumerate(t.leads.c)
+            for i, c in enumerate(read)
         )
-        found = _LEAD_DECODERS[dialect.name] = tuple((i, p) for i, p in processors if p)
+        found = _LEAD_DECODERS[dialect.name, lead] = tuple((i, p) for i, p in processors if p)
     return found
 
 
@@ -726,11 +753,12 @@ class _LeadDecoder:
     """The leads of one page, from their undecoded `l_` columns: each distinct lead is decoded
     and built once, and its items share it (as the request's lead loader would hand out)."""
 
-    __slots__ = ("_done", "_processors", "_values")
+    __slots__ = ("_done", "_lead", "_processors", "_values")
 
-    def __init__(self, stmt: Any, dialect: Dialect) -> None:
+    def __init__(self, stmt: Any, dialect: Dialect, lead: LeadColumns = None) -> None:
         self._values = _reader(stmt, "l_").values
-        self._processors = _lead_decoding(dialect)
+        self._processors = _lead_decoding(dialect, lead)
+        self._lead = lead
         self._done: dict[Any, Lead] = {}
 
     def __call__(self, lead_id: Any, r: Row[Any]) -> Lead:
@@ -744,6 +772,8 @@ class _LeadDecoder:
         values = list(self._values(r))
         for i, process in self._processors:
             values[i] = process(values[i])
+        if self._lead is not None:
+            return partial_lead(self._lead, values)
         return to_lead(values)  # type: ignore[arg-type]
 
 
@@ -809,11 +839,18 @@ class ActivityRepository:
         return page
 
     async def lead_and_timeline(
-        self, lead_id: int, first: int, after: tuple[datetime, str, int] | None
+        self,
+        lead_id: int,
+        first: int,
+        after: tuple[datetime, str, int] | None,
+        lead_reads: Collection[str] | None = None,
     ) -> tuple[Lead | None, tuple[list[TimelineEntry], bool] | None]:
-        """The lead and a page of its timeline (as `timeline`) in one statement; (None, None)
-        when there is no such lead."""
-        page, lead = await self._timeline("lead", {"lead_id": lead_id}, first, after, True)
+        """The lead (holding the attributes `lead_reads` names, with its id, or all of them) and
+        a page of its timeline (as `timeline`) in one statement; (None, None) when there is no
+        such lead."""
+        page, lead = await self._timeline(
+            "lead", {"lead_id": lead_id}, first, after, True, lead_columns(lead_reads)
+        )
         return (None, None) if lead is None else (lead, page)
 
     async def _timeline(
@@ -823,23 +860,25 @@ class ActivityRepository:
         first: int,
         after: tuple[datetime, str, int] | None,
         with_lead: bool = False,
+        lead_read: LeadColumns = None,
     ) -> tuple[tuple[list[TimelineEntry], bool], Lead | None]:
         """A timeline page: `kind` "lead" (bound lead_id) or "opportunity" (bound lead_id and
         opportunity_id: the opportunity's activities besides the lead's); and with `with_lead`
         the lead itself (None if there is none)."""
         after_src = None if after is None else after[1]
         stmt = _merged_statement(
-            ("timeline", kind, after_src, with_lead),
-            lambda: _timeline_statement(kind, after_src, with_lead),
+            ("timeline", kind, after_src, with_lead, lead_read),
+            lambda: _timeline_statement(kind, after_src, with_lead, lead_read),
         )
         params = {**params, **page_params(first, after)}
         rows = list((await self.conn.execute(stmt, params)).all())
         lead = None
         if with_lead:
-            for i in (0, -1):  # the lead's row: first or last (NULL time)
-                if rows and rows[i][0] == "l":
-                    lead = _LeadDecoder(stmt, self.conn.dialect).decode(rows.pop(i))
+            for i, r in enumerate(rows):  # the lead's row (NULL time)
+                if r[0] == "l":
+                    lead = _LeadDecoder(stmt, self.conn.dialect, lead_read).decode(rows.pop(i))
                     break
+        rows.sort(key=_TIMELINE_ORDER, reverse=True)  # newest first: (time, source, id)
         more = len(rows) > first
         rows = rows[:first]
         activity = _activity_reader(stmt, "a_")
@@ -985,17 +1024,26 @@ class SequenceRepository:
         await self.conn.execute(update(r).where(r.c.id == run.id).values(self._run_row(run)))
 
     async def work_list(
-        self, owner_id: int, now: datetime, first: int, after: tuple[datetime, str, int] | None
+        self,
+        owner_id: int,
+        now: datetime,
+        first: int,
+        after: tuple[datetime, str, int] | None,
+        lead_reads: Collection[str] | None = None,
     ) -> tuple[list[WorkItem], bool]:
         """The owner's due work, oldest due first: the current steps of the active sequences
-        of the owner's OPEN leads and the owner's open tasks, due now or earlier."""
+        of the owner's OPEN leads and the owner's open tasks, due now or earlier. Each item's
+        lead holds the attributes `lead_reads` names (with its id), or all of them."""
         after_src = None if after is None else after[1]
-        stmt = _merged_statement(("work", after_src), lambda: _work_statement(after_src))
+        read = lead_columns(lead_reads)
+        stmt = _merged_statement(
+            ("work", after_src, read), lambda: _work_statement(after_src, read)
+        )
         params = {"owner_id": owner_id, "now": now, **page_params(first, after)}
         rows = list((await self.conn.execute(stmt, params)).all())
         more = len(rows) > first
         rows = rows[:first]
-        lead_of = _LeadDecoder(stmt, self.conn.dialect)
+        lead_of = _LeadDecoder(stmt, self.conn.dialect, read)
         activities = _activity_reader(stmt, "a_")
         items = []
         for x in rows:
