@@ -441,9 +441,10 @@ class _Prefixed:
 
     __slots__ = ("_get", "_names")
 
-    def __init__(self, stmt: Any, prefix: str) -> None:
+    def __init__(self, stmt: Any, prefix: str, shared: Shared = ()) -> None:
         keys = list(stmt.selected_columns.keys())
         fields = [(k[len(prefix) :], i) for i, k in enumerate(keys) if k.startswith(prefix)]
+        fields += shared
         self._names = tuple(name for name, _ in fields)
         positions = [i for _, i in fields]
         # itemgetter of one position returns the value itself, not a 1-tuple.
@@ -458,19 +459,32 @@ class _Prefixed:
         return self._get(r)  # type: ignore[no-any-return]
 
 
-_READERS: dict[tuple[int, str], _Prefixed] = {}
+# A source's columns a merged page's rows already hold unprefixed, as (name, position): its id
+# and time (and lead) are the page's own first columns, selected once, not twice.
+Shared = tuple[tuple[str, int], ...]
+_PAGE_KEYS: Shared = (("id", 1), ("occurred_at", 2))
+_WORK_KEYS: Shared = (("id", 1), ("occurred_at", 2), ("lead_id", 3))
+_RUN_KEYS: Shared = (("id", 1), ("due_at", 2), ("lead_id", 3))
+
+_READERS: dict[tuple[int, str, Shared], _Prefixed] = {}
 
 
-def _reader(stmt: Any, prefix: str) -> _Prefixed:
-    key = (id(stmt), prefix)
+def _reader(stmt: Any, prefix: str, shared: Shared = ()) -> _Prefixed:
+    key = (id(stmt), prefix, shared)
     reader = _READERS.get(key)
     if reader is None:
-        reader = _READERS[key] = _Prefixed(stmt, prefix)
+        reader = _READERS[key] = _Prefixed(stmt, prefix, shared)
     return reader
 
 
-def _unprefixed(stmt: Any, r: Row[Any], prefix: str) -> Any:
-    return _reader(stmt, prefix)(r)
+def _unprefixed(stmt: Any, r: Row[Any], prefix: str, shared: Shared = ()) -> Any:
+    return _reader(stmt, prefix, shared)(r)
+
+
+def _own_columns(table: Any, prefix: str, shared: Shared) -> list[Any]:
+    """`table`'s columns labelled `prefix`<name>, but those the page's rows hold already."""
+    skip = {name for name, _ in shared}
+    return [c.label(f"{prefix}{c.key}") for c in table.c if c.key not in skip]
 
 
 def to_activity(r: Row[Any]) -> Activity:
@@ -492,51 +506,35 @@ def to_activity(r: Row[Any]) -> Activity:
 
 _KINDS = {m.value: m for m in ActivityKind}
 _DIRECTIONS = {m.value: m for m in Direction}
-_ACTIVITY_READERS: dict[tuple[int, str], Callable[[Row[Any]], Activity]] = {}
+_ACTIVITY_FIELDS = tuple(Activity.__dataclass_fields__)
+_ACTIVITY_READERS: dict[tuple[int, str, Shared], Callable[[Row[Any]], Activity]] = {}
 
 
-def _activity_reader(stmt: Any, prefix: str) -> Callable[[Row[Any]], Activity]:
-    """`to_activity` for the `prefix`ed activity columns of a merged page's rows, read by
-    position (a page is 50 of them: a namespace per row and the enum lookups add up)."""
-    key = (id(stmt), prefix)
+def _activity_reader(stmt: Any, prefix: str, shared: Shared) -> Callable[[Row[Any]], Activity]:
+    """`to_activity` for the `prefix`ed activity columns (and the `shared` ones) of a merged
+    page's rows, read by position (a page is 50 of them: a namespace per row and the enum
+    lookups add up)."""
+    key = (id(stmt), prefix, shared)
     found = _ACTIVITY_READERS.get(key)
     if found is not None:
         return found
     keys = list(stmt.selected_columns.keys())
     at = {k[len(prefix) :]: i for i, k in enumerate(keys) if k.startswith(prefix)}
-    kind, subject, occurred, body = at["kind"], at["subject"], at["occurred_at"], at["body"]
-    lead, contact, opp, owner = (
-        at["lead_id"],
-        at["contact_id"],
-        at["opportunity_id"],
-        at["owner_id"],
-    )
-    direction, completed, id_, created = (
-        at["direction"],
-        at["completed"],
-        at["id"],
-        at["created_at"],
-    )
+    at.update(shared)
+    values = itemgetter(*(at[name] for name in _ACTIVITY_FIELDS))  # in the fields' order
     kinds, directions = _KINDS, _DIRECTIONS
 
     def read(r: Row[Any]) -> Activity:
-        k, d = r[kind], r[direction]
-        member = kinds.get(k)
-        way = directions.get(d) if d else None
-        return Activity(
-            kind=ActivityKind(k) if member is None else member,
-            subject=r[subject],
-            occurred_at=r[occurred],
-            body=r[body],
-            lead_id=r[lead],
-            contact_id=r[contact],
-            opportunity_id=r[opp],
-            owner_id=r[owner],
-            direction=(Direction(d) if way is None else way) if d else None,
-            completed=r[completed],
-            id=r[id_],
-            created_at=r[created],
-        )
+        activity = Activity(*values(r))
+        k, d = activity.kind, activity.direction
+        member = kinds.get(k)  # type: ignore[call-overload]
+        activity.kind = ActivityKind(k) if member is None else member
+        if d:
+            way = directions.get(d)  # type: ignore[call-overload]
+            activity.direction = Direction(d) if way is None else way
+        else:
+            activity.direction = None
+        return activity
 
     _ACTIVITY_READERS[key] = read
     return read
@@ -628,8 +626,8 @@ def _timeline_statement(
             p.src,  # src, id, at first: read by position
             p.id,
             p.at,
-            *(c.label(f"a_{c.key}") for c in a),
-            *(c.label(f"e_{c.key}") for c in e),
+            *_own_columns(t.activities, "a_", _PAGE_KEYS),
+            *_own_columns(t.lead_events, "e_", _PAGE_KEYS),
             *lead_columns,
         )
     ).select_from(joined)
@@ -693,8 +691,8 @@ def _work_statement(after_src: str | None, lead: LeadColumns = None) -> Any:
             p.id,
             p.at,
             p.lead_id,
-            *(c.label(f"a_{c.key}") for c in a),
-            *(c.label(f"s_{c.key}") for c in r),
+            *_own_columns(t.activities, "a_", _WORK_KEYS),
+            *_own_columns(t.sequence_runs, "s_", _RUN_KEYS),
             sq.name.label("s_seq_name"),
             sq.steps.label("s_seq_steps"),
             sq.created_at.label("s_seq_created_at"),
@@ -881,14 +879,16 @@ class ActivityRepository:
         rows.sort(key=_TIMELINE_ORDER, reverse=True)  # newest first: (time, source, id)
         more = len(rows) > first
         rows = rows[:first]
-        activity = _activity_reader(stmt, "a_")
+        activity = _activity_reader(stmt, "a_", _PAGE_KEYS)
         entries = []
         for r in rows:
             src, id_, at = r[0], r[1], r[2]  # by position: a row's names are slower to look up
             if src == "a":
                 entries.append(TimelineEntry(at, src, id_, activity(r), None))
             else:
-                event = to_lead_event(_unprefixed(stmt, r, "e_")) if src == "e" else None
+                event = (
+                    to_lead_event(_unprefixed(stmt, r, "e_", _PAGE_KEYS)) if src == "e" else None
+                )
                 entries.append(TimelineEntry(at, src, id_, None, event))
         return (entries, more), lead
 
@@ -1044,11 +1044,11 @@ class SequenceRepository:
         more = len(rows) > first
         rows = rows[:first]
         lead_of = _LeadDecoder(stmt, self.conn.dialect, read)
-        activities = _activity_reader(stmt, "a_")
+        activities = _activity_reader(stmt, "a_", _WORK_KEYS)
         items = []
         for x in rows:
             src, id_, at, lead_id = x[0], x[1], x[2], x[3]  # by position: faster than names
-            run = to_run(_unprefixed(stmt, x, "s_")) if src == "s" else None
+            run = to_run(_unprefixed(stmt, x, "s_", _RUN_KEYS)) if src == "s" else None
             activity = activities(x) if src == "a" else None
             lead = None if lead_id is None else lead_of(lead_id, x)
             items.append(WorkItem(at, src, id_, lead_id, run, activity, lead))
