@@ -709,15 +709,38 @@ def _work_statement(after_src: str | None, lead: LeadColumns = None) -> Any:
     )
 
 
-# The lead columns a page reads: None for all of them, else their names in table order (with
-# "id"), as `lead_columns` makes them from the attributes a query reads (api/projection.py).
+# The lead columns a page reads: None for all of them, else their names in table order, as
+# `lead_columns` makes them from the attributes a query reads (api/projection.py).
 LeadColumns = tuple[str, ...] | None
+
+# What a page reads of its leads is rounded up to the first of these that holds it (or to the
+# whole lead): a few fixed shapes, so the statements built per shape (and their readers) stay
+# few whatever combination of fields clients select.
+_LEAD_TIERS = tuple(
+    tuple(c.key for c in t.leads.c if c.key in tier)
+    for tier in (
+        {"id"},
+        {
+            "id",
+            "topic",
+            "first_name",
+            "last_name",
+            "email",
+            "company_name",
+            "state",
+            "stage",
+            "owner_id",
+        },
+    )
+)
 
 
 def lead_columns(reads: Collection[str] | None) -> LeadColumns:
-    if reads is None:
-        return None
-    return tuple(c.key for c in t.leads.c if c.key in reads or c.key == "id")
+    if reads is not None:
+        for tier in _LEAD_TIERS:
+            if all(name in tier for name in reads):
+                return tier
+    return None
 
 
 def _lead_labels(lead: LeadColumns) -> list[Any]:

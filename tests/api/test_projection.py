@@ -11,6 +11,7 @@ from graphql import parse
 from api.projection import LEAD_READS, lead_reads
 from domain.model import Lead
 from persistence.repositories import partial_lead
+from persistence.sales_repo import lead_columns
 from tests.api.test_sales import LOG, new_lead, op
 from tests.api.test_sequences import ASSIGN, seller
 from tests.conftest import Api
@@ -71,6 +72,22 @@ def test_lead_reads_follows_fields_and_fragments() -> None:
     whole = _Info("{ workList { edges { node { lead { topic attributes } } } } }")
     assert lead_reads(whole, ("edges", "node", "lead")) is None
     assert lead_reads(_Info("{ lead(id: 1) { timeline { totalCount } } }")) == {"id"}
+
+
+def test_what_pages_read_of_leads_comes_in_a_few_shapes() -> None:
+    """Whatever combination of fields a query selects, a page reads its leads in one of a few
+    column sets (statements are built and kept per set), each holding what was asked for."""
+    names = sorted({n for reads in LEAD_READS.values() for n in reads})
+    shapes = set()
+    pairs = [{a, b} for a in names for b in names]
+    for reads in [{"id"}, set(names), *pairs]:
+        reads.add("id")
+        shape = lead_columns(reads)
+        assert shape is None or reads <= set(shape)
+        shapes.add(shape)
+    assert len(shapes) == 3  # the id alone, a summary, the whole lead
+    assert lead_columns({"id", "topic"}) == (lead_columns({"id", "email", "stage"}))
+    assert lead_columns(None) is None
 
 
 def test_a_partial_lead_refuses_what_it_was_not_read_for() -> None:
