@@ -5,11 +5,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import socket
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+from pydantic_settings import SettingsError
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
@@ -24,6 +27,36 @@ from persistence.database import Database
 from persistence.migrate import upgrade
 
 console = Console(stderr=True)
+
+
+class _Usage(Exception):
+    """A command used wrongly: its message is printed and the command exits 2."""
+
+
+def _settings_problem(e: ValidationError) -> str:
+    lines = ["invalid settings:"]
+    for error in e.errors():
+        name = "LEADFLOW_" + "_".join(str(part) for part in error["loc"][:1]).upper()
+        lines.append(f"  {name}: {error['msg']}")
+    return "\n".join(lines)
+
+
+def _database_problem(e: BaseException) -> str | None:
+    """One line for a database that cannot be reached or opened; None for other errors."""
+    from sqlalchemy.exc import ArgumentError, DBAPIError
+
+    if isinstance(e, DBAPIError):
+        reason = str(e.orig or e).strip().splitlines()[0]
+    elif isinstance(e, ConnectionError | TimeoutError | socket.gaierror | ArgumentError):
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    else:
+        return None
+    try:
+        url = get_settings().database_url
+    except (ValidationError, SettingsError):
+        url = "LEADFLOW_DATABASE_URL"
+    shown = url.split("@")[-1] if "@" in url else url  # no user or password
+    return f"cannot open the database ({shown}): {reason}"
 
 
 def _db() -> Database:
@@ -84,7 +117,7 @@ def serve(args: argparse.Namespace) -> int:
 
     settings = get_settings()
     host = args.host or settings.host
-    port = args.port or settings.port
+    port = settings.port if args.port is None else args.port
     asyncio.run(_prepare(args.demo, host, port))
     console.print(f"LeadFlow on http://{host}:{port}/graphql ({settings.env})")
     uvicorn.run(
@@ -164,7 +197,7 @@ def _mapping(pairs: Sequence[str]) -> dict[str, str | None] | None:
     for pair in pairs:
         column, sep, field = pair.partition("=")
         if not sep:
-            raise SystemExit(f"--map takes COLUMN=FIELD, got {pair!r}")
+            raise _Usage(f"--map takes COLUMN=FIELD, got {pair!r}")
         out[column] = field or None
     return out
 
@@ -251,7 +284,10 @@ def schema(args: argparse.Namespace) -> int:
 
     sdl = build_schema().as_str() + "\n"
     if args.output:
-        Path(args.output).write_text(sdl)
+        try:
+            Path(args.output).write_text(sdl)
+        except OSError as e:
+            raise _Usage(f"cannot write {args.output}: {e.strerror or e}") from None
     else:
         sys.stdout.write(sdl)
     return 0
@@ -265,7 +301,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     p = sub.add_parser("serve", help="run the GraphQL server (migrates the database first)")
     p.add_argument("--host")
-    p.add_argument("--port", type=int)
+    p.add_argument("--port", type=_port)
     p.add_argument("--workers", type=int, default=1)
     p.add_argument("--demo", action="store_true", help="load a small demo data set")
     p.set_defaults(func=serve)
@@ -305,7 +341,30 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.set_defaults(func=schema)
 
     args = parser.parse_args(argv)
-    return int(args.func(args))
+    try:
+        return int(args.func(args))
+    except _Usage as e:
+        console.print(f"[red]{e}[/]", highlight=False)
+    except ValidationError as e:  # the settings, read by every command
+        console.print(f"[red]{_settings_problem(e)}[/]", highlight=False)
+    except SettingsError as e:  # a setting that is not even JSON
+        console.print(f"[red]invalid settings: {e}: {e.__cause__}[/]", highlight=False)
+    except Exception as e:
+        problem = _database_problem(e)
+        if problem is None:
+            raise
+        console.print(f"[red]{problem}[/]", highlight=False)
+    return 2
+
+
+def _port(raw: str) -> int:
+    try:
+        port = int(raw)
+    except ValueError:
+        port = 0
+    if not 1 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"a port from 1 to 65535, not {raw!r}")
+    return port
 
 
 if __name__ == "__main__":

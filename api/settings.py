@@ -37,7 +37,7 @@ class Settings(BaseSettings):
     redis_url: str | None = None
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
-    log_level: str = "info"
+    log_level: Literal["critical", "error", "warning", "info", "debug", "trace"] = "info"
     sqlite_busy_timeout_ms: int = Field(5000, ge=0)
     db_pool_size: int = Field(10, ge=1)
     max_query_depth: int = Field(12, ge=1)
@@ -81,6 +81,31 @@ class Settings(BaseSettings):
     memory_trim_interval_seconds: float = Field(60.0, ge=0)
     # glibc malloc arenas the server's threads share (MALLOC_ARENA_MAX; 0: glibc's default).
     malloc_arenas: int = Field(2, ge=0)
+
+    @field_validator("database_url")
+    @classmethod
+    def _supported_database(cls, value: str) -> str:
+        """SQLite through aiosqlite or PostgreSQL through asyncpg; the plain schemes (as other
+        tools write them) are taken to mean those drivers."""
+        scheme, sep, rest = value.partition("://")
+        scheme = {"sqlite": "sqlite+aiosqlite", "postgresql": "postgresql+asyncpg"}.get(
+            scheme, "postgresql+asyncpg" if scheme == "postgres" else scheme
+        )
+        if not sep or scheme not in ("sqlite+aiosqlite", "postgresql+asyncpg"):
+            raise ValueError(
+                "LeadFlow stores its data in SQLite (sqlite+aiosqlite:///path/to/file.db) or "
+                "PostgreSQL (postgresql+asyncpg://user@host:5432/database)"
+            )
+        return f"{scheme}://{rest}"
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_scheme(cls, value: str | None) -> str | None:
+        if not value:
+            return None  # set but empty: no Redis
+        if value.partition("://")[0] not in ("redis", "rediss", "unix"):
+            raise ValueError("a Redis URL: redis://host:6379/0, rediss://… or unix://…")
+        return value
 
     @field_validator("rate_limits")
     @classmethod

@@ -138,3 +138,61 @@ def test_migrate_and_schema(cli_db: str, capsys: pytest.CaptureFixture[str]) -> 
     assert cli.main(["migrate"]) == 0
     assert cli.main(["schema"]) == 0
     assert "type Lead implements Node" in capsys.readouterr().out
+
+
+def test_usage_errors_exit_2_with_one_clear_message(
+    cli_db: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "leads.csv"
+    path.write_text("topic,email\nT,a@x.io\n")
+    assert cli.main(["import", "leads", str(path), "--map", "Tier"]) == 2
+    assert "--map takes COLUMN=FIELD" in capsys.readouterr().err
+    assert cli.main(["schema", "-o", str(tmp_path / "no" / "such" / "dir.graphql")]) == 2
+    assert "cannot write" in capsys.readouterr().err
+    for port in ("70000", "0", "http"):
+        with pytest.raises(SystemExit) as exited:
+            cli.main(["serve", "--port", port])
+        assert exited.value.code == 2
+        assert "a port from 1 to 65535" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "shown"),
+    [
+        ("LEADFLOW_PORT", "abc", "LEADFLOW_PORT: Input should be a valid integer"),
+        ("LEADFLOW_LOG_LEVEL", "loud", "LEADFLOW_LOG_LEVEL: Input should be 'critical'"),
+        ("LEADFLOW_DATABASE_URL", "mysql://u@h/db", "LeadFlow stores its data in SQLite"),
+        ("LEADFLOW_REDIS_URL", "http://127.0.0.1:6379", "LEADFLOW_REDIS_URL: Value error"),
+        ("LEADFLOW_RATE_LIMITS", "notjson", "invalid settings: error parsing value"),
+        (
+            "LEADFLOW_DATABASE_URL",
+            "postgresql+asyncpg://leadflow@127.0.0.1:1/nowhere",
+            "cannot open the database (127.0.0.1:1/nowhere)",
+        ),
+    ],
+)
+def test_bad_settings_and_unreachable_databases_are_one_message(
+    cli_db: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    name: str,
+    value: str,
+    shown: str,
+) -> None:
+    monkeypatch.setenv(name, value)
+    get_settings.cache_clear()
+    assert cli.main(["migrate"]) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert shown in err and "Traceback" not in err
+
+
+def test_plain_database_schemes_mean_the_async_drivers(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LEADFLOW_DATABASE_URL", "postgresql://u@h:5432/db")
+    monkeypatch.setenv("LEADFLOW_REDIS_URL", "")
+    get_settings.cache_clear()
+    try:
+        settings = get_settings()
+        assert settings.database_url == "postgresql+asyncpg://u@h:5432/db"
+        assert settings.redis_url is None
+    finally:
+        get_settings.cache_clear()
