@@ -6,14 +6,14 @@ import asyncio
 import re
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import aclosing
+from dataclasses import replace
 from datetime import UTC, datetime
 from functools import partial
 from typing import Any, ClassVar
 
 import strawberry
-from graphql import ASTValidationRule, GraphQLError, validate
+from graphql import GraphQLError, validate
 from strawberry.extensions import (
-    AddValidationRules,
     MaxTokensLimiter,
     ParserCache,
     SchemaExtension,
@@ -29,7 +29,7 @@ from api.audit import AuditQuery
 from api.errors import ServiceErrors, is_public, should_mask, unavailable_cause
 from api.events import EventQuery, Subscription
 from api.execution import FastLeafExecutionContext
-from api.limits import operation_limits_rule
+from api.limits import Limits, check
 from api.qualification import QualificationModelType, QualificationMutation, QualificationQuery
 from api.resolvers import Mutation, Query
 from api.sales import (
@@ -63,11 +63,33 @@ class DocumentValidationCache(SchemaExtension):
     """
 
     _entries: ClassVar[dict[tuple[int, int, tuple[Any, ...]], tuple[Any, Any]]] = {}
+    _limits: ClassVar[dict[tuple[int, Limits], Limits]] = {}
     maxsize: ClassVar[int] = 512
 
-    def __init__(self, *, hide_suggestions: bool = False, execution_context: Any = None) -> None:
+    def __init__(
+        self,
+        *,
+        limits: Limits,
+        hide_suggestions: bool = False,
+        execution_context: Any = None,
+    ) -> None:
         super().__init__(execution_context=execution_context)
+        self.limits = limits
         self.hide_suggestions = hide_suggestions
+
+    def _schema_limits(self, schema: Any) -> Limits:
+        """The limits, knowing which of the schema's fields are paged (take `first`)."""
+        key = (id(schema), self.limits)
+        found = self._limits.get(key)
+        if found is None:
+            paged = frozenset(
+                name
+                for t in schema.type_map.values()
+                for name, field in (getattr(t, "fields", None) or {}).items()
+                if "first" in (getattr(field, "args", None) or {})
+            )
+            found = self._limits[key] = replace(self.limits, paged=paged)
+        return found
 
     def on_validate(self) -> Iterator[None]:
         ctx = self.execution_context
@@ -78,7 +100,11 @@ class DocumentValidationCache(SchemaExtension):
         key = (id(ctx.schema._schema), id(document), rules)
         entry = self._entries.get(key)
         if entry is None or entry[0] is not document:
-            if self.hide_suggestions:  # production: no "Did you mean ...?" hints
+            # The limits first: the spec's rules must not run on what they refuse.
+            errors = check(document, self._schema_limits(ctx.schema._schema))
+            if errors:
+                pass
+            elif self.hide_suggestions:  # production: no "Did you mean ...?" hints
                 errors = validate(ctx.schema._schema, document, rules, hide_suggestions=True)
             else:
                 errors = validate_document(ctx.schema._schema, document, rules)
@@ -187,20 +213,19 @@ class LimitedSchema(strawberry.Schema):
 def build_schema(settings: Settings | None = None) -> strawberry.Schema:
     """The schema; limits come from settings (defaults when none are given)."""
     settings = settings or Settings()
-    # The rule class is made once, so every request passes the same rules and the validation
-    # cache (keyed by schema, document and rules) hits for repeated queries.
-    rules: list[type[ASTValidationRule]] = [
-        operation_limits_rule(
-            max_depth=settings.max_query_depth,
-            max_aliases=settings.max_aliases,
-            max_directives=settings.max_directives,
-        )
-    ]
+    # Checked before validation (DocumentValidationCache), once per document.
+    limits = Limits(
+        max_depth=settings.max_query_depth,
+        max_aliases=settings.max_aliases,
+        max_directives=settings.max_directives,
+        max_nodes=settings.max_query_nodes,
+        max_merge_work=settings.max_merge_work,
+        max_page_size=settings.max_page_size,
+    )
     extensions: list[type[SchemaExtension] | Callable[[], SchemaExtension]] = [
         partial(MaxTokensLimiter, max_token_count=settings.max_tokens),
         partial(ParserCache, maxsize=512),
-        partial(AddValidationRules, rules),
-        partial(DocumentValidationCache, hide_suggestions=settings.production),
+        partial(DocumentValidationCache, limits=limits, hide_suggestions=settings.production),
         partial(ServiceErrors, should_mask_error=should_mask),
     ]
     if settings.production:

@@ -47,6 +47,10 @@ class Settings(BaseSettings):
     max_document_chars: int = Field(100_000, ge=1000)
     max_page_size: int = Field(500, ge=1, le=500)
     max_directives: int = Field(20, ge=0)
+    # Objects one operation may return (pages multiply: leads(first: 500) { ... contact {
+    # leads(first: 500) } } asks for 250,000) and the work of merging repeated fields.
+    max_query_nodes: int = Field(20_000, ge=100)
+    max_merge_work: int = Field(20_000, ge=100)
     # Operations in one batched POST (a JSON list); 0 turns batching off.
     max_batch_operations: int = Field(0, ge=0, le=50)
     # Wall-clock limit of one query or mutation; its unit of work rolls back. 0: no limit.

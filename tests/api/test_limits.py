@@ -123,3 +123,72 @@ def test_measure_counts_depth_like_strawberry() -> None:
     m = measure(doc)
     assert (m["A"].depth, m["B"].depth, m["C"].depth) == (3, 1, 0)
     assert m["D"].directives == 2
+
+
+async def test_nested_pages_are_limited_by_the_objects_they_may_return(api: Api) -> None:
+    """Depth and page size alone let one query ask for 500 x 500 x 500 leads."""
+    nested = (
+        "{ leads(first: 500) { edges { node { contact { leads(first: 500) { edges { node {"
+        " id } } } } } } } }"
+    )
+    errors = await api.errors(nested)
+    assert errors[0]["message"].startswith("'anonymous #1' may return 752000 objects")
+    assert "at most 20000 are allowed" in errors[0]["message"]
+    # A variable counts as a full page; the same shape with small literal pages runs.
+    paged = (
+        "query($n: Int) { leads(first: $n) { edges { node { timeline(first: $n) {"
+        " edges { cursor } } } } } }"
+    )
+    assert "may return" in (await api.errors(paged, {"n": 5}))[0]["message"]
+    small = paged.replace("$n", "20").replace("query(20: Int)", "query")
+    assert (await api(small))["leads"]["edges"] == []
+    assert "leads" in await api(
+        "{ leads(first: 500) { edges { node { id contact { id account { name } } scores { score } } } } }"
+    )
+    # Without `first`, a paged field counts its default page (50).
+    assert "leads" in await api("{ leads { edges { node { timeline { totalCount } } } } }")
+
+
+async def test_fields_repeated_over_and_over_are_refused_before_validation(api: Api) -> None:
+    """The spec's field-merging rule costs the square of a repeated field (seconds for 700
+    copies of one selection, every request, whitespace defeating any cache)."""
+    import time
+
+    repeated = "{ " + " ".join(["viewer { user { name } }"] * 700) + " }"
+    started = time.perf_counter()
+    errors = await api.errors(repeated)
+    assert time.perf_counter() - started < 1.0
+    assert "selects the same fields too many times over" in errors[0]["message"]
+    via_fragments = (
+        "{ "
+        + " ".join(f"...F{i}" for i in range(300))
+        + " } "
+        + " ".join(f"fragment F{i} on Query {{ viewer {{ name }} }}" for i in range(300))
+    )
+    assert "too many times" in (await api.errors(via_fragments))[0]["message"]
+    # A few repeats, as fragments colocated with their components make, are fine.
+    few = (
+        "{ "
+        + " ".join(["viewer { name role }"] * 8)
+        + " ...V } fragment V on Query { viewer { name } }"
+    )
+    assert (await api(few))["viewer"]["role"]
+
+
+def test_measure_counts_objects_and_merge_work() -> None:
+    from graphql import parse
+
+    from api.limits import Limits, measure
+
+    limits = Limits(paged=frozenset({"leads", "timeline"}))
+    m = measure(
+        parse(
+            "query A { leads(first: 10) { edges { node { id timeline(first: 3) { totalCount } } } } }"
+            " query B { leads { totalCount } } query C { viewer { name } viewer { name } }"
+        ),
+        limits,
+    )
+    # Each lead, its edge, its node and its 3 timeline objects (wrappers count too).
+    assert m["A"].nodes == 10 * (1 + (1 + (1 + 3)))
+    assert m["B"].nodes == 50  # no `first`: the default page
+    assert m["C"].nodes == 2 and m["C"].merge_work == 1 * (1 + 2 * 2)
