@@ -14,7 +14,7 @@ import orjson
 from graphql import GraphQLError, parse
 from graphql import OperationType as GraphQLOperationType
 from starlette.requests import Request
-from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.responses import JSONResponse, Response
 from starlette.types import Message, Receive, Scope, Send
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
@@ -464,7 +464,9 @@ class GraphQLEndpoint(GraphQL[Context, None]):
             )
             await response(scope, receive, send)
             return None
-        problem = request_problem(data, self.limits.max_document_chars)
+        problem = request_problem(
+            data, self.limits.max_document_chars, self.limits.max_batch_operations
+        )
         if problem is None and b"\\u0000" in body and _holds_nul(data):
             # JSON writes U+0000 only as this escape: a quick look at the bytes, then a walk.
             problem = "text must not contain NUL characters (U+0000): no database stores them"
@@ -541,11 +543,11 @@ class GraphQLEndpoint(GraphQL[Context, None]):
                 operation_extensions=operation.extensions,
             )
         except CannotGetOperationTypeError as e:
-            return PlainTextResponse(e.as_http_error_reason(), status_code=400)
+            return refusal(400, "BAD_REQUEST", e.as_http_error_reason())
         except InvalidOperationTypeError as e:
-            return PlainTextResponse(e.as_http_error_reason("POST"), status_code=400)
+            return refusal(400, "BAD_REQUEST", e.as_http_error_reason("POST"))
         except MissingQueryError:
-            return PlainTextResponse("No GraphQL query found in the request", status_code=400)
+            return refusal(400, "BAD_REQUEST", "No GraphQL query found in the request")
         if not isinstance(result, ExecutionResult):  # incremental delivery is not enabled
             raise TypeError(f"unexpected execution result {type(result).__name__}")
         # A page of 50 leads is ~15 KB of JSON: orjson encodes it several times faster.

@@ -126,17 +126,28 @@ def too_long(query: str, max_document_chars: int) -> str | None:
     )
 
 
-def request_problem(data: Any, max_document_chars: int) -> str | None:
+def request_problem(data: Any, max_document_chars: int, max_batch: int = 0) -> str | None:
     """Why a parsed JSON body is no GraphQL request this server runs, or None: a request is a
-    JSON object (a batch, a list of them) whose query is at most `max_document_chars` long
-    (values belong in variables) and names one operation to run."""
+    JSON object (a batch of up to `max_batch`, a list of them) with a query (a string of at
+    most `max_document_chars`: values belong in variables) naming one operation to run, and
+    variables and extensions that are objects when given."""
     items = data if isinstance(data, list) else [data]
     if not isinstance(data, dict | list) or not all(isinstance(i, dict) for i in items):
         return "a GraphQL request is a JSON object with a query (and variables, operationName)"
+    if isinstance(data, list):
+        if not max_batch:
+            return "batching is off: send one operation (a JSON object) per request"
+        if not 0 < len(data) <= max_batch:
+            return f"a batch holds 1 to {max_batch} operations, not {len(data)}"
     for item in items:
         query, name = item.get("query"), item.get("operationName")
-        if not isinstance(query, str) or not isinstance(name, str | None):
-            continue  # the schema's own error says what is missing
+        if not isinstance(query, str) or not query.strip():
+            return "a GraphQL request needs a query: the document as a string"
+        if not isinstance(name, str | None):
+            return "operationName must be a string (or null)"
+        for part in ("variables", "extensions"):
+            if not isinstance(item.get(part), dict | None):
+                return f"{part} must be a JSON object (or null)"
         problem = too_long(query, max_document_chars) or operation_problem(query, name)
         if problem is not None:
             return problem
