@@ -36,7 +36,6 @@ import logging
 from collections import deque
 from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import Any
 
 import orjson
@@ -57,7 +56,7 @@ from strawberry.utils.aio import aclosing
 
 from api.context import Context, Services
 from api.fanout import FanOut, Follower
-from api.idempotency import ANALYSIS_MAX_TOKENS, CACHED_DOCUMENT_CHARS
+from api.idempotency import ANALYSIS_MAX_TOKENS, cached_when_short
 from domain.auth import Principal
 from domain.events import LeadEvent
 
@@ -88,14 +87,9 @@ class _VariableCounter(Visitor):
         self.uses[node.name.value] = self.uses.get(node.name.value, 0) + 1
 
 
+@cached_when_short
 def shape(query: str, operation_name: str | None) -> Shape | None:
     """The shape of a shareable subscription document; None for anything else."""
-    if len(query) <= CACHED_DOCUMENT_CHARS:
-        return _cached_shape(query, operation_name)
-    return _shape(query, operation_name)
-
-
-def _shape(query: str, operation_name: str | None) -> Shape | None:
     try:
         document: DocumentNode = parse(query, max_tokens=ANALYSIS_MAX_TOKENS)
     except GraphQLError:
@@ -129,11 +123,6 @@ def _shape(query: str, operation_name: str | None) -> Shape | None:
         ):
             after = value.name.value
     return Shape(after)
-
-
-# Documents up to CACHED_DOCUMENT_CHARS long are analysed once (a cache must not hold on to
-# big strings).
-_cached_shape = lru_cache(maxsize=256)(_shape)
 
 
 def text_frame(message: bytes) -> bytes:

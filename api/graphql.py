@@ -102,11 +102,9 @@ class DocumentValidationCache(SchemaExtension):
         if entry is None or entry[0] is not document:
             # The limits first: the spec's rules must not run on what they refuse.
             errors = check(document, self._schema_limits(ctx.schema._schema))
-            if errors:
-                pass
-            elif self.hide_suggestions:  # production: no "Did you mean ...?" hints
+            if not errors and self.hide_suggestions:  # production: no "Did you mean ...?"
                 errors = validate(ctx.schema._schema, document, rules, hide_suggestions=True)
-            else:
+            elif not errors:
                 errors = validate_document(ctx.schema._schema, document, rules)
             if len(self._entries) >= self.maxsize:
                 del self._entries[next(iter(self._entries))]  # the oldest

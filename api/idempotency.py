@@ -15,7 +15,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from functools import lru_cache
-from typing import Any
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import orjson
 from graphql import GraphQLError, OperationDefinitionNode, OperationType, parse
@@ -31,6 +31,8 @@ REPLAYED_HEADER = "idempotent-replayed"
 log = logging.getLogger("leadflow.idempotency")
 
 Serve = Callable[[Scope, Receive, Send], Awaitable[None]]
+P = ParamSpec("P")
+T = TypeVar("T")
 
 
 # Codes of answers of operations cut short and rolled back as a whole: a retry may succeed,
@@ -66,7 +68,23 @@ CACHED_DOCUMENT_CHARS = 20_000
 ANALYSIS_MAX_TOKENS = 20_000
 
 
-def _parse_operations(query: str) -> tuple[tuple[str | None, OperationType], ...] | None:
+def cached_when_short(
+    analyse: Callable[Concatenate[str, P], T],
+) -> Callable[Concatenate[str, P], T]:
+    """`analyse(query, ...)`, its answers for the last 256 documents up to
+    CACHED_DOCUMENT_CHARS long remembered; a longer document is analysed each time."""
+    cached: Callable[..., T] = lru_cache(maxsize=256)(analyse)
+
+    def run(query: str, /, *args: P.args, **kwargs: P.kwargs) -> T:
+        if len(query) <= CACHED_DOCUMENT_CHARS:
+            return cached(query, *args, **kwargs)
+        return analyse(query, *args, **kwargs)
+
+    return run
+
+
+@cached_when_short
+def operations(query: str) -> tuple[tuple[str | None, OperationType], ...] | None:
     """(name, type) of each operation of a document; None when it does not parse."""
     try:
         document = parse(query, no_location=True, max_tokens=ANALYSIS_MAX_TOKENS)
@@ -77,16 +95,6 @@ def _parse_operations(query: str) -> tuple[tuple[str | None, OperationType], ...
         for d in document.definitions
         if isinstance(d, OperationDefinitionNode)
     )
-
-
-_cached_operations = lru_cache(maxsize=256)(_parse_operations)
-
-
-def operations(query: str) -> tuple[tuple[str | None, OperationType], ...] | None:
-    """(name, type) of each operation of a document; None when it does not parse."""
-    if len(query) <= CACHED_DOCUMENT_CHARS:
-        return _cached_operations(query)
-    return _parse_operations(query)
 
 
 def operation_type(query: str, operation_name: str | None) -> OperationType | None:

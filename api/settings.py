@@ -29,6 +29,14 @@ DEFAULT_RATE_LIMITS: dict[str, RateLimit] = {
 }
 
 
+# Database URL schemes as other tools write them, and the drivers LeadFlow runs them with.
+_PLAIN_SCHEMES = {
+    "sqlite": "sqlite+aiosqlite",
+    "postgresql": "postgresql+asyncpg",
+    "postgres": "postgresql+asyncpg",
+}
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="LEADFLOW_", env_file=".env", extra="ignore")
 
@@ -92,9 +100,7 @@ class Settings(BaseSettings):
         """SQLite through aiosqlite or PostgreSQL through asyncpg; the plain schemes (as other
         tools write them) are taken to mean those drivers."""
         scheme, sep, rest = value.partition("://")
-        scheme = {"sqlite": "sqlite+aiosqlite", "postgresql": "postgresql+asyncpg"}.get(
-            scheme, "postgresql+asyncpg" if scheme == "postgres" else scheme
-        )
+        scheme = _PLAIN_SCHEMES.get(scheme, scheme)
         if not sep or scheme not in ("sqlite+aiosqlite", "postgresql+asyncpg"):
             raise ValueError(
                 "LeadFlow stores its data in SQLite (sqlite+aiosqlite:///path/to/file.db) or "

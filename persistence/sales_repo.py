@@ -743,12 +743,14 @@ def lead_columns(reads: Collection[str] | None) -> LeadColumns:
     return None
 
 
+def _lead_read(lead: LeadColumns) -> list[Any]:
+    """The lead columns `lead` names (all when None), in table order: the order of the `l_`
+    columns a page selects, and of the values its _LeadDecoder decodes."""
+    return [c for c in t.leads.c if lead is None or c.key in lead]
+
+
 def _lead_labels(lead: LeadColumns) -> list[Any]:
-    return [
-        type_coerce(c, NullType()).label(f"l_{c.key}")
-        for c in t.leads.c
-        if lead is None or c.key in lead
-    ]
+    return [type_coerce(c, NullType()).label(f"l_{c.key}") for c in _lead_read(lead)]
 
 
 _LEAD_DECODERS: dict[tuple[str, LeadColumns], tuple[tuple[int, Callable[[Any], Any]], ...]] = {}
@@ -761,10 +763,9 @@ def _lead_decoding(
     SQLAlchemy itself would have applied them had they been selected with their own types."""
     found = _LEAD_DECODERS.get((dialect.name, lead))
     if found is None:
-        read = [c for c in t.leads.c if lead is None or c.key in lead]
         processors = (
             (i, c.type.dialect_impl(dialect).result_processor(dialect, None))
-            for i, c in enumerate(read)
+            for i, c in enumerate(_lead_read(lead))
         )
         found = _LEAD_DECODERS[dialect.name, lead] = tuple((i, p) for i, p in processors if p)
     return found
