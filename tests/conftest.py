@@ -101,20 +101,23 @@ class _Copies:
         conn = await asyncpg.connect(self.dsn)
         try:
             while True:
-                while not self.done.empty():
-                    name = self.done.get()
-                    if name is None:  # the session ends: drop what was made ahead
-                        while not self.ready.empty():
-                            left = self.ready.get()
-                            await conn.execute(f'DROP DATABASE IF EXISTS "{left}" WITH (FORCE)')
-                        return
-                    await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-                if self.ready.qsize() >= self.AHEAD:
-                    await asyncio.sleep(0.005)
+                if self.ready.qsize() < self.AHEAD:
+                    name = f"leadflow_t_{uuid.uuid4().hex[:10]}"
+                    await conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{self.template}"')
+                    self.ready.put(name)
                     continue
-                name = f"leadflow_t_{uuid.uuid4().hex[:10]}"
-                await conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{self.template}"')
-                self.ready.put(name)
+                # Ahead enough: wait for a test to hand its database back, or for the session's
+                # end (looking again at `ready` now and then, should a test take several).
+                try:
+                    done = await asyncio.to_thread(self.done.get, timeout=0.5)
+                except queue.Empty:
+                    continue
+                if done is None:  # drop what was made ahead
+                    while not self.ready.empty():
+                        left = self.ready.get()
+                        await conn.execute(f'DROP DATABASE IF EXISTS "{left}" WITH (FORCE)')
+                    return
+                await conn.execute(f'DROP DATABASE IF EXISTS "{done}" WITH (FORCE)')
         except BaseException as e:  # handed to the test waiting for a database
             self.error = e
             self.ready.put(None)
