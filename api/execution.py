@@ -59,6 +59,10 @@ def pure(fn: F) -> F:
 
 C = TypeVar("C", bound=type)
 
+# The serialisers of scalars whose datetime values serialise as `value.isoformat()`: Strawberry's
+# own, and api.graphql's aware DateTime (datetime.isoformat itself).
+_ISOFORMATS = (strawberry_isoformat, datetime.isoformat)
+
 
 def direct_input(cls: C) -> C:
     """Build this input type from its GraphQL value directly (Strawberry's `from_input`).
@@ -169,8 +173,9 @@ def _leaf(field_def: Any) -> _Leaf | None:
     if leaf in (GraphQLString, GraphQLID, GraphQLBoolean):
         # Strings (and IDs) and booleans serialise to themselves; Int and Float are range-checked.
         fast = bool if leaf is GraphQLBoolean else str
-    elif leaf.serialize is strawberry_isoformat:
-        # Strawberry's DateTime (and Date, Time) serialise with the value's isoformat().
+    elif leaf.serialize in _ISOFORMATS:
+        # DateTime (ours, or Strawberry's, and its Date and Time) serialises with the value's
+        # isoformat().
         fast, convert = datetime, datetime.isoformat
     elif isinstance(leaf, GraphQLEnumType):
         members = getattr(leaf, "wrapped_cls", None)

@@ -168,3 +168,38 @@ async def test_work_list_and_timeline_same_as_plain_execution(
     page = data["workList"] if "workList" in data else data["lead"]["timeline"]
     assert len(page["edges"]) >= 4
     await db.dispose()
+
+
+def test_dates_strings_flags_and_enums_serialise_inline() -> None:
+    """The schema's own DateTime (aware, serialised by datetime.isoformat), String, ID, Boolean
+    and enum leaves are written inline by the fast executor, not through graphql-core's
+    coercion per value (a timeline page is 50 `at`s)."""
+    from datetime import datetime
+
+    from graphql import GraphQLEnumType, GraphQLNonNull, GraphQLObjectType
+
+    from api.execution import _leaf
+
+    schema = build_schema()._schema
+    seen: dict[str, int] = {}
+    for gql_type in schema.type_map.values():
+        if not isinstance(gql_type, GraphQLObjectType) or gql_type.name.startswith("__"):
+            continue
+        for field_def in gql_type.fields.values():
+            named = field_def.type
+            while isinstance(named, GraphQLNonNull):
+                named = named.of_type
+            name = getattr(named, "name", None)
+            if name not in ("DateTime", "String", "ID", "Boolean") and not isinstance(
+                named, GraphQLEnumType
+            ):
+                continue
+            leaf = _leaf(field_def)
+            if leaf is None:  # a resolver the fast path does not run: not a leaf of ours to read
+                continue
+            kind = "enum" if isinstance(named, GraphQLEnumType) else str(name)
+            assert leaf.fast is not None, f"{gql_type.name}.{field_def.ast_node or ''} ({kind})"
+            if kind == "DateTime":
+                assert leaf.fast is datetime and leaf.convert is datetime.isoformat
+            seen[kind] = seen.get(kind, 0) + 1
+    assert seen.get("DateTime", 0) > 10 and seen.get("enum", 0) > 5, seen
