@@ -1,4 +1,5 @@
-"""Which of a lead's attributes a query reads, so that a page carrying leads reads only those.
+"""Which attributes of a lead (and of a timeline's activities and events) a query reads, so
+that a page carrying them reads only those.
 
 `workList` reads each item's lead, and `lead(id:)` with its timeline reads the lead, in the
 same statement as the page. A lead row is wide and its columns repeat on every row of the page:
@@ -11,6 +12,11 @@ request's lead loader. Reading another attribute of it raises AttributeError in 
 GraphQL field read by the default resolver answers null instead: tests/api/test_projection.py
 reads every field of LEAD_READS both ways, so a resolver that reads more than listed here
 fails there.
+
+A timeline page (`Lead.timeline`, `Opportunity.timeline`) likewise reads only the activity and
+event columns its `edges { node { activity { ... } event { ... } } }` selections need
+(ACTIVITY_READS, EVENT_READS; `timeline_reads`), building partial activities and events
+(persistence.sales_repo) that no loader or cache ever holds.
 """
 
 from __future__ import annotations
@@ -49,19 +55,76 @@ LEAD_READS: Mapping[str, tuple[str, ...]] = {
 }
 
 
-def lead_reads(info: Any, path: Sequence[str] = ()) -> frozenset[str] | None:
+# GraphQL field of `Activity` -> the domain Activity attributes its resolver reads.
+ACTIVITY_READS: Mapping[str, tuple[str, ...]] = {
+    "__typename": (),
+    "id": ("id",),
+    "kind": ("kind",),
+    "subject": ("subject",),
+    "body": ("body",),
+    "direction": ("direction",),
+    "completed": ("completed",),
+    "occurredAt": ("occurred_at",),
+    "createdAt": ("created_at",),
+    "lead": ("lead_id",),
+    "contact": ("contact_id",),
+}
+
+# GraphQL field of `LeadEvent` -> the domain LeadEvent attributes its resolver reads. The
+# lead's state fields (read from the payload, or the lead) make the whole event read.
+EVENT_READS: Mapping[str, tuple[str, ...]] = {
+    "__typename": (),
+    "id": ("id",),
+    "type": ("type",),
+    "occurredAt": ("occurred_at",),
+}
+
+Reads = frozenset[str] | None
+
+
+def lead_reads(info: Any, path: Sequence[str] = ()) -> Reads:
     """The lead attributes (always with `id`) read by the selections reached from the current
     field along `path` (field names, e.g. ("edges", "node", "lead")); None when one of them
     selects a field not in LEAD_READS."""
     raw = info._raw_info
+    return _reads(_reached(list(raw.field_nodes), raw.fragments, path), raw.fragments, LEAD_READS)
+
+
+def timeline_reads(info: Any, path: Sequence[str] = ()) -> tuple[Reads, Reads]:
+    """The activity and the event attributes (each with `id`, or None: all) read by the
+    timeline connection reached from the current field along `path` (() when the current
+    field is the timeline itself, ("timeline",) from its lead)."""
+    raw = info._raw_info
     fragments: Mapping[str, FragmentDefinitionNode] = raw.fragments
-    nodes: list[FieldNode] = list(raw.field_nodes)
+    nodes = _reached(list(raw.field_nodes), fragments, (*path, "edges", "node"))
+    activities = _reached(nodes, fragments, ("activity",))
+    events = _reached(nodes, fragments, ("event",))
+    return (
+        _reads(activities, fragments, ACTIVITY_READS),
+        _reads(events, fragments, EVENT_READS),
+    )
+
+
+def _reached(
+    nodes: list[FieldNode], fragments: Mapping[str, FragmentDefinitionNode], path: Sequence[str]
+) -> list[FieldNode]:
+    """The fields reached from `nodes` along `path` (field names), through fragments."""
     for name in path:
         nodes = [f for node in nodes for f in _fields(node, fragments) if f.name.value == name]
+    return nodes
+
+
+def _reads(
+    nodes: list[FieldNode],
+    fragments: Mapping[str, FragmentDefinitionNode],
+    table: Mapping[str, tuple[str, ...]],
+) -> Reads:
+    """The attributes (with `id`) the selections of `nodes` read by `table`; None when one of
+    them selects a field `table` does not know."""
     reads = {"id"}
     for node in nodes:
         for field in _fields(node, fragments):
-            names = LEAD_READS.get(field.name.value)
+            names = table.get(field.name.value)
             if names is None:
                 return None
             reads.update(names)

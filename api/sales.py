@@ -14,7 +14,7 @@ from api.context import Info
 from api.errors import bad_input
 from api.execution import pure
 from api.ids import decode_arg, decode_id, to_global_id
-from api.projection import lead_reads
+from api.projection import lead_reads, timeline_reads
 from domain import sales_services as services
 from domain.errors import Invalid
 from domain.model import Lead, LeadStage, LeadStatusReason, utcnow
@@ -128,7 +128,7 @@ async def lead_timeline(
         info,
         first,
         after,
-        lambda r, size, cursor: r.activities.timeline(lead_id, size, cursor),
+        lambda r, size, cursor, reads: r.activities.timeline(lead_id, size, cursor, *reads),
         lead_id,
     )
     connection.lead_id = lead_id
@@ -195,15 +195,16 @@ async def lead_with_timeline(info: Info, lead_id: int) -> Lead | None:
     if ahead is None:
         return await loader.load(lead_id)
     size, cursor = ahead
-    # Only what this selection reads of the lead: such a lead is not handed to the loader.
-    reads = lead_reads(info)
+    # Only what this selection reads of the lead (and of the timeline's activities and
+    # events): such a lead is not handed to the loader, nor such a page to another timeline.
+    reads, timeline = lead_reads(info), timeline_reads(info, ("timeline",))
     lead, page = await ctx.read(
-        lambda r: r.activities.lead_and_timeline(lead_id, size, cursor, reads)
+        lambda r: r.activities.lead_and_timeline(lead_id, size, cursor, reads, *timeline)
     )
     if reads is None:
         loader.prime(lead_id, lead)
     if page is not None:
-        ctx.keep_ahead(("timeline", lead_id, size, cursor), page)
+        ctx.keep_ahead(("timeline", lead_id, size, cursor, timeline), page)
     return lead
 
 
@@ -219,9 +220,13 @@ async def _timeline(
         cursor = None if after is None else decode_timeline_cursor(after)
     except Invalid as e:
         raise bad_input(e.message) from None
-    page: Any = None if lead_id is None else ctx.take_ahead(("timeline", lead_id, size, cursor))
+    # Only the activity and event attributes this selection reads (api/projection.py).
+    reads = timeline_reads(info)
+    page: Any = None
+    if lead_id is not None:
+        page = ctx.take_ahead(("timeline", lead_id, size, cursor, reads))
     if page is None:
-        page = await ctx.read(lambda r: read(r, size, cursor))
+        page = await ctx.read(lambda r: read(r, size, cursor, reads))
     entries, more = page
     end = encode_timeline_cursor(entries[-1]) if entries else None
     return TimelineConnection(
@@ -453,7 +458,9 @@ class OpportunityType(gql.Node):
             info,
             first,
             after,
-            lambda r, size, cursor: r.activities.opportunity_timeline(opportunity, size, cursor),
+            lambda r, size, cursor, reads: r.activities.opportunity_timeline(
+                opportunity, size, cursor, *reads
+            ),
         )
         connection.lead_id, connection.opportunity_id = opportunity.lead_id, opportunity.id
         return connection

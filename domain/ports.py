@@ -622,9 +622,16 @@ class ActivityRepository(Protocol):
         ...
 
     async def timeline(
-        self, lead_id: int, first: int, after: tuple[datetime, str, int] | None
+        self,
+        lead_id: int,
+        first: int,
+        after: tuple[datetime, str, int] | None,
+        activity_reads: Collection[str] | None = None,
+        event_reads: Collection[str] | None = None,
     ) -> tuple[list[TimelineEntry], bool]:
-        """The lead's activities and events, newest first; whether more follow."""
+        """The lead's activities and events, newest first; whether more follow. With
+        `activity_reads` / `event_reads`, its activities / events may hold only those
+        attributes (and their id): reading another raises AttributeError."""
         ...
 
     async def lead_and_timeline(
@@ -633,6 +640,8 @@ class ActivityRepository(Protocol):
         first: int,
         after: tuple[datetime, str, int] | None,
         lead_reads: Collection[str] | None = None,
+        activity_reads: Collection[str] | None = None,
+        event_reads: Collection[str] | None = None,
     ) -> tuple[Lead | None, tuple[list[TimelineEntry], bool] | None]:
         """The lead and a page of its timeline (as `timeline`), read together; (None, None)
         when there is no such lead. With `lead_reads`, the lead holds only those attributes
@@ -640,9 +649,15 @@ class ActivityRepository(Protocol):
         ...
 
     async def opportunity_timeline(
-        self, opportunity: Opportunity, first: int, after: tuple[datetime, str, int] | None
+        self,
+        opportunity: Opportunity,
+        first: int,
+        after: tuple[datetime, str, int] | None,
+        activity_reads: Collection[str] | None = None,
+        event_reads: Collection[str] | None = None,
     ) -> tuple[list[TimelineEntry], bool]:
-        """The opportunity's activities with its lead's history, newest first."""
+        """The opportunity's activities with its lead's history, newest first (`activity_reads`
+        and `event_reads` as for `timeline`)."""
         ...
 
     async def timeline_count(self, lead_id: int | None, opportunity_id: int | None) -> int:

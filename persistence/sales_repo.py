@@ -8,6 +8,7 @@ from operator import itemgetter
 from types import SimpleNamespace
 from typing import Any
 
+import orjson
 from sqlalchemy import (
     Integer,
     and_,
@@ -31,6 +32,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.types import NullType
 
 from domain.errors import Conflict, Duplicate
+from domain.events import LeadEvent
 from domain.model import Lead
 from domain.pagination import Page, PageRequest
 from domain.sales import (
@@ -435,6 +437,46 @@ def _merged_statement(key: Hashable, build: Any) -> Any:
     return found
 
 
+# SQLite answers a merged page in one row, all its rows packed in a JSON array: through the
+# driver's thread, each row of a result is one more hand-over of the interpreter lock, and under
+# concurrent requests those hand-overs (not the query) cost most of a page's time (a timeline
+# page: 400 requests/s packed in rows, 550/s packed in one, on 2 cores). Keyed by the id of a
+# statement of _MERGED, which keeps it alive.
+_PACKED: dict[tuple[int, str], tuple[Any, tuple[tuple[int, Callable[[Any], Any]], ...]]] = {}
+
+
+def _packing(
+    stmt: Any, dialect: Dialect
+) -> tuple[Any, tuple[tuple[int, Callable[[Any], Any]], ...]]:
+    """`stmt` as one JSON array of its rows (each an array of its columns in order), and the
+    result processors of its columns, by position, as SQLAlchemy applies them to plain rows."""
+    key = (id(stmt), dialect.name)
+    found = _PACKED.get(key)
+    if found is None:
+        page = stmt.subquery()
+        packed = select(func.json_group_array(func.json_array(*page.c)))
+        processors = (
+            (i, c.type.dialect_impl(dialect).result_processor(dialect, None))
+            for i, c in enumerate(stmt.selected_columns)
+        )
+        found = _PACKED[key] = (packed, tuple((i, p) for i, p in processors if p))
+    return found
+
+
+async def _page_rows(conn: AsyncConnection, stmt: Any, params: dict[str, Any]) -> list[Any]:
+    """The rows of a merged page's statement (Row objects, or on SQLite lists of the same
+    values in the same order: read them by position)."""
+    if conn.dialect.name != "sqlite":
+        return list((await conn.execute(stmt, params)).all())
+    packed, processors = _packing(stmt, conn.dialect)
+    rows: list[Any] = orjson.loads((await conn.execute(packed, params)).scalar_one())
+    if processors:
+        for row in rows:
+            for i, process in processors:
+                row[i] = process(row[i])
+    return rows
+
+
 class _Prefixed:
     """The columns of one source in a merged page's rows, read by position (a row's mapping is
     slow to walk for each of 50 rows and 20 columns)."""
@@ -455,8 +497,13 @@ class _Prefixed:
         return SimpleNamespace(**dict(zip(self._names, self._get(r), strict=True)))
 
     def values(self, r: Row[Any]) -> tuple[Any, ...]:
-        """The source's values in the order they were selected."""
+        """The source's values in the order of `names`."""
         return self._get(r)  # type: ignore[no-any-return]
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """The source's column names (unprefixed), in the order of `values`."""
+        return self._names
 
 
 # A source's columns a merged page's rows already hold unprefixed, as (name, position): its id
@@ -481,10 +528,51 @@ def _unprefixed(stmt: Any, r: Row[Any], prefix: str, shared: Shared = ()) -> Any
     return _reader(stmt, prefix, shared)(r)
 
 
-def _own_columns(table: Any, prefix: str, shared: Shared) -> list[Any]:
-    """`table`'s columns labelled `prefix`<name>, but those the page's rows hold already."""
+def _own_columns(
+    table: Any, prefix: str, shared: Shared, only: Collection[str] | None = None
+) -> list[Any]:
+    """`table`'s columns (those named in `only`, or all) labelled `prefix`<name>, but those the
+    page's rows hold already."""
     skip = {name for name, _ in shared}
-    return [c.label(f"{prefix}{c.key}") for c in table.c if c.key not in skip]
+    return [
+        c.label(f"{prefix}{c.key}")
+        for c in table.c
+        if c.key not in skip and (only is None or c.key in only)
+    ]
+
+
+# The activity and event columns a timeline page reads: a summary (what a timeline list
+# shows), or None: all of them. `timeline_columns` makes them from the attributes a query reads
+# (api/projection.py). Two sets each keep the statements built per shape few.
+ActivityColumns = tuple[str, ...] | None
+EventColumns = tuple[str, ...] | None
+_ACTIVITY_SUMMARY: tuple[str, ...] = tuple(
+    c.key
+    for c in t.activities.c
+    if c.key in {"id", "occurred_at", "kind", "subject", "direction", "completed"}
+)
+_EVENT_SUMMARY: tuple[str, ...] = tuple(
+    c.key for c in t.lead_events.c if c.key in {"id", "occurred_at", "type"}
+)
+
+
+def _tier(
+    reads: Collection[str] | None, tiers: Sequence[tuple[str, ...]]
+) -> tuple[str, ...] | None:
+    """The first of `tiers` holding every name in `reads`; None (all columns) when none does,
+    or `reads` is None."""
+    if reads is not None:
+        for tier in tiers:
+            if all(name in tier for name in reads):
+                return tier
+    return None
+
+
+def timeline_columns(
+    activity_reads: Collection[str] | None, event_reads: Collection[str] | None
+) -> tuple[ActivityColumns, EventColumns]:
+    """The activity and event columns a timeline page reads for these attributes."""
+    return _tier(activity_reads, (_ACTIVITY_SUMMARY,)), _tier(event_reads, (_EVENT_SUMMARY,))
 
 
 def to_activity(r: Row[Any]) -> Activity:
@@ -507,25 +595,30 @@ def to_activity(r: Row[Any]) -> Activity:
 _KINDS = {m.value: m for m in ActivityKind}
 _DIRECTIONS = {m.value: m for m in Direction}
 _ACTIVITY_FIELDS = tuple(Activity.__dataclass_fields__)
-_ACTIVITY_READERS: dict[tuple[int, str, Shared], Callable[[Row[Any]], Activity]] = {}
+_ACTIVITY_READERS: dict[
+    tuple[int, str, Shared, ActivityColumns], Callable[[Row[Any]], Activity]
+] = {}
 
 
-def _activity_reader(stmt: Any, prefix: str, shared: Shared) -> Callable[[Row[Any]], Activity]:
+def _activity_reader(
+    stmt: Any, prefix: str, shared: Shared, only: ActivityColumns = None
+) -> Callable[[Row[Any]], Activity]:
     """`to_activity` for the `prefix`ed activity columns (and the `shared` ones) of a merged
     page's rows, read by position (a page is 50 of them: a namespace per row and the enum
-    lookups add up)."""
-    key = (id(stmt), prefix, shared)
+    lookups add up). With `only` (the page selected only those columns), each activity holds
+    those attributes alone: reading another raises AttributeError, never a default."""
+    key = (id(stmt), prefix, shared, only)
     found = _ACTIVITY_READERS.get(key)
     if found is not None:
         return found
     keys = list(stmt.selected_columns.keys())
     at = {k[len(prefix) :]: i for i, k in enumerate(keys) if k.startswith(prefix)}
     at.update(shared)
-    values = itemgetter(*(at[name] for name in _ACTIVITY_FIELDS))  # in the fields' order
+    names = _ACTIVITY_FIELDS if only is None else tuple(n for n in _ACTIVITY_FIELDS if n in only)
+    values = itemgetter(*(at[name] for name in names))  # in the fields' order
     kinds, directions = _KINDS, _DIRECTIONS
 
-    def read(r: Row[Any]) -> Activity:
-        activity = Activity(*values(r))
+    def decode(activity: Activity) -> Activity:
         k, d = activity.kind, activity.direction
         member = kinds.get(k)  # type: ignore[call-overload]
         activity.kind = ActivityKind(k) if member is None else member
@@ -536,8 +629,36 @@ def _activity_reader(stmt: Any, prefix: str, shared: Shared) -> Callable[[Row[An
             activity.direction = None
         return activity
 
-    _ACTIVITY_READERS[key] = read
-    return read
+    def read(r: Row[Any]) -> Activity:
+        return decode(Activity(*values(r)))
+
+    def read_partial(r: Row[Any]) -> Activity:
+        activity = Activity.__new__(Activity)
+        for name, value in zip(names, values(r), strict=True):
+            setattr(activity, name, value)
+        return decode(activity)
+
+    found = _ACTIVITY_READERS[key] = read if only is None else read_partial
+    return found
+
+
+def _event_reader(stmt: Any, prefix: str, shared: Shared, only: EventColumns = None) -> Any:
+    """The LeadEvent of a merged page's row from its `prefix`ed event columns (and the
+    `shared` ones); with `only`, an event holding those attributes alone (and no fanned-out
+    lead), as `_activity_reader`."""
+    reader = _reader(stmt, prefix, shared)
+    if only is None:
+        whole: Callable[[Row[Any]], Any] = reader  # a namespace with the row's attributes
+        return lambda r: to_lead_event(whole(r))
+
+    def read_partial(r: Row[Any]) -> LeadEvent:
+        event = LeadEvent.__new__(LeadEvent)
+        for name, value in zip(reader.names, reader.values(r), strict=True):
+            object.__setattr__(event, name, value)  # a frozen dataclass
+        object.__setattr__(event, "lead", None)
+        return event
+
+    return read_partial
 
 
 def _timeline_wheres(kind: str) -> list[ColumnElement[bool]]:
@@ -556,7 +677,7 @@ def _timeline_wheres(kind: str) -> list[ColumnElement[bool]]:
     return wheres
 
 
-_TIMELINE_ORDER = itemgetter(2, 0, 1)
+_TIMELINE_ORDER = _WORK_ORDER = itemgetter(2, 0, 1)
 
 
 def _timeline_count_statement(kind: str) -> Any:
@@ -580,9 +701,15 @@ def _timeline_count_statement(kind: str) -> Any:
 
 
 def _timeline_statement(
-    kind: str, after_src: str | None, with_lead: bool = False, lead: LeadColumns = None
+    kind: str,
+    after_src: str | None,
+    with_lead: bool = False,
+    lead: LeadColumns = None,
+    activity: ActivityColumns = None,
+    event: EventColumns = None,
 ) -> Any:
-    """A timeline page's statement; `with_lead`: the lead's own row comes with it (src "l",
+    """A timeline page's statement, reading the activity and event columns `activity` and
+    `event` name (or all); `with_lead`: the lead's own row comes with it (src "l",
     its columns - those named by `lead`, or all - undecoded as l_<column>, time NULL), so one
     trip to the database reads both. Its rows come in no particular order (sorting them would
     carry every column through the database's sorter): `_timeline` sorts them."""
@@ -626,8 +753,8 @@ def _timeline_statement(
             p.src,  # src, id, at first: read by position
             p.id,
             p.at,
-            *_own_columns(t.activities, "a_", _PAGE_KEYS),
-            *_own_columns(t.lead_events, "e_", _PAGE_KEYS),
+            *_own_columns(t.activities, "a_", _PAGE_KEYS, activity),
+            *_own_columns(t.lead_events, "e_", _PAGE_KEYS, event),
             *lead_columns,
         )
     ).select_from(joined)
@@ -736,11 +863,7 @@ _LEAD_TIERS = tuple(
 
 
 def lead_columns(reads: Collection[str] | None) -> LeadColumns:
-    if reads is not None:
-        for tier in _LEAD_TIERS:
-            if all(name in tier for name in reads):
-                return tier
-    return None
+    return _tier(reads, _LEAD_TIERS)
 
 
 def _lead_read(lead: LeadColumns) -> list[Any]:
@@ -850,14 +973,22 @@ class ActivityRepository:
         return [to_activity(r) for r in (await self.conn.execute(stmt)).all()]
 
     async def timeline(
-        self, lead_id: int, first: int, after: tuple[datetime, str, int] | None
+        self,
+        lead_id: int,
+        first: int,
+        after: tuple[datetime, str, int] | None,
+        activity_reads: Collection[str] | None = None,
+        event_reads: Collection[str] | None = None,
     ) -> tuple[list[TimelineEntry], bool]:
-        """The lead's activities and (positioned) events, newest first, after a cursor.
+        """The lead's activities and (positioned) events, newest first, after a cursor; with
+        `activity_reads` / `event_reads`, they hold at least those attributes (and their id),
+        else all of them.
 
         One keyset over both tables: (time, source, id) with source "a" (activity) or "e"
         (event), so equal times still page in a stable order.
         """
-        page, _ = await self._timeline("lead", {"lead_id": lead_id}, first, after)
+        columns = timeline_columns(activity_reads, event_reads)
+        page, _ = await self._timeline("lead", {"lead_id": lead_id}, first, after, columns)
         return page
 
     async def lead_and_timeline(
@@ -866,12 +997,16 @@ class ActivityRepository:
         first: int,
         after: tuple[datetime, str, int] | None,
         lead_reads: Collection[str] | None = None,
+        activity_reads: Collection[str] | None = None,
+        event_reads: Collection[str] | None = None,
     ) -> tuple[Lead | None, tuple[list[TimelineEntry], bool] | None]:
         """The lead (holding the attributes `lead_reads` names, with its id, or all of them) and
         a page of its timeline (as `timeline`) in one statement; (None, None) when there is no
         such lead."""
+        columns = timeline_columns(activity_reads, event_reads)
+        params = {"lead_id": lead_id}
         page, lead = await self._timeline(
-            "lead", {"lead_id": lead_id}, first, after, True, lead_columns(lead_reads)
+            "lead", params, first, after, columns, True, lead_columns(lead_reads)
         )
         return (None, None) if lead is None else (lead, page)
 
@@ -881,19 +1016,23 @@ class ActivityRepository:
         params: dict[str, Any],
         first: int,
         after: tuple[datetime, str, int] | None,
+        columns: tuple[ActivityColumns, EventColumns],
         with_lead: bool = False,
         lead_read: LeadColumns = None,
     ) -> tuple[tuple[list[TimelineEntry], bool], Lead | None]:
         """A timeline page: `kind` "lead" (bound lead_id) or "opportunity" (bound lead_id and
-        opportunity_id: the opportunity's activities besides the lead's); and with `with_lead`
-        the lead itself (None if there is none)."""
+        opportunity_id: the opportunity's activities besides the lead's), reading the activity
+        and event `columns`; and with `with_lead` the lead itself (None if there is none)."""
         after_src = None if after is None else after[1]
+        activity_read, event_read = columns
         stmt = _merged_statement(
-            ("timeline", kind, after_src, with_lead, lead_read),
-            lambda: _timeline_statement(kind, after_src, with_lead, lead_read),
+            ("timeline", kind, after_src, with_lead, lead_read, activity_read, event_read),
+            lambda: _timeline_statement(
+                kind, after_src, with_lead, lead_read, activity_read, event_read
+            ),
         )
         params = {**params, **page_params(first, after)}
-        rows = list((await self.conn.execute(stmt, params)).all())
+        rows = await _page_rows(self.conn, stmt, params)
         lead = None
         if with_lead:
             for i, r in enumerate(rows):  # the lead's row (NULL time)
@@ -903,17 +1042,17 @@ class ActivityRepository:
         rows.sort(key=_TIMELINE_ORDER, reverse=True)  # newest first: (time, source, id)
         more = len(rows) > first
         rows = rows[:first]
-        activity = _activity_reader(stmt, "a_", _PAGE_KEYS)
+        activity = _activity_reader(stmt, "a_", _PAGE_KEYS, activity_read)
+        event = None
         entries = []
         for r in rows:
             src, id_, at = r[0], r[1], r[2]  # by position: a row's names are slower to look up
             if src == "a":
                 entries.append(TimelineEntry(at, src, id_, activity(r), None))
-            else:
-                event = (
-                    to_lead_event(_unprefixed(stmt, r, "e_", _PAGE_KEYS)) if src == "e" else None
-                )
-                entries.append(TimelineEntry(at, src, id_, None, event))
+            elif src == "e":
+                if event is None:
+                    event = _event_reader(stmt, "e_", _PAGE_KEYS, event_read)
+                entries.append(TimelineEntry(at, src, id_, None, event(r)))
         return (entries, more), lead
 
     async def timeline_count(self, lead_id: int | None, opportunity_id: int | None) -> int:
@@ -929,11 +1068,15 @@ class ActivityRepository:
         opportunity: Opportunity,
         first: int,
         after: tuple[datetime, str, int] | None,
+        activity_reads: Collection[str] | None = None,
+        event_reads: Collection[str] | None = None,
     ) -> tuple[list[TimelineEntry], bool]:
         """The opportunity's activities with the history of the lead it came from (the lead's
-        activities and events), newest first, in the keyset of `timeline`."""
+        activities and events), newest first, in the keyset of `timeline` (`activity_reads`
+        and `event_reads` as there)."""
         params = {"lead_id": opportunity.lead_id, "opportunity_id": opportunity.id}
-        page, _ = await self._timeline("opportunity", params, first, after)
+        columns = timeline_columns(activity_reads, event_reads)
+        page, _ = await self._timeline("opportunity", params, first, after, columns)
         return page
 
 
@@ -1064,7 +1207,8 @@ class SequenceRepository:
             ("work", after_src, read), lambda: _work_statement(after_src, read)
         )
         params = {"owner_id": owner_id, "now": now, **page_params(first, after)}
-        rows = list((await self.conn.execute(stmt, params)).all())
+        rows = await _page_rows(self.conn, stmt, params)
+        rows.sort(key=_WORK_ORDER)  # oldest due first: (time, source, id), however packed
         more = len(rows) > first
         rows = rows[:first]
         lead_of = _LeadDecoder(stmt, self.conn.dialect, read)

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from operator import itemgetter
 
 from domain.model import Lead
 from domain.sales import Activity, ActivityKind, Direction, User
+from persistence.brokers import MemoryBroker
 from persistence.database import Database
+from persistence.relay import Relay
 
 
 async def test_page_activities_equal_the_plain_read(db: Database) -> None:
@@ -131,3 +134,63 @@ async def test_lead_and_timeline_equal_the_separate_reads(db: Database) -> None:
         found, page = await r.activities.lead_and_timeline(other.id, 50, None)
         assert found is not None and found.id == other.id
         assert page is not None and len(page[0]) == 7
+
+
+async def test_packed_page_rows_equal_the_plain_rows(db: Database) -> None:
+    """On SQLite a page's rows come packed in one JSON array (persistence.sales_repo
+    `_page_rows`): every value decodes to what the plain rows hold (text with quotes,
+    backslashes, newlines and non-ASCII, NULLs, flags, timestamps, JSON payloads and
+    attributes, large ids), for timeline and work-list pages alike."""
+    from persistence.sales_repo import (
+        _page_rows,
+        _timeline_statement,
+        _work_statement,
+        timeline_columns,
+    )
+
+    now = datetime.now(UTC)
+    tricky = 'a "quoted" \\ back\nslash\ttab é 🚀 \u2028'
+    async with db.uow() as uow:
+        owner = await uow.users.add(User(name=tricky, email="s@x.io"))
+        lead = await uow.leads.add(
+            Lead(
+                topic=tricky,
+                owner_id=owner.id,
+                attributes={"s": tricky, "n": 2**53 + 1, "f": 0.1, "l": [None, True]},
+                sales_ready=True,
+            )
+        )
+        for i, direction in enumerate((None, *Direction)):
+            await uow.activities.add(
+                Activity(
+                    kind=ActivityKind.TASK,
+                    subject=f"{tricky} {i}",
+                    occurred_at=now - timedelta(minutes=i, microseconds=i),
+                    body=None if direction is None else tricky * 50,
+                    lead_id=lead.id,
+                    owner_id=owner.id,
+                    direction=direction,
+                    completed=i % 2 == 1,
+                )
+            )
+        await uow.events.add(lead.id, "STAGE_CHANGED", {"to": tricky, "n": 2**40, "x": None}, now)
+        await uow.commit()
+    await Relay(db, MemoryBroker()).run_once()  # positions the event (SQLite: the commit did)
+    statements = [
+        (_timeline_statement("lead", None, True, None), {"lead_id": lead.id}),
+        (
+            _timeline_statement("lead", None, False, None, *timeline_columns({"id"}, {"id"})),
+            {"lead_id": lead.id},
+        ),
+        (_work_statement(None), {"owner_id": owner.id, "now": now}),
+    ]
+    async with db.read() as r:
+        for stmt, params in statements:
+            params = {**params, "page_limit": 100}
+            plain = [list(row) for row in (await r.conn.execute(stmt, params)).all()]
+            packed = [list(row) for row in await _page_rows(r.conn, stmt, params)]
+            assert len(plain) >= 2
+            if "lead_id" in params:  # the timeline's: activities and the event (and the lead)
+                assert {"a", "e"} <= {row[0] for row in plain}
+            key = itemgetter(0, 1)
+            assert sorted(packed, key=key) == sorted(plain, key=key)
