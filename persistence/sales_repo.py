@@ -13,6 +13,7 @@ from sqlalchemy import (
     Integer,
     and_,
     bindparam,
+    cast,
     delete,
     false,
     func,
@@ -711,53 +712,56 @@ def _timeline_statement(
     """A timeline page's statement, reading the activity and event columns `activity` and
     `event` name (or all); `with_lead`: the lead's own row comes with it (src "l",
     its columns - those named by `lead`, or all - undecoded as l_<column>, time NULL), so one
-    trip to the database reads both. Its rows come in no particular order (sorting them would
-    carry every column through the database's sorter): `_timeline` sorts them."""
+    trip to the database reads both. Its rows come in no particular order: `_timeline` sorts
+    them.
+
+    Each source's branch carries its own columns (NULL for the other source's), so the page is
+    read in one pass along the indexes; joining the page's ids back to their tables costs an
+    index probe per row and table (three times the whole statement, on PostgreSQL)."""
     a, e, ld = t.activities.c, t.lead_events.c, t.leads.c
     lead_id = bindparam("lead_id", type_=a.lead_id.type)
-    wheres = _timeline_wheres(kind)
+    own_a = _own_columns(t.activities, "a_", _PAGE_KEYS, activity)
+    own_e = _own_columns(t.lead_events, "e_", _PAGE_KEYS, event)
+    lead_read = _lead_read(lead) if with_lead else []
+    # Typed NULLs: a UNION takes each column's type from its branches (PostgreSQL), and its
+    # result processors from the first one (SQLAlchemy).
+    no_a, no_e = _nulls(own_a), _nulls(own_e)
+    no_lead = [cast(null(), c.type).label(f"l_{c.key}") for c in lead_read]
     branches = [
         keyset_branch(
-            select(literal("a").label("src"), a.id, a.occurred_at.label("at")).where(where),
+            select(
+                literal("a").label("src"), a.id, a.occurred_at.label("at"), *own_a, *no_e, *no_lead
+            ).where(where),
             a.occurred_at,
             a.id,
             "a",
             after_src,
             descending=True,
         )
-        for where in wheres
+        for where in _timeline_wheres(kind)
     ]
-    events = select(literal("e").label("src"), e.id, e.occurred_at.label("at")).where(
-        e.lead_id == lead_id, e.position.is_not(None)
-    )
+    events = select(
+        literal("e").label("src"), e.id, e.occurred_at.label("at"), *no_a, *own_e, *no_lead
+    ).where(e.lead_id == lead_id, e.position.is_not(None))
     branches.append(keyset_branch(events, e.occurred_at, e.id, "e", after_src, descending=True))
-    page = merged(branches, descending=True).subquery()
-    lead_columns: list[Any] = []
-    if with_lead:
-        # Outside the page's limit; its NULL time sorts first or last, as the database likes.
-        the_lead = select(
-            literal("l").label("src"), ld.id, type_coerce(null(), t.UTCDateTime()).label("at")
-        ).where(ld.id == lead_id)
-        page = union_all(the_lead, select(page)).subquery()
-        lead_columns = _lead_labels(lead)
-    p = page.c
-    # The page is found on narrow (src, id, at) rows; only its own rows are then read whole,
-    # by primary key (carrying every column through the merge costs more than the page).
-    joined = page.outerjoin(t.activities, and_(p.src == "a", a.id == p.id)).outerjoin(
-        t.lead_events, and_(p.src == "e", e.id == p.id)
-    )
-    if with_lead:
-        joined = joined.outerjoin(t.leads, and_(p.src == "l", ld.id == p.id))
-    return (
-        select(
-            p.src,  # src, id, at first: read by position
-            p.id,
-            p.at,
-            *_own_columns(t.activities, "a_", _PAGE_KEYS, activity),
-            *_own_columns(t.lead_events, "e_", _PAGE_KEYS, event),
-            *lead_columns,
-        )
-    ).select_from(joined)
+    page = merged(branches, descending=True)
+    if not with_lead:
+        return page
+    # Outside the page's limit; its NULL time sorts first or last, as the database likes.
+    the_lead = select(
+        literal("l").label("src"),
+        ld.id,
+        cast(null(), t.UTCDateTime()).label("at"),
+        *no_a,
+        *no_e,
+        *_lead_labels(lead),
+    ).where(ld.id == lead_id)
+    return union_all(the_lead, select(page.subquery()))
+
+
+def _nulls(columns: list[Any]) -> list[Any]:
+    """NULLs of the types of these labelled columns, under their labels."""
+    return [cast(null(), c.type).label(c.name) for c in columns]
 
 
 def _work_sources(tasks: Any, steps: Any) -> tuple[Any, Any]:
