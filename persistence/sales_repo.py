@@ -8,7 +8,6 @@ from operator import itemgetter
 from types import SimpleNamespace
 from typing import Any
 
-import orjson
 from sqlalchemy import (
     Integer,
     and_,
@@ -62,6 +61,7 @@ from domain.sequences import (
     WorkItem,
 )
 from domain.sequences import Sequence as Sequence_
+from persistence import packing
 from persistence import tables as t
 from persistence.listing import Criterion, Listing
 from persistence.repositories import partial_lead, to_lead, upsert_insert
@@ -436,46 +436,6 @@ def _merged_statement(key: Hashable, build: Any) -> Any:
     if found is None:
         found = _MERGED[key] = build()
     return found
-
-
-# SQLite answers a merged page in one row, all its rows packed in a JSON array: through the
-# driver's thread, each row of a result is one more hand-over of the interpreter lock, and under
-# concurrent requests those hand-overs (not the query) cost most of a page's time (a timeline
-# page: 400 requests/s packed in rows, 550/s packed in one, on 2 cores). Keyed by the id of a
-# statement of _MERGED, which keeps it alive.
-_PACKED: dict[tuple[int, str], tuple[Any, tuple[tuple[int, Callable[[Any], Any]], ...]]] = {}
-
-
-def _packing(
-    stmt: Any, dialect: Dialect
-) -> tuple[Any, tuple[tuple[int, Callable[[Any], Any]], ...]]:
-    """`stmt` as one JSON array of its rows (each an array of its columns in order), and the
-    result processors of its columns, by position, as SQLAlchemy applies them to plain rows."""
-    key = (id(stmt), dialect.name)
-    found = _PACKED.get(key)
-    if found is None:
-        page = stmt.subquery()
-        packed = select(func.json_group_array(func.json_array(*page.c)))
-        processors = (
-            (i, c.type.dialect_impl(dialect).result_processor(dialect, None))
-            for i, c in enumerate(stmt.selected_columns)
-        )
-        found = _PACKED[key] = (packed, tuple((i, p) for i, p in processors if p))
-    return found
-
-
-async def _page_rows(conn: AsyncConnection, stmt: Any, params: dict[str, Any]) -> list[Any]:
-    """The rows of a merged page's statement (Row objects, or on SQLite lists of the same
-    values in the same order: read them by position)."""
-    if conn.dialect.name != "sqlite":
-        return list((await conn.execute(stmt, params)).all())
-    packed, processors = _packing(stmt, conn.dialect)
-    rows: list[Any] = orjson.loads((await conn.execute(packed, params)).scalar_one())
-    if processors:
-        for row in rows:
-            for i, process in processors:
-                row[i] = process(row[i])
-    return rows
 
 
 class _Prefixed:
@@ -1029,14 +989,15 @@ class ActivityRepository:
         and event `columns`; and with `with_lead` the lead itself (None if there is none)."""
         after_src = None if after is None else after[1]
         activity_read, event_read = columns
+        key = ("timeline", kind, after_src, with_lead, lead_read, activity_read, event_read)
         stmt = _merged_statement(
-            ("timeline", kind, after_src, with_lead, lead_read, activity_read, event_read),
+            key,
             lambda: _timeline_statement(
                 kind, after_src, with_lead, lead_read, activity_read, event_read
             ),
         )
         params = {**params, **page_params(first, after)}
-        rows = await _page_rows(self.conn, stmt, params)
+        rows = await packing.rows(self.conn, stmt, params, key=key)
         lead = None
         if with_lead:
             for i, r in enumerate(rows):  # the lead's row (NULL time)
@@ -1207,11 +1168,10 @@ class SequenceRepository:
         lead holds the attributes `lead_reads` names (with its id), or all of them."""
         after_src = None if after is None else after[1]
         read = lead_columns(lead_reads)
-        stmt = _merged_statement(
-            ("work", after_src, read), lambda: _work_statement(after_src, read)
-        )
+        key = ("work", after_src, read)
+        stmt = _merged_statement(key, lambda: _work_statement(after_src, read))
         params = {"owner_id": owner_id, "now": now, **page_params(first, after)}
-        rows = await _page_rows(self.conn, stmt, params)
+        rows = await packing.rows(self.conn, stmt, params, key=key)
         rows.sort(key=_WORK_ORDER)  # oldest due first: (time, source, id), however packed
         more = len(rows) > first
         rows = rows[:first]

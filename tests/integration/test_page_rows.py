@@ -137,12 +137,12 @@ async def test_lead_and_timeline_equal_the_separate_reads(db: Database) -> None:
 
 
 async def test_packed_page_rows_equal_the_plain_rows(db: Database) -> None:
-    """On SQLite a page's rows come packed in one JSON array (persistence.sales_repo
-    `_page_rows`): every value decodes to what the plain rows hold (text with quotes,
-    backslashes, newlines and non-ASCII, NULLs, flags, timestamps, JSON payloads and
-    attributes, large ids), for timeline and work-list pages alike."""
+    """On SQLite a page's rows come packed in one JSON array (persistence.packing): every
+    value decodes to what the plain rows hold (text with quotes, backslashes, newlines and
+    non-ASCII, NULLs, flags, timestamps, JSON payloads and attributes, large ids), for
+    timeline and work-list pages alike, by position and by name."""
+    from persistence.packing import rows as packed_rows
     from persistence.sales_repo import (
-        _page_rows,
         _timeline_statement,
         _work_statement,
         timeline_columns,
@@ -188,9 +188,11 @@ async def test_packed_page_rows_equal_the_plain_rows(db: Database) -> None:
         for stmt, params in statements:
             params = {**params, "page_limit": 100}
             plain = [list(row) for row in (await r.conn.execute(stmt, params)).all()]
-            packed = [list(row) for row in await _page_rows(r.conn, stmt, params)]
+            packed = [list(row) for row in await packed_rows(r.conn, stmt, params)]
             assert len(plain) >= 2
             if "lead_id" in params:  # the timeline's: activities and the event (and the lead)
                 assert {"a", "e"} <= {row[0] for row in plain}
             key = itemgetter(0, 1)
             assert sorted(packed, key=key) == sorted(plain, key=key)
+            got = await packed_rows(r.conn, stmt, params)
+            assert {(x.src, x.id, x.at) for x in got} == {(x[0], x[1], x[2]) for x in plain}
