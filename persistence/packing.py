@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Hashable
 from functools import lru_cache
+from operator import itemgetter
 from typing import Any
 
 import orjson
@@ -48,16 +49,12 @@ def _pack(stmt: Any, dialect: Dialect) -> tuple[Any, Processors, Any]:
 
 @lru_cache(maxsize=256)
 def _row_class(keys: tuple[str, ...]) -> Any:
-    """A list subclass that also answers its columns' names as attributes (as a Row does)."""
-    names = {key: i for i, key in enumerate(keys)}
-
-    def __getattr__(self: list[Any], name: str) -> Any:
-        try:
-            return self[names[name]]
-        except KeyError:
-            raise AttributeError(name) from None
-
-    return type("PackedRow", (list,), {"__slots__": (), "__getattr__": __getattr__})
+    """A list subclass that also answers its columns' names as attributes (as a Row does); a
+    name wins over a list method of the same name (`count`, `index`)."""
+    attributes: dict[str, Any] = {"__slots__": ()}
+    for i, key in enumerate(keys):
+        attributes.setdefault(key, property(itemgetter(i)))
+    return type("PackedRow", (list,), attributes)
 
 
 async def rows(

@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from operator import itemgetter
 
+import pytest
+
 from domain.model import Lead
 from domain.sales import Activity, ActivityKind, Direction, User
 from persistence.brokers import MemoryBroker
@@ -196,3 +198,12 @@ async def test_packed_page_rows_equal_the_plain_rows(db: Database) -> None:
             assert sorted(packed, key=key) == sorted(plain, key=key)
             got = await packed_rows(r.conn, stmt, params)
             assert {(x.src, x.id, x.at) for x in got} == {(x[0], x[1], x[2]) for x in plain}
+
+
+def test_packed_rows_answer_their_columns_by_name_before_list_methods() -> None:
+    from persistence.packing import _row_class
+
+    row = _row_class(("count", "id", "index"))([3, 7, "i"])
+    assert (row.count, row.id, row.index, row[1], list(row)) == (3, 7, "i", 7, [3, 7, "i"])
+    with pytest.raises(AttributeError):
+        _ = row.missing
