@@ -141,7 +141,7 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Sta
         if settings.idempotency_cleanup_interval_seconds > 0:
             interval = settings.idempotency_cleanup_interval_seconds
             jobs.append(asyncio.create_task(idempotency_cleanup_loop(idempotency_keys, interval)))
-        sender = HttpSender()
+        sender = HttpSender(allow_private=settings.webhook_allow_private_addresses)
         if settings.webhook_interval_seconds > 0:
             interval = settings.webhook_interval_seconds
             jobs.append(asyncio.create_task(webhook_loop(db.uow, sender, render, interval)))

@@ -83,6 +83,8 @@ class Settings(BaseSettings):
     api_key_cache_seconds: float = Field(5.0, ge=0)
     score_expiry_interval_seconds: float = Field(30.0, ge=0)
     webhook_interval_seconds: float = Field(2.0, ge=0)
+    # Deliveries to loopback, private, link-local (cloud metadata) addresses: off by default.
+    webhook_allow_private_addresses: bool = False
     # How often each process positions leftover events and polls the event table's head.
     event_relay_interval_seconds: float = Field(1.0, gt=0)
     # How long a mutation's answer is kept for its Idempotency-Key, and how often expired

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import enum
-from collections.abc import Mapping
+import ipaddress
+import socket
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 import orjson
@@ -236,20 +240,106 @@ def render(item: services.Outgoing) -> bytes:
     )
 
 
-class HttpSender:
-    """Posts deliveries with httpx: a short timeout, no redirects followed."""
+Resolver = Callable[[str, int], Awaitable[list[str]]]
 
-    def __init__(self, timeout: float = 10.0) -> None:
-        self.client = httpx.AsyncClient(timeout=timeout, follow_redirects=False)
+
+class _Refused(Exception):
+    """A delivery not sent: its host is not a public address."""
+
+
+async def _resolve(host: str, port: int) -> list[str]:
+    """The addresses `host` resolves to (a literal address: itself)."""
+    infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    return list(dict.fromkeys(str(info[4][0]) for info in infos))
+
+
+def _public(address: str) -> bool:
+    """Whether a delivery may go to `address`: a global unicast address (an IPv4 address
+    mapped into IPv6 is judged as itself)."""
+    try:
+        ip = ipaddress.ip_address(address.partition("%")[0])
+    except ValueError:
+        return False
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return ip.is_global and not ip.is_multicast
+
+
+class HttpSender:
+    """Posts deliveries with httpx: a short timeout, no redirects followed.
+
+    Unless `allow_private` (LEADFLOW_WEBHOOK_ALLOW_PRIVATE_ADDRESSES), a delivery goes only to
+    public addresses: the host is resolved here, every address it resolves to must be global
+    (not loopback, private, link-local - the cloud metadata service -, multicast, reserved or
+    unspecified), and the request is sent to the address checked (the Host header and TLS
+    server name keep the URL's host), so a name that resolves differently a moment later cannot
+    steer it inside. A refused delivery fails with the reason as its error.
+    """
+
+    def __init__(
+        self,
+        timeout: float = 10.0,
+        *,
+        allow_private: bool = False,
+        transport: httpx.AsyncBaseTransport | None = None,
+        resolve: Resolver | None = None,
+    ) -> None:
+        self.client = httpx.AsyncClient(
+            timeout=timeout, follow_redirects=False, transport=transport
+        )
+        self.allow_private = allow_private
+        self.resolve = resolve or _resolve
 
     async def post(
         self, url: str, body: bytes, headers: Mapping[str, str]
     ) -> tuple[int | None, str | None]:
+        extensions: dict[str, Any] = {}
+        sent_headers = dict(headers)
+        if not self.allow_private:
+            try:
+                url, host_header, server_name = await self._pinned(url)
+            except _Refused as e:
+                return None, str(e)[:500]
+            sent_headers["host"] = host_header
+            if server_name is not None:
+                extensions["sni_hostname"] = server_name
         try:
-            response = await self.client.post(url, content=body, headers=dict(headers))
+            response = await self.client.post(
+                url, content=body, headers=sent_headers, extensions=extensions
+            )
         except httpx.HTTPError as e:
             return None, f"{type(e).__name__}: {e}"[:500]
         return response.status_code, None
+
+    async def _pinned(self, url: str) -> tuple[str, str, str | None]:
+        """The URL with its host replaced by a checked public address, the Host header to send,
+        and the TLS server name (https); _Refused when the host is not public."""
+        parts = urlsplit(url)
+        host = parts.hostname
+        if not host:
+            raise _Refused(f"refused: {url[:200]} has no host")
+        try:
+            port = parts.port or (443 if parts.scheme == "https" else 80)
+        except ValueError:
+            raise _Refused(f"refused: {url[:200]} has an invalid port") from None
+        try:
+            addresses = await self.resolve(host, port)
+        except OSError as e:
+            raise _Refused(f"refused: {host} does not resolve ({e})") from None
+        if not addresses:
+            raise _Refused(f"refused: {host} does not resolve")
+        for address in addresses:
+            if not _public(address):
+                raise _Refused(
+                    f"refused: {host} resolves to {address}, which is not a public address"
+                    " (LEADFLOW_WEBHOOK_ALLOW_PRIVATE_ADDRESSES=true allows it)"
+                )
+        address = addresses[0]
+        literal = f"[{address}]" if ":" in address else address
+        netloc = f"{literal}:{parts.port}" if parts.port else literal
+        pinned = urlunsplit((parts.scheme, netloc, parts.path, parts.query, ""))
+        host_header = parts.netloc.rpartition("@")[2]  # no credentials in the Host header
+        return pinned, host_header, host if parts.scheme == "https" else None
 
     async def close(self) -> None:
         await self.client.aclose()

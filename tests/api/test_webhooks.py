@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
 
+import httpx
 import orjson
 import pytest
 import uvicorn
@@ -157,7 +158,7 @@ async def test_signed_delivery_of_wanted_events_only(
     await add_event(db, lead, "MARKETING_QUALIFIED")
     await add_event(db, lead, "SCORE_CHANGED")
     await add_event(db, lead, "SALES_READY")
-    sender = HttpSender()
+    sender = HttpSender(allow_private=True)
     try:
         assert await ws.dispatch_once(db.uow, sender, render) == 2
         assert await ws.dispatch_once(db.uow, sender, render) == 0  # nothing twice
@@ -190,7 +191,7 @@ async def test_a_paused_webhook_is_not_told_what_happens_meanwhile(
     lead = await make_lead(api, "paused")
     pause = f'mutation($id: ID!, $a: Boolean) {{ updateWebhook(id: $id, input: {{name: "w", url: "{url}", active: $a}}) {{ {ERRORS} }} }}'
     await add_event(db, lead, "SALES_READY")  # before the pause, not yet sent
-    sender = HttpSender()
+    sender = HttpSender(allow_private=True)
     try:
         queued = await ws.dispatch_once(db.uow, sender, render)
         await api(pause, {"id": hook_id, "a": False})
@@ -217,7 +218,7 @@ async def test_failures_are_retried_with_backoff_then_given_up(
     lead = await make_lead(api, "retry me")
     await add_event(db, lead, "SALES_READY")
     rec.answers = [500, 503]
-    sender = HttpSender()
+    sender = HttpSender(allow_private=True)
     now = utcnow()
     try:
         assert await ws.dispatch_once(db.uow, sender, render, now) == 1
@@ -236,7 +237,7 @@ async def test_failures_are_retried_with_backoff_then_given_up(
     # A receiver that never answers 2xx: given up after MAX_ATTEMPTS.
     await add_event(db, lead, "MARKETING_QUALIFIED")
     rec.answers = [500] * MAX_ATTEMPTS
-    sender = HttpSender()
+    sender = HttpSender(allow_private=True)
     try:
         later = now + timedelta(hours=1)
         for i in range(MAX_ATTEMPTS):
@@ -260,7 +261,7 @@ async def test_unreachable_receiver_is_an_error_not_a_crash(api: Api, db: Databa
     made = await create(api, f"http://127.0.0.1:{port}/hook", eventTypes=["SALES_READY"])
     lead = await make_lead(api, "nobody home")
     await add_event(db, lead, "SALES_READY")
-    sender = HttpSender(timeout=2)
+    sender = HttpSender(timeout=2, allow_private=True)
     try:
         assert await ws.dispatch_once(db.uow, sender, render) == 1
     finally:
@@ -282,7 +283,12 @@ async def test_the_server_delivers_by_itself(
     from persistence.apikeys import ApiKeyStore
 
     rec, url = receiver
-    settings = Settings(database_url=database_url, env="test", webhook_interval_seconds=0.05)
+    settings = Settings(
+        database_url=database_url,
+        env="test",
+        webhook_interval_seconds=0.05,
+        webhook_allow_private_addresses=True,  # the receiver listens on 127.0.0.1
+    )
     app = create_app(settings, migrate=False)
     _, key = await ApiKeyStore(db).create("hooks", Role.ADMIN)
     async with app.router.lifespan_context(app):
@@ -310,3 +316,69 @@ async def test_the_server_delivers_by_itself(
                 await asyncio.sleep(0.02)
     assert len(rec.requests) == 1
     assert orjson.loads(rec.requests[0][1])["event"]["type"] == "SALES_READY"
+
+
+async def test_deliveries_go_only_to_public_addresses(receiver: tuple[Receiver, str]) -> None:
+    """By default a delivery to loopback, private, link-local (cloud metadata), multicast or
+    unspecified addresses is refused, however the URL names them, and nothing is sent."""
+    rec, url = receiver
+    sender = HttpSender(timeout=2)
+    status, error = await sender.post(url, b"{}", {"content-type": "application/json"})
+    assert status is None and error is not None and "127.0.0.1" in error
+    assert "not a public address" in error and "ALLOW_PRIVATE" in error
+    port = url.split(":")[2].split("/")[0]
+    for target in (
+        f"http://localhost:{port}/hook",
+        "http://10.1.2.3/hook",
+        "http://192.168.0.1/hook",
+        "http://169.254.169.254/latest/meta-data/",
+        "http://[::1]/hook",
+        f"http://[::ffff:127.0.0.1]:{port}/hook",
+        "http://0.0.0.0/hook",
+        "http://224.0.0.1/hook",
+        "http://100.64.0.1/hook",
+    ):
+        status, error = await sender.post(target, b"{}", {})
+        assert status is None and error is not None and error.startswith("refused"), target
+    assert rec.requests == []
+
+    async def mixed(host: str, port: int) -> list[str]:
+        return ["93.184.216.34", "10.0.0.7"]  # one answer inside is enough to refuse
+
+    status, error = await HttpSender(resolve=mixed).post("https://hooks.example.com/h", b"", {})
+    assert status is None and error is not None and "10.0.0.7" in error
+    await sender.close()
+
+
+async def test_a_public_delivery_goes_to_the_address_checked() -> None:
+    """The request is sent to the address that was checked, with the URL's host as Host header
+    and TLS server name: a name resolving elsewhere a moment later cannot redirect it."""
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(204)
+
+    async def public(host: str, port: int) -> list[str]:
+        assert (host, port) == ("hooks.example.com", 8443)
+        return ["93.184.216.34"]
+
+    sender = HttpSender(transport=httpx.MockTransport(handler), resolve=public)
+    status, error = await sender.post(
+        "https://user:pw@hooks.example.com:8443/in/hook?x=1", b"{}", {"x-a": "1"}
+    )
+    assert (status, error) == (204, None)
+    request = seen[0]
+    assert str(request.url) == "https://93.184.216.34:8443/in/hook?x=1"
+    assert request.headers["host"] == "hooks.example.com:8443"
+    assert request.headers["x-a"] == "1"
+    assert request.extensions["sni_hostname"] == "hooks.example.com"
+
+    async def six(host: str, port: int) -> list[str]:
+        return ["2606:2800:220:1:248:1893:25c8:1946"]
+
+    sender = HttpSender(transport=httpx.MockTransport(handler), resolve=six)
+    assert (await sender.post("http://hooks.example.com/h", b"", {}))[0] == 204
+    assert seen[1].url.host == "2606:2800:220:1:248:1893:25c8:1946"
+    assert seen[1].headers["host"] == "hooks.example.com"
+    assert "sni_hostname" not in seen[1].extensions
