@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
@@ -72,6 +73,16 @@ def refusal(
     """A GraphQL-shaped error answer for a request refused before it runs."""
     body = {"data": None, "errors": [{"message": message, "extensions": {"code": code}}]}
     return Response(orjson.dumps(body), status, headers, media_type="application/json")
+
+
+def too_many_unknown_keys(wait: float) -> Response:
+    seconds = max(1, math.ceil(wait))
+    return refusal(
+        429,
+        "RATE_LIMITED",
+        f"too many unknown API keys from this address: retry in {seconds} s",
+        {"Retry-After": str(seconds)},
+    )
 
 
 def too_many_requests(wait: float) -> Response:
@@ -251,6 +262,14 @@ class AuthenticatingTransportWS(BaseGraphQLTransportWSHandler[Context, None]):
             return
         header = payload.get("authorization") if isinstance(payload, dict) else None
         token = bearer_token(header if isinstance(header, str) else None)
+        socket = getattr(self.websocket, "ws", None)  # Strawberry's adapter of Starlette's
+        address = getattr(socket, "client", None)
+        client = address.host if address else None
+        if token is not None and self.view.guessing(client):
+            if self.connection_init_timeout_task:
+                self.connection_init_timeout_task.cancel()
+            await self.websocket.close(code=4429, reason="Too many unknown keys: retry later")
+            return
         try:
             principal = await self.view.keys.authenticate(token) if token is not None else None
         except ServiceUnavailable as e:
@@ -264,6 +283,8 @@ class AuthenticatingTransportWS(BaseGraphQLTransportWSHandler[Context, None]):
             if self.connection_init_timeout_task:
                 self.connection_init_timeout_task.cancel()
             if principal is None:
+                if token is not None:
+                    await self.view.unknown_key(client)
                 await self.websocket.close(code=4401, reason="Unauthorized: unknown or missing key")
             else:
                 reason = f"Forbidden: the {principal.role.value} role may not subscribe"
@@ -366,6 +387,36 @@ class GraphQLEndpoint(GraphQL[Context, None]):
         self.rate_limiter = rate_limiter if limits.rate_limit_enabled else None
         self.idempotency = idempotency
         self.delivery = Hub(schema, services, services.events) if services.events else None
+        # Client address -> when (monotonic) it may present a key again, after too many
+        # unknown ones: until then its requests are refused before any key is looked up.
+        self._guessing: dict[str, float] = {}
+
+    def guessing(self, client: str | None) -> float:
+        """Seconds until `client` may present a key again (0.0: now)."""
+        if client is None or not self._guessing:
+            return 0.0
+        wait = self._guessing.get(client, 0.0) - time.monotonic()
+        if wait <= 0:
+            self._guessing.pop(client, None)
+            return 0.0
+        return wait
+
+    async def unknown_key(self, client: str | None) -> float:
+        """Count an unknown (or revoked) key `client` presented; the seconds it must now wait
+        before presenting another (0.0: none), past AUTH_FAILURES_PER_SECOND (burst
+        AUTH_FAILURES_BURST) per address. Random keys would otherwise cost a database read each."""
+        if self.rate_limiter is None or client is None:
+            return 0.0
+        wait = await self.rate_limiter.take(
+            f"unknown-key:{client}",
+            self.limits.auth_failures_per_second,
+            self.limits.auth_failures_burst,
+        )
+        if wait > 0:
+            if len(self._guessing) > 100_000:
+                self._guessing.clear()
+            self._guessing[client] = time.monotonic() + wait
+        return wait
 
     async def throttle(self, principal: Principal) -> float:
         """0.0 when this caller may go ahead, else the seconds until it may."""
@@ -399,6 +450,11 @@ class GraphQLEndpoint(GraphQL[Context, None]):
                     scope, receive, send
                 )
                 return
+            client = request.client.host if request.client else None
+            wait = self.guessing(client)
+            if wait:
+                await too_many_unknown_keys(wait)(scope, receive, send)
+                return
             try:
                 principal = await self.keys.authenticate(token)
             except ServiceUnavailable as e:
@@ -406,6 +462,10 @@ class GraphQLEndpoint(GraphQL[Context, None]):
                 await service_unavailable()(scope, receive, send)
                 return
             if principal is None:
+                wait = await self.unknown_key(client)
+                if wait:
+                    await too_many_unknown_keys(wait)(scope, receive, send)
+                    return
                 await unauthenticated("the API key is unknown or revoked")(scope, receive, send)
                 return
             wait = await self.throttle(principal)

@@ -71,6 +71,9 @@ class Settings(BaseSettings):
     keep_alive_seconds: float = Field(65.0, gt=0)
     max_import_body_bytes: int = Field(24 * MiB, ge=1024)
     rate_limit_enabled: bool = True
+    # Unknown or revoked API keys one client address may present (each costs a database read).
+    auth_failures_per_second: float = Field(1.0, gt=0)
+    auth_failures_burst: int = Field(20, ge=1)
     # JSON, e.g. {"VIEWER": {"per_second": 5, "burst": 10}}; roles left out keep their defaults.
     rate_limits: dict[str, RateLimit] = Field(default_factory=dict)
     # WebSocket: browser pages on these origins may connect besides the server's own origin

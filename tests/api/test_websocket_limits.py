@@ -358,3 +358,37 @@ async def test_idle_http_connections_stay_open_for_keep_alive_seconds(database_u
                 assert await reader.read() == b""
         finally:
             writer.close()
+
+
+async def test_unknown_keys_from_one_address_are_throttled(database_url: str) -> None:
+    """Past AUTH_FAILURES_BURST unknown keys, an address is refused (429 over HTTP, 4429 over
+    WebSocket) before any key is looked up, until its bucket refills; others are not."""
+    import httpx
+
+    async with running(database_url, auth_failures_per_second=0.5, auth_failures_burst=3) as s:
+        query = {"query": "{ viewer { name } }"}
+        async with httpx.AsyncClient(base_url=f"http://{s.host}") as client:
+
+            async def ask(key: str) -> httpx.Response:
+                return await client.post(
+                    "/graphql", json=query, headers={"Authorization": f"Bearer {key}"}
+                )
+
+            assert (await ask(s.keys[Role.VIEWER])).status_code == 200  # known keys never count
+            for i in range(3):
+                assert (await ask(f"lf_guess{i}")).status_code == 401
+            refused = await ask("lf_guess3")
+            assert refused.status_code == 429
+            assert refused.json()["errors"][0]["extensions"]["code"] == "RATE_LIMITED"
+            assert "unknown API keys" in refused.json()["errors"][0]["message"]
+            assert 1 <= int(refused.headers["retry-after"]) <= 2
+            # Until it may try again, even a good key from that address waits.
+            assert (await ask(s.keys[Role.VIEWER])).status_code == 429
+            async with speak(s) as ws:
+                payload = {"authorization": f"Bearer {s.keys[Role.VIEWER]}"}
+                await ws.send(json.dumps({"type": "connection_init", "payload": payload}))
+                assert (await closed_with(ws))[0] == 4429
+            await asyncio.sleep(2.1)
+            assert (await ask(s.keys[Role.VIEWER])).status_code == 200
+            async with speak(s) as ws:
+                await init(ws, s.keys[Role.VIEWER])
