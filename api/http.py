@@ -265,7 +265,11 @@ class AuthenticatingTransportWS(BaseGraphQLTransportWSHandler[Context, None]):
         socket = getattr(self.websocket, "ws", None)  # Strawberry's adapter of Starlette's
         address = getattr(socket, "client", None)
         client = address.host if address else None
-        if token is not None and self.view.guessing(client):
+        if (
+            token is not None
+            and self.view.guessing(client)
+            and not self.view.keys.recently_valid(token)
+        ):
             if self.connection_init_timeout_task:
                 self.connection_init_timeout_task.cancel()
             await self.websocket.close(code=4429, reason="Too many unknown keys: retry later")
@@ -452,7 +456,7 @@ class GraphQLEndpoint(GraphQL[Context, None]):
                 return
             client = request.client.host if request.client else None
             wait = self.guessing(client)
-            if wait:
+            if wait and not self.keys.recently_valid(token):
                 await too_many_unknown_keys(wait)(scope, receive, send)
                 return
             try:

@@ -264,6 +264,11 @@ class Authenticator(Protocol):
         """The caller an API key belongs to; None for an unknown or revoked key."""
         ...
 
+    def recently_valid(self, secret: str) -> bool:
+        """Whether this key was a valid key when last checked, within the last hour: not a
+        guess (it is checked again all the same)."""
+        ...
+
 
 class UnitOfWork(Repositories, Protocol):
     """One transaction: rolled back unless `commit()` is called."""

@@ -33,6 +33,10 @@ def hash_key(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
+# How long a key found valid is remembered as not a guess (recently_valid).
+VALID_MEMORY_SECONDS = 3600.0
+
+
 class ApiKeyStore:
     """Creates, lists, revokes and checks API keys."""
 
@@ -40,6 +44,8 @@ class ApiKeyStore:
         self.db = db
         self.cache_seconds = cache_seconds
         self._cache: dict[str, tuple[float, Principal | None]] = {}
+        # Digests of keys found valid, and until when that vouches for them (see recently_valid).
+        self._valid: dict[str, float] = {}
 
     async def create(
         self,
@@ -141,4 +147,18 @@ class ApiKeyStore:
         if len(self._cache) > 10_000:
             self._cache.clear()
         self._cache[digest] = (now + self.cache_seconds, principal)
+        if principal is not None:
+            if len(self._valid) > 100_000:
+                self._valid.clear()
+            self._valid[digest] = now + VALID_MEMORY_SECONDS
+        else:
+            self._valid.pop(digest, None)
         return principal
+
+    def recently_valid(self, secret: str) -> bool:
+        """Whether this key was found valid by its last check in this process, within
+        VALID_MEMORY_SECONDS: a caller throttled for presenting unknown keys may still use it."""
+        if not secret.startswith(KEY_PREFIX) or len(secret) > 200:
+            return False
+        until = self._valid.get(hash_key(secret))
+        return until is not None and until > time.monotonic()
