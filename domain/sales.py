@@ -149,8 +149,12 @@ def update_process(lead: Lead, flags: Mapping[str, bool]) -> list[Change]:
             lead.updated_at = utcnow()
             if value:
                 ticked.append(attr)
-            if attr == "sales_ready" and value:
-                changes.append(Change("SALES_READY", _state(lead)))
+            if attr == "sales_ready":
+                # Both ways: a dashboard following qualification changes sees the mark taken
+                # off by hand too (salesReady false, previousSalesReady true).
+                changes.append(
+                    Change("SALES_READY", {**_state(lead), "previousSalesReady": before})
+                )
     moved = follow_checkboxes(lead, ticked)
     if moved is not None:
         changes.append(moved)

@@ -87,8 +87,8 @@ async def test_checkboxes_move_the_stage_forward(api: Api) -> None:
 
 
 async def test_checkbox_changes_are_stored_even_without_a_move(api: Api) -> None:
-    """Ticking sales-accepted, or unticking a box, moves no stage and records no event: the
-    lead is stored all the same (read back, not only in the mutation's answer)."""
+    """Ticking sales-accepted, or unticking a box, moves no stage: the lead is stored all the
+    same (read back, not only in the mutation's answer)."""
     lead = await new_lead(api)
     await op(api, PROCESS, id=lead["id"], i={"salesReady": True})
     step = await op(api, PROCESS, id=lead["id"], i={"salesAccepted": True})
@@ -714,3 +714,36 @@ async def test_a_closed_lead_is_not_worked_and_errors_name_the_argument(api: Api
     ):
         errors = await api.errors(query, {"o": "VXNlcjo5OTk5OQ=="})
         assert errors[0]["extensions"]["code"] == "BAD_USER_INPUT", errors
+
+
+async def test_unticking_sales_ready_is_a_qualification_change(api: Api, db: Database) -> None:
+    """Taking the sales-ready mark off by hand records a SALES_READY event with salesReady
+    false and previousSalesReady true (ticking it: the reverse), so leadQualificationChanged
+    and webhooks see it; unticking a box that was not ticked records nothing."""
+    lead = await new_lead(api)
+    await op(api, PROCESS, id=lead["id"], i={"salesReady": False})  # not ticked: no change
+    await op(api, PROCESS, id=lead["id"], i={"salesReady": True})
+    await op(api, PROCESS, id=lead["id"], i={"salesReady": False})
+    marks = [p for kind, p in await events(db, lead["id"]) if kind == "SALES_READY"]
+    assert [(p["salesReady"], p["previousSalesReady"]) for p in marks] == [
+        (True, False),
+        (False, True),
+    ]
+    query = (
+        "query($id: ID!) { lead(id: $id) { timeline { edges { node { event {"
+        " type salesReady previousSalesReady } } } } } }"
+    )
+    for _ in range(250):  # events show once the relay has positioned them
+        edges = (await api(query, {"id": lead["id"]}))["lead"]["timeline"]["edges"]
+        shown = [
+            e["node"]["event"]
+            for e in edges
+            if (e["node"]["event"] or {}).get("type") == "SALES_READY"
+        ]
+        if len(shown) == 2:
+            break
+        await asyncio.sleep(0.02)
+    assert shown == [
+        {"type": "SALES_READY", "salesReady": False, "previousSalesReady": True},
+        {"type": "SALES_READY", "salesReady": True, "previousSalesReady": False},
+    ]
