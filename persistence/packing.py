@@ -10,13 +10,14 @@ text parsed by orjson on the loop's thread.
 
 Values come back as the plain rows would hold them: each column's SQLAlchemy result processor
 (timestamps, flags, JSON) is applied to its JSON value, which is the column's stored value
-(SQLite stores text, integers and reals; none of the columns read this way are reals or blobs,
-whose JSON form would not give them back exactly). Other databases read the plain rows.
+(SQLite stores text, integers and reals; a statement with a real or blob column, whose JSON
+form would not give it back exactly, is read as plain rows). Other databases read the plain rows.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Hashable
+from decimal import Decimal
 from functools import lru_cache
 from operator import itemgetter
 from typing import Any
@@ -36,15 +37,28 @@ _PACKED_LIMIT = 256
 def _pack(stmt: Any, dialect: Dialect) -> tuple[Any, Processors, Any]:
     """`stmt` as one JSON array of its rows (each an array of its columns, in order), the
     result processors of its columns by position, and a row class reading them by name."""
-    page = stmt.subquery()
-    packed = select(func.json_group_array(func.json_array(*page.c)))
     columns = list(stmt.selected_columns)
+    page = stmt.subquery()
+    packed: Any = select(func.json_group_array(func.json_array(*page.c)))
+    if any(_inexact(c.type) for c in columns):
+        packed = None
     processors = (
         (i, c.type.dialect_impl(dialect).result_processor(dialect, None))
         for i, c in enumerate(columns)
     )
     row_class = _row_class(tuple(stmt.selected_columns.keys()))
     return packed, tuple((i, p) for i, p in processors if p), row_class
+
+
+def _inexact(column_type: Any) -> bool:
+    """Whether values of this type may not survive SQLite's JSON text exactly (reals: it
+    writes 15 significant digits; blobs)."""
+    impl = getattr(column_type, "impl_instance", column_type)
+    try:
+        python_type = impl.python_type
+    except NotImplementedError:
+        return False
+    return python_type in (float, Decimal, bytes)
 
 
 @lru_cache(maxsize=256)
@@ -77,6 +91,8 @@ async def rows(
                 _PACKED.clear()
             _PACKED[key, conn.dialect.name] = found
     packed, processors, row_class = found
+    if packed is None:  # a column JSON would not give back exactly: the plain rows
+        return list((await conn.execute(stmt, params)).all())
     text = (await conn.execute(packed, params)).scalar_one()
     out = [row_class(values) for values in orjson.loads(text)]
     if processors:

@@ -207,3 +207,17 @@ def test_packed_rows_answer_their_columns_by_name_before_list_methods() -> None:
     assert (row.count, row.id, row.index, row[1], list(row)) == (3, 7, "i", 7, [3, 7, "i"])
     with pytest.raises(AttributeError):
         _ = row.missing
+
+
+async def test_statements_with_reals_are_not_packed(db: Database) -> None:
+    """SQLite's JSON writes a real with 15 significant digits: a statement with a Float column
+    is read as plain rows, so 0.1 + 0.2 comes back as the very float stored."""
+    from sqlalchemy import Float, literal, select
+
+    from persistence.packing import rows as packed_rows
+
+    value = 0.1 + 0.2
+    stmt = select(literal(value, Float).label("x"), literal(7).label("n"))
+    async with db.read() as r:
+        got = await packed_rows(r.conn, stmt)
+    assert got[0][0] == value and got[0].x == value and got[0].n == 7
