@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import math
 import time
 from collections.abc import Mapping
@@ -73,6 +74,18 @@ def refusal(
     """A GraphQL-shaped error answer for a request refused before it runs."""
     body = {"data": None, "errors": [{"message": message, "extensions": {"code": code}}]}
     return Response(orjson.dumps(body), status, headers, media_type="application/json")
+
+
+def _address_key(client: str) -> str:
+    """Whom unknown keys are counted against: an IPv4 address, or an IPv6 address's /64 (one
+    subscriber's network: its addresses are not each a new client)."""
+    try:
+        ip = ipaddress.ip_address(client)
+    except ValueError:
+        return client
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is None:
+        return str(ipaddress.IPv6Network((int(ip) >> 64 << 64, 64)))
+    return str(ip.ipv4_mapped or ip) if isinstance(ip, ipaddress.IPv6Address) else client
 
 
 def too_many_unknown_keys(wait: float) -> Response:
@@ -248,7 +261,8 @@ class AuthenticatingTransportWS(BaseGraphQLTransportWSHandler[Context, None]):
     Close codes: 4400 invalid message, 4401 no or bad key (or subscribe before the ack, or the
     key revoked while open), 4403 a role that may not subscribe (also when lowered while open),
     4408 no connection_init in time, 4409 a subscriber id already in use, 4429 a second
-    connection_init. Strawberry's base handler sends the ones this class does not.
+    connection_init (or one from an address throttled for unknown keys). Strawberry's base
+    handler sends the ones this class does not.
     """
 
     view: GraphQLEndpoint
@@ -399,6 +413,7 @@ class GraphQLEndpoint(GraphQL[Context, None]):
         """Seconds until `client` may present a key again (0.0: now)."""
         if client is None or not self._guessing:
             return 0.0
+        client = _address_key(client)
         wait = self._guessing.get(client, 0.0) - time.monotonic()
         if wait <= 0:
             self._guessing.pop(client, None)
@@ -411,6 +426,7 @@ class GraphQLEndpoint(GraphQL[Context, None]):
         AUTH_FAILURES_BURST) per address. Random keys would otherwise cost a database read each."""
         if self.rate_limiter is None or client is None:
             return 0.0
+        client = _address_key(client)
         wait = await self.rate_limiter.take(
             f"unknown-key:{client}",
             self.limits.auth_failures_per_second,

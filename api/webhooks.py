@@ -254,26 +254,47 @@ async def _resolve(host: str, port: int) -> list[str]:
 
 
 def _public(address: str) -> bool:
-    """Whether a delivery may go to `address`: a global unicast address (an IPv4 address
-    mapped into IPv6 is judged as itself)."""
+    """Whether a delivery may go to `address`: a global unicast address. IPv6 forms that carry
+    an IPv4 address (mapped, compatible, NAT64, 6to4, Teredo) are refused unless mapped, which
+    is judged as its IPv4 address."""
     try:
         ip = ipaddress.ip_address(address.partition("%")[0])
     except ValueError:
         return False
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            ip = ip.ipv4_mapped
+        elif ip.sixtofour is not None or ip.teredo is not None or _carries_ipv4(ip):
+            return False
+    if any(ip in net for net in _REFUSED_V4):
+        return False
     return ip.is_global and not ip.is_multicast
 
 
+def _carries_ipv4(ip: ipaddress.IPv6Address) -> bool:
+    return any(ip in net for net in _CARRIERS)
+
+
+# IPv6 ranges that reach IPv4 addresses through a translator or tunnel.
+_CARRIERS = tuple(
+    ipaddress.IPv6Network(n) for n in ("::/96", "64:ff9b::/96", "64:ff9b:1::/48", "2002::/16")
+)
+_REFUSED_V4 = (ipaddress.IPv4Network("192.88.99.0/24"),)  # 6to4 relays (deprecated)
+
+
 class HttpSender:
-    """Posts deliveries with httpx: a short timeout, no redirects followed.
+    """Posts deliveries with httpx: a short timeout, no redirects followed, no proxy from the
+    environment.
 
     Unless `allow_private` (LEADFLOW_WEBHOOK_ALLOW_PRIVATE_ADDRESSES), a delivery goes only to
     public addresses: the host is resolved here, every address it resolves to must be global
-    (not loopback, private, link-local - the cloud metadata service -, multicast, reserved or
-    unspecified), and the request is sent to the address checked (the Host header and TLS
-    server name keep the URL's host), so a name that resolves differently a moment later cannot
-    steer it inside. A refused delivery fails with the reason as its error.
+    (not loopback, private, link-local - the cloud metadata service -, shared, multicast,
+    reserved, unspecified, nor an IPv6 form carrying an IPv4 address), and the request is sent
+    to the address checked (Host header and TLS server name keep the URL's host, credentials
+    in the URL become Basic auth), so a name that resolves differently a moment later cannot
+    steer it inside. Each such delivery has a connection of its own: a pooled TLS connection is
+    keyed by address alone and would carry another host's request past its certificate check.
+    A delivery that cannot be sent fails with the reason as its error; post never raises.
     """
 
     def __init__(
@@ -284,8 +305,13 @@ class HttpSender:
         transport: httpx.AsyncBaseTransport | None = None,
         resolve: Resolver | None = None,
     ) -> None:
+        limits = httpx.Limits() if allow_private else httpx.Limits(max_keepalive_connections=0)
         self.client = httpx.AsyncClient(
-            timeout=timeout, follow_redirects=False, transport=transport
+            timeout=timeout,
+            follow_redirects=False,
+            transport=transport,
+            limits=limits,
+            trust_env=False,
         )
         self.allow_private = allow_private
         self.resolve = resolve or _resolve
@@ -293,38 +319,38 @@ class HttpSender:
     async def post(
         self, url: str, body: bytes, headers: Mapping[str, str]
     ) -> tuple[int | None, str | None]:
-        extensions: dict[str, Any] = {}
-        sent_headers = dict(headers)
-        if not self.allow_private:
-            try:
-                url, host_header, server_name = await self._pinned(url)
-            except _Refused as e:
-                return None, str(e)[:500]
-            sent_headers["host"] = host_header
-            if server_name is not None:
-                extensions["sni_hostname"] = server_name
         try:
+            extensions: dict[str, Any] = {}
+            sent_headers = dict(headers)
+            auth: httpx.Auth | httpx._client.UseClientDefault = httpx.USE_CLIENT_DEFAULT
+            if not self.allow_private:
+                url, host_header, server_name, auth = await self._pinned(url)
+                sent_headers["host"] = host_header
+                if server_name is not None:
+                    extensions["sni_hostname"] = server_name
             response = await self.client.post(
-                url, content=body, headers=sent_headers, extensions=extensions
+                url, content=body, headers=sent_headers, extensions=extensions, auth=auth
             )
-        except httpx.HTTPError as e:
+        except _Refused as e:
+            return None, str(e)[:500]
+        except Exception as e:  # a bad URL or host fails its delivery alone
             return None, f"{type(e).__name__}: {e}"[:500]
         return response.status_code, None
 
-    async def _pinned(self, url: str) -> tuple[str, str, str | None]:
-        """The URL with its host replaced by a checked public address, the Host header to send,
-        and the TLS server name (https); _Refused when the host is not public."""
-        parts = urlsplit(url)
-        host = parts.hostname
+    async def _pinned(
+        self, url: str
+    ) -> tuple[str, str, str | None, httpx.Auth | httpx._client.UseClientDefault]:
+        """The URL with its host replaced by a checked public address, the Host header to
+        send, the TLS server name (https) and the URL's credentials as Basic auth; _Refused
+        when the host is not public."""
+        parsed = httpx.URL(url)
+        host = parsed.raw_host.decode("ascii")  # IDNA, as httpx itself would send it
         if not host:
             raise _Refused(f"refused: {url[:200]} has no host")
-        try:
-            port = parts.port or (443 if parts.scheme == "https" else 80)
-        except ValueError:
-            raise _Refused(f"refused: {url[:200]} has an invalid port") from None
+        port = parsed.port or (443 if parsed.scheme == "https" else 80)
         try:
             addresses = await self.resolve(host, port)
-        except OSError as e:
+        except (OSError, UnicodeError) as e:
             raise _Refused(f"refused: {host} does not resolve ({e})") from None
         if not addresses:
             raise _Refused(f"refused: {host} does not resolve")
@@ -336,10 +362,14 @@ class HttpSender:
                 )
         address = addresses[0]
         literal = f"[{address}]" if ":" in address else address
-        netloc = f"{literal}:{parts.port}" if parts.port else literal
-        pinned = urlunsplit((parts.scheme, netloc, parts.path, parts.query, ""))
-        host_header = parts.netloc.rpartition("@")[2]  # no credentials in the Host header
-        return pinned, host_header, host if parts.scheme == "https" else None
+        netloc = f"{literal}:{parsed.port}" if parsed.port else literal
+        target = urlsplit(url)
+        pinned = urlunsplit((target.scheme, netloc, target.path, target.query, ""))
+        auth: httpx.Auth | httpx._client.UseClientDefault = httpx.USE_CLIENT_DEFAULT
+        if parsed.username:
+            auth = httpx.BasicAuth(parsed.username, parsed.password)
+        server_name = host if parsed.scheme == "https" else None
+        return pinned, parsed.netloc.decode("ascii"), server_name, auth
 
     async def close(self) -> None:
         await self.client.aclose()

@@ -134,6 +134,8 @@ class ApiKeyStore:
         now = time.monotonic()
         hit = self._cache.get(digest)
         if hit is not None and hit[0] > now:
+            if hit[1] is not None and digest in self._valid:
+                self._valid[digest] = now + VALID_MEMORY_SECONDS
             return hit[1]
         async with self.db.read() as r:
             row = (

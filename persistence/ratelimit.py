@@ -14,11 +14,20 @@ log = logging.getLogger("leadflow.ratelimit")
 class MemoryRateLimiter:
     """Buckets in this process's memory: each server process counts on its own."""
 
+    # Past this many buckets, those untouched for an hour (full again by then) are dropped:
+    # keys per client address are not a bounded set.
+    LIMIT = 50_000
+
     def __init__(self) -> None:
         self._buckets: dict[str, tuple[float, float]] = {}  # key → (tokens, at)
 
     async def take(self, key: str, per_second: float, burst: int) -> float:
         now = time.monotonic()
+        if len(self._buckets) >= self.LIMIT and key not in self._buckets:
+            stale = now - 3600.0
+            self._buckets = {k: v for k, v in self._buckets.items() if v[1] > stale}
+            if len(self._buckets) >= self.LIMIT:
+                self._buckets.clear()
         tokens, at = self._buckets.get(key, (float(burst), now))
         tokens = min(float(burst), tokens + (now - at) * per_second)
         if tokens >= 1.0:

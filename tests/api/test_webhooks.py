@@ -347,6 +347,17 @@ async def test_deliveries_go_only_to_public_addresses(receiver: tuple[Receiver, 
 
     status, error = await HttpSender(resolve=mixed).post("https://hooks.example.com/h", b"", {})
     assert status is None and error is not None and "10.0.0.7" in error
+    # IPv6 forms that carry an IPv4 address (NAT64, 6to4, Teredo, compatible) are refused too.
+    for carrier in ("64:ff9b::a9fe:a9fe", "2002:a9fe:a9fe::", "2001:0:4136:e378::1", "::a00:1"):
+
+        async def carried(host: str, port: int, answer: str = carrier) -> list[str]:
+            return [answer]
+
+        status, error = await HttpSender(resolve=carried).post("http://h.example/", b"", {})
+        assert status is None and error is not None and "not a public" in error, carrier
+    # A URL that cannot even be resolved fails its delivery; post never raises.
+    status, error = await sender.post("https://" + "a" * 70 + ".example/", b"", {})
+    assert status is None and error is not None
     await sender.close()
 
 
@@ -373,12 +384,26 @@ async def test_a_public_delivery_goes_to_the_address_checked() -> None:
     assert request.headers["host"] == "hooks.example.com:8443"
     assert request.headers["x-a"] == "1"
     assert request.extensions["sni_hostname"] == "hooks.example.com"
+    assert request.headers["authorization"] == "Basic dXNlcjpwdw=="  # the URL's user:pw
+
+    # An international name goes out as httpx would send it (IDNA); a default port is left out.
+    names: list[str] = []
+
+    async def named(host: str, port: int) -> list[str]:
+        names.append(host)
+        return ["93.184.216.34"]
+
+    sender = HttpSender(transport=httpx.MockTransport(handler), resolve=named)
+    assert (await sender.post("https://bücher.example:443/h", b"", {}))[0] == 204
+    assert names == ["xn--bcher-kva.example"]
+    assert seen[-1].headers["host"] == "xn--bcher-kva.example"
+    assert seen[-1].extensions["sni_hostname"] == "xn--bcher-kva.example"
 
     async def six(host: str, port: int) -> list[str]:
         return ["2606:2800:220:1:248:1893:25c8:1946"]
 
     sender = HttpSender(transport=httpx.MockTransport(handler), resolve=six)
     assert (await sender.post("http://hooks.example.com/h", b"", {}))[0] == 204
-    assert seen[1].url.host == "2606:2800:220:1:248:1893:25c8:1946"
-    assert seen[1].headers["host"] == "hooks.example.com"
-    assert "sni_hostname" not in seen[1].extensions
+    assert seen[-1].url.host == "2606:2800:220:1:248:1893:25c8:1946"
+    assert seen[-1].headers["host"] == "hooks.example.com"
+    assert "sni_hostname" not in seen[-1].extensions
