@@ -83,29 +83,21 @@ def _address_key(client: str) -> str:
         ip = ipaddress.ip_address(client)
     except ValueError:
         return client
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is None:
-        return str(ipaddress.IPv6Network((int(ip) >> 64 << 64, 64)))
-    return str(ip.ipv4_mapped or ip) if isinstance(ip, ipaddress.IPv6Address) else client
+    if not isinstance(ip, ipaddress.IPv6Address):
+        return client
+    if ip.ipv4_mapped is not None:
+        return str(ip.ipv4_mapped)
+    return str(ipaddress.IPv6Network((int(ip) >> 64 << 64, 64)))
 
 
-def too_many_unknown_keys(wait: float) -> Response:
+def too_many_requests(wait: float, reason: str = "rate limit of this API key exceeded") -> Response:
     seconds = max(1, math.ceil(wait))
     return refusal(
-        429,
-        "RATE_LIMITED",
-        f"too many unknown API keys from this address: retry in {seconds} s",
-        {"Retry-After": str(seconds)},
+        429, "RATE_LIMITED", f"{reason}: retry in {seconds} s", {"Retry-After": str(seconds)}
     )
 
 
-def too_many_requests(wait: float) -> Response:
-    seconds = max(1, math.ceil(wait))
-    return refusal(
-        429,
-        "RATE_LIMITED",
-        f"rate limit of this API key exceeded: retry in {seconds} s",
-        {"Retry-After": str(seconds)},
-    )
+_UNKNOWN_KEYS = "too many unknown API keys from this address"
 
 
 def service_unavailable() -> Response:
@@ -279,11 +271,7 @@ class AuthenticatingTransportWS(BaseGraphQLTransportWSHandler[Context, None]):
         socket = getattr(self.websocket, "ws", None)  # Strawberry's adapter of Starlette's
         address = getattr(socket, "client", None)
         client = address.host if address else None
-        if (
-            token is not None
-            and self.view.guessing(client)
-            and not self.view.keys.recently_valid(token)
-        ):
+        if token is not None and self.view.guessing(client, token):
             if self.connection_init_timeout_task:
                 self.connection_init_timeout_task.cancel()
             await self.websocket.close(code=4429, reason="Too many unknown keys: retry later")
@@ -409,8 +397,9 @@ class GraphQLEndpoint(GraphQL[Context, None]):
         # unknown ones: until then its requests are refused before any key is looked up.
         self._guessing: dict[str, float] = {}
 
-    def guessing(self, client: str | None) -> float:
-        """Seconds until `client` may present a key again (0.0: now)."""
+    def guessing(self, client: str | None, token: str) -> float:
+        """Seconds until `client` may present `token` (0.0: now): while it is throttled for
+        unknown keys, only a key found valid lately (ApiKeyStore.recently_valid) goes ahead."""
         if client is None or not self._guessing:
             return 0.0
         client = _address_key(client)
@@ -418,7 +407,7 @@ class GraphQLEndpoint(GraphQL[Context, None]):
         if wait <= 0:
             self._guessing.pop(client, None)
             return 0.0
-        return wait
+        return 0.0 if self.keys.recently_valid(token) else wait
 
     async def unknown_key(self, client: str | None) -> float:
         """Count an unknown (or revoked) key `client` presented; the seconds it must now wait
@@ -471,9 +460,9 @@ class GraphQLEndpoint(GraphQL[Context, None]):
                 )
                 return
             client = request.client.host if request.client else None
-            wait = self.guessing(client)
-            if wait and not self.keys.recently_valid(token):
-                await too_many_unknown_keys(wait)(scope, receive, send)
+            wait = self.guessing(client, token)
+            if wait:
+                await too_many_requests(wait, _UNKNOWN_KEYS)(scope, receive, send)
                 return
             try:
                 principal = await self.keys.authenticate(token)
@@ -484,7 +473,7 @@ class GraphQLEndpoint(GraphQL[Context, None]):
             if principal is None:
                 wait = await self.unknown_key(client)
                 if wait:
-                    await too_many_unknown_keys(wait)(scope, receive, send)
+                    await too_many_requests(wait, _UNKNOWN_KEYS)(scope, receive, send)
                     return
                 await unauthenticated("the API key is unknown or revoked")(scope, receive, send)
                 return

@@ -33,6 +33,13 @@ def hash_key(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
+def _digest(secret: str) -> str | None:
+    """The stored hash of what could be a key; None for what cannot (no prefix, too long)."""
+    if not secret.startswith(KEY_PREFIX) or len(secret) > 200:
+        return None
+    return hash_key(secret)
+
+
 # How long a key found valid is remembered as not a guess (recently_valid).
 VALID_MEMORY_SECONDS = 3600.0
 
@@ -128,9 +135,9 @@ class ApiKeyStore:
 
     async def authenticate(self, secret: str) -> Principal | None:
         """The caller this key belongs to, or None for an unknown or revoked key."""
-        if not secret.startswith(KEY_PREFIX) or len(secret) > 200:
+        digest = _digest(secret)
+        if digest is None:
             return None
-        digest = hash_key(secret)
         now = time.monotonic()
         hit = self._cache.get(digest)
         if hit is not None and hit[0] > now:
@@ -160,7 +167,6 @@ class ApiKeyStore:
     def recently_valid(self, secret: str) -> bool:
         """Whether this key was found valid by its last check in this process, within
         VALID_MEMORY_SECONDS: a caller throttled for presenting unknown keys may still use it."""
-        if not secret.startswith(KEY_PREFIX) or len(secret) > 200:
-            return False
-        until = self._valid.get(hash_key(secret))
+        digest = _digest(secret)
+        until = None if digest is None else self._valid.get(digest)
         return until is not None and until > time.monotonic()

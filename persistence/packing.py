@@ -38,10 +38,9 @@ def _pack(stmt: Any, dialect: Dialect) -> tuple[Any, Processors, Any]:
     """`stmt` as one JSON array of its rows (each an array of its columns, in order), the
     result processors of its columns by position, and a row class reading them by name."""
     columns = list(stmt.selected_columns)
-    page = stmt.subquery()
-    packed: Any = select(func.json_group_array(func.json_array(*page.c)))
-    if any(_inexact(c.type) for c in columns):
-        packed = None
+    packed = None  # a column JSON would not give back exactly: the plain rows
+    if not any(_inexact(c.type) for c in columns):
+        packed = select(func.json_group_array(func.json_array(*stmt.subquery().c)))
     processors = (
         (i, c.type.dialect_impl(dialect).result_processor(dialect, None))
         for i, c in enumerate(columns)
@@ -91,7 +90,7 @@ async def rows(
                 _PACKED.clear()
             _PACKED[key, conn.dialect.name] = found
     packed, processors, row_class = found
-    if packed is None:  # a column JSON would not give back exactly: the plain rows
+    if packed is None:
         return list((await conn.execute(stmt, params)).all())
     text = (await conn.execute(packed, params)).scalar_one()
     out = [row_class(values) for values in orjson.loads(text)]

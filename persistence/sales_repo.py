@@ -6,7 +6,7 @@ from collections.abc import Callable, Collection, Hashable, Sequence
 from datetime import datetime
 from operator import itemgetter
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import (
     Integer,
@@ -594,10 +594,7 @@ def _activity_reader(
         return decode(Activity(*values(r)))
 
     def read_partial(r: Row[Any]) -> Activity:
-        activity = Activity.__new__(Activity)
-        for name, value in zip(names, values(r), strict=True):
-            setattr(activity, name, value)
-        return decode(activity)
+        return decode(_partial(Activity, names, values(r)))
 
     found = _ACTIVITY_READERS[key] = read if only is None else read_partial
     return found
@@ -612,14 +609,24 @@ def _event_reader(stmt: Any, prefix: str, shared: Shared, only: EventColumns = N
         whole: Callable[[Row[Any]], Any] = reader  # a namespace with the row's attributes
         return lambda r: to_lead_event(whole(r))
 
+    names = (*reader.names, "lead")
+
     def read_partial(r: Row[Any]) -> LeadEvent:
-        event = LeadEvent.__new__(LeadEvent)
-        for name, value in zip(reader.names, reader.values(r), strict=True):
-            object.__setattr__(event, name, value)  # a frozen dataclass
-        object.__setattr__(event, "lead", None)
-        return event
+        return _partial(LeadEvent, names, (*reader.values(r), None))
 
     return read_partial
+
+
+P = TypeVar("P")
+
+
+def _partial(cls: type[P], names: Sequence[str], values: Sequence[Any]) -> P:
+    """A `cls` (a slotted dataclass, frozen or not) holding only these attributes: reading
+    another raises AttributeError, never a default."""
+    record = cls.__new__(cls)
+    for name, value in zip(names, values, strict=True):
+        object.__setattr__(record, name, value)
+    return record
 
 
 def _timeline_wheres(kind: str) -> list[ColumnElement[bool]]:
@@ -789,14 +796,13 @@ def _work_statement(after_src: str | None, lead: LeadColumns = None) -> Any:
             sq.created_at.label("s_seq_created_at"),
             # Undecoded: a page often holds several items of one lead, decoded once (_LeadDecoder).
             *_lead_labels(lead),
-        )
-        .select_from(
+        ).select_from(
             page.outerjoin(t.activities, and_(p.src == "a", a.id == p.id))
             .outerjoin(t.sequence_runs, and_(p.src == "s", r.id == p.id))
             .outerjoin(t.sequences, sq.id == r.sequence_id)
             .outerjoin(t.leads, ld.id == p.lead_id)
         )
-        .order_by(p.at, p.src, p.id)
+        # No ORDER BY: `work_list` sorts the page's rows (however they come, packed or not).
     )
 
 
