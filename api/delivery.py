@@ -36,7 +36,7 @@ import logging
 from collections import deque
 from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import orjson
 from graphql import (
@@ -139,6 +139,14 @@ def next_message(operation_id: str, payload: bytes) -> bytes:
     return b'{"id":' + orjson.dumps(operation_id) + b',"type":"next","payload":' + payload + b"}"
 
 
+def _is_transport(candidate: Any) -> bool:
+    """A stream transport: asyncio's, or uvloop's (which is none of asyncio's classes)."""
+    return all(
+        callable(getattr(candidate, name, None))
+        for name in ("write", "get_write_buffer_size", "is_closing")
+    )
+
+
 def find_transport(send: Callable[..., Any]) -> asyncio.WriteTransport | None:
     """The transport under an ASGI `send` (uvicorn's protocol, behind Starlette's wrappers)."""
     todo: list[Any] = [send]
@@ -147,8 +155,8 @@ def find_transport(send: Callable[..., Any]) -> asyncio.WriteTransport | None:
             return None
         fn = todo.pop()
         transport = getattr(getattr(fn, "__self__", None), "transport", None)
-        if isinstance(transport, asyncio.WriteTransport):
-            return transport
+        if _is_transport(transport):
+            return cast(asyncio.WriteTransport, transport)
         for cell in getattr(fn, "__closure__", None) or ():
             with contextlib.suppress(ValueError):
                 if callable(cell.cell_contents):
