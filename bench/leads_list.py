@@ -333,21 +333,28 @@ class RawSender:
     takes less CPU from the server it measures. Needs Content-Length (uvicorn sends it).
     """
 
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, request: bytes):
-        self.reader, self.writer, self.request = reader, writer, request
+    def __init__(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, request: bytes, head: str
+    ):
+        self.reader, self.writer, self.request, self.head = reader, writer, request, head
 
     @classmethod
     async def open(cls, host: str, port: int, ep: Endpoint) -> RawSender:
         lines = [f"{ep.method} {ep.path} HTTP/1.1", f"host: {host}:{port}"]
         lines += [f"{name}: {value}" for name, value in ep.headers.items()]
+        head = "\r\n".join(lines) + "\r\ncontent-length: "
         if ep.body is not None:
             lines.append(f"content-length: {len(ep.body)}")
         request = ("\r\n".join(lines) + "\r\n\r\n").encode() + (ep.body or b"")
         reader, writer = await asyncio.open_connection(host, port)
-        return cls(reader, writer, request)
+        return cls(reader, writer, request, head)
 
-    async def send(self) -> tuple[int, bytes]:
-        self.writer.write(self.request)
+    async def post(self, body: bytes) -> tuple[int, bytes]:
+        """The endpoint's method, path and headers with another body."""
+        return await self.send(f"{self.head}{len(body)}\r\n\r\n".encode() + body)
+
+    async def send(self, request: bytes | None = None) -> tuple[int, bytes]:
+        self.writer.write(self.request if request is None else request)
         head = await self.reader.readuntil(b"\r\n\r\n")
         status = int(head[9:12])
         for line in head.split(b"\r\n")[1:]:

@@ -44,7 +44,7 @@ import time
 from array import array
 
 import _wsclient
-import httpx
+import orjson
 import redis.asyncio as aioredis
 from _support import (
     SQLITE,
@@ -57,7 +57,7 @@ from _support import (
     percentile,
     verdict,
 )
-from leads_list import free_port, running
+from leads_list import Endpoint, RawSender, free_port, running
 from sqlalchemy import select
 
 from api.ids import to_global_id
@@ -141,32 +141,44 @@ async def drive(
     when its answer (the commit is done) arrived."""
     sent: dict[str, float] = {}
     committed: dict[str, float] = {}
-    headers = {"Authorization": f"Bearer {key}"}
-    limits = httpx.Limits(max_connections=32, max_keepalive_connections=32)
-    async with httpx.AsyncClient(
-        base_url=base, headers=headers, limits=limits, timeout=30
-    ) as client:
+    # Lean keep-alive connections (bench/leads_list.py RawSender): httpx's pool costs the
+    # driver most of a core at this rate, CPU the server and the subscribers need.
+    host, _, port = base.removeprefix("http://").partition(":")
+    endpoint = Endpoint(
+        "POST",
+        "/graphql",
+        None,
+        {"authorization": f"Bearer {key}", "content-type": "application/json"},
+        lambda _: [],
+    )
+    idle: asyncio.Queue[RawSender] = asyncio.Queue()
+    senders = [await RawSender.open(host, int(port), endpoint) for _ in range(32)]
+    for sender in senders:
+        idle.put_nowait(sender)
 
-        async def one(contact: int, lead: int) -> None:
-            body = {
+    async def one(contact: int, lead: int) -> None:
+        body = orjson.dumps(
+            {
                 "query": RECORD,
                 "variables": {
                     "i": {"contactId": to_global_id("Contact", contact), "type": "PAGE_VISITED"}
                 },
             }
+        )
+        sender = await idle.get()
+        try:
             sent[to_global_id("Lead", lead)] = time.perf_counter()
-            r = await client.post("/graphql", json=body)
-            data = r.json()
-            if (
-                r.status_code != 200
-                or data.get("errors")
-                or data["data"]["recordInteraction"]["userErrors"]
-            ):
-                raise RuntimeError(f"recordInteraction failed: {r.text[:300]}")
+            status, answer = await sender.post(body)
             committed[to_global_id("Lead", lead)] = time.perf_counter()
+        finally:
+            idle.put_nowait(sender)
+        data = orjson.loads(answer)
+        if status != 200 or data.get("errors") or data["data"]["recordInteraction"]["userErrors"]:
+            raise RuntimeError(f"recordInteraction failed: {answer[:300]!r}")
 
-        tasks = []
-        start = time.perf_counter()
+    tasks = []
+    start = time.perf_counter()
+    try:
         for i, (contact, lead) in enumerate(pairs):
             if rate > 0:
                 delay = start + i / rate - time.perf_counter()
@@ -174,6 +186,9 @@ async def drive(
                     await asyncio.sleep(delay)
             tasks.append(asyncio.create_task(one(contact, lead)))
         await asyncio.gather(*tasks)
+    finally:
+        for sender in senders:
+            await sender.close()
     return sent, committed
 
 
