@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 from domain.auth import Principal
 from domain.errors import ServiceUnavailable
 from domain.events import LeadEvent
+from persistence import sqlite_driver
 from persistence.audit_repo import AuditRepository
 from persistence.faults import is_unavailable
 from persistence.outbox import (
@@ -355,7 +356,9 @@ class Database:
 
     @staticmethod
     def _sqlite_engine(url: str, busy_ms: int, begin: str | None, size: int) -> AsyncEngine:
-        engine = create_async_engine(url, **_JSON, pool_size=size, max_overflow=0)
+        # aiosqlite with one thread hand-over per statement (persistence/sqlite_driver.py).
+        one_hop = make_url(url).set(drivername=f"sqlite+{sqlite_driver.DRIVER}")
+        engine = create_async_engine(one_hop, **_JSON, pool_size=size, max_overflow=0)
 
         @event.listens_for(engine.sync_engine, "connect")
         def _connect(dbapi_conn: Any, _record: Any) -> None:
