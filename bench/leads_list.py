@@ -334,7 +334,11 @@ class RawSender:
     """
 
     def __init__(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, request: bytes, head: str
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        request: bytes,
+        head: str = "",
     ):
         self.reader, self.writer, self.request, self.head = reader, writer, request, head
 
