@@ -354,6 +354,28 @@ def _by_ids(table: Table, one: bool) -> Any:
     return stmt
 
 
+_WRITES: dict[tuple[str, str], Any] = {}
+
+
+def insert_returning_id(table: Table) -> Any:
+    """INSERT INTO table ... RETURNING id, built once per table: its values come as parameters
+    of the execution, so nothing is coerced into a new statement (and its cache key computed
+    again) for every row written."""
+    stmt = _WRITES.get((table.name, "insert"))
+    if stmt is None:
+        stmt = _WRITES[(table.name, "insert")] = insert(table).returning(table.c.id)
+    return stmt
+
+
+def update_by_id(table: Table) -> Any:
+    """UPDATE table SET <the parameters' columns> WHERE id = :_id, built once per table."""
+    stmt = _WRITES.get((table.name, "update"))
+    if stmt is None:
+        stmt = update(table).where(table.c.id == bindparam("_id", type_=table.c.id.type))
+        _WRITES[(table.name, "update")] = stmt
+    return stmt
+
+
 class _Repo:
     table: Table
 
@@ -373,29 +395,22 @@ class _Repo:
         return rows
 
     async def _insert(self, record: Any) -> None:
-        new_id = await self.conn.scalar(
-            insert(self.table).values(_values(record, self.table)).returning(self.table.c.id)
-        )
-        record.id = int(new_id)
+        values = _values(record, self.table)
+        record.id = int(await self.conn.scalar(insert_returning_id(self.table), values))
 
     async def _insert_many(self, records: Sequence[Any]) -> None:
         if records:
             await self.conn.execute(insert(self.table), [_values(r, self.table) for r in records])
 
     async def _save(self, record: Any) -> None:
-        await self.conn.execute(
-            update(self.table)
-            .where(self.table.c.id == record.id)
-            .values(_values(record, self.table))
-        )
+        values = {"_id": record.id, **_values(record, self.table)}
+        await self.conn.execute(update_by_id(self.table), values)
 
     async def _save_many(self, records: Sequence[Any]) -> None:
         if not records:
             return
         params = [{"_id": r.id, **_values(r, self.table)} for r in records]
-        cols: dict[str, Any] = {k: bindparam(k) for k in params[0] if k != "_id"}
-        stmt = update(self.table).where(self.table.c.id == bindparam("_id")).values(cols)
-        await self.conn.execute(stmt, params)
+        await self.conn.execute(update_by_id(self.table), params)
 
     async def _find_many(
         self, specs: Mapping[str, FieldSpec], field: str, values: Sequence[Any], extra: Any = None

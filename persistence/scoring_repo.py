@@ -59,7 +59,7 @@ from persistence import tables as t
 from persistence.audit_repo import insert_audited
 from persistence.listing import Criterion, Listing
 from persistence.outbox import CHECKPOINT_LATER, EVENTS_WRITTEN, insert_events
-from persistence.repositories import _CHUNK, upsert_insert
+from persistence.repositories import _CHUNK, insert_returning_id, upsert_insert
 from persistence.scoring_sql import GROUPED, ScoringCompiler, sales_ready, score_expressions
 from persistence.tables import IdType, JSONType
 
@@ -159,8 +159,8 @@ class InteractionRepository:
             return []
         rows = [self._row(i) for i in interactions]
         if len(rows) == 1:
-            stmt = insert(self.table).values(rows[0]).returning(self.table.c.id)
-            return [_with_id(interactions[0], int(await self.conn.scalar(stmt)))]
+            new_id = await self.conn.scalar(insert_returning_id(self.table), rows[0])
+            return [_with_id(interactions[0], int(new_id))]
         if self.conn.dialect.name == "sqlite":
             # SQLAlchemy runs INSERT … RETURNING with sort_by_parameter_order one row per
             # statement on SQLite. One executemany instead: this transaction is the only writer
@@ -852,17 +852,18 @@ def to_lead_event(r: Row[Any]) -> LeadEvent:
     return LeadEvent(r.position, r.id, r.lead_id, r.type, r.occurred_at, r.payload)
 
 
+_MAX_POSITION = select(func.max(t.lead_events.c.position))
+
+
 class LeadEventRepository:
     def __init__(self, conn: AsyncConnection) -> None:
         self.conn = conn
         self.table = t.lead_events
 
     async def add(self, lead_id: int, type_: str, payload: Mapping[str, Any], now: datetime) -> int:
-        stmt = insert(self.table).values(
-            lead_id=lead_id, type=type_, occurred_at=now, payload=dict(payload)
-        )
+        values = {"lead_id": lead_id, "type": type_, "occurred_at": now, "payload": dict(payload)}
         self.conn.info[EVENTS_WRITTEN] = True
-        return int(await self.conn.scalar(stmt.returning(self.table.c.id)))
+        return int(await self.conn.scalar(insert_returning_id(self.table), values))
 
     async def add_many(
         self, events: Sequence[tuple[int, str, Mapping[str, Any]]], now: datetime
@@ -912,7 +913,7 @@ class LeadEventRepository:
         return [to_lead_event(r) for r in (await self.conn.execute(stmt)).all()]
 
     async def max_position(self) -> int:
-        return int(await self.conn.scalar(select(func.max(self.table.c.position))) or 0)
+        return int(await self.conn.scalar(_MAX_POSITION) or 0)
 
     async def count(self, types: Sequence[str] | None, lead_id: int | None) -> int:
         stmt = select(func.count()).select_from(self.table).where(*self._where(types, lead_id))
