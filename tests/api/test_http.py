@@ -5,11 +5,13 @@ Both paths must answer exactly as Strawberry's view does for the same request.
 
 from __future__ import annotations
 
+import gc
 import json
 from collections.abc import AsyncIterator
 
 import httpx
 
+from api.app import GC_THRESHOLDS
 from domain.roles import Role
 from tests.conftest import Api
 
@@ -138,3 +140,9 @@ async def test_auth_comes_before_the_body_is_read(api: Api) -> None:
     )
     assert r.status_code == 401
     assert r.json()["errors"][0]["extensions"]["code"] == "UNAUTHENTICATED"
+
+
+async def test_the_server_sets_the_collectors_thresholds(api: Api) -> None:
+    # Request objects must die young instead of setting off full collections (api/app.py).
+    assert gc.get_threshold() == GC_THRESHOLDS
+    assert gc.get_freeze_count() > 0  # what startup built is out of the collector's scans
