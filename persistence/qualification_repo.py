@@ -128,6 +128,14 @@ def _chunks(lead_ids: Sequence[int] | None) -> list[Sequence[int] | None]:
     return [unique[i : i + _CHUNK] for i in range(0, len(unique), _CHUNK)]
 
 
+# Read by every score change (scoring_services._score): built once.
+_LIVE_MODELS = (
+    select(t.qualification_models)
+    .where(t.qualification_models.c.status == ModelStatus.LIVE.value)
+    .order_by(t.qualification_models.c.id)
+)
+
+
 class QualificationModelRepository:
     def __init__(self, conn: AsyncConnection) -> None:
         self.conn = conn
@@ -162,12 +170,8 @@ class QualificationModelRepository:
         return {r.id: to_qualification_model(r) for r in (await self.conn.execute(stmt)).all()}
 
     async def live(self) -> list[QualificationModel]:
-        stmt = (
-            select(self.table)
-            .where(self.table.c.status == ModelStatus.LIVE.value)
-            .order_by(self.table.c.id)
-        )
-        return [to_qualification_model(r) for r in (await self.conn.execute(stmt)).all()]
+        rows = (await self.conn.execute(_LIVE_MODELS)).all()
+        return [to_qualification_model(r) for r in rows]
 
     async def using(self, scoring_model_id: int) -> list[QualificationModel]:
         """Every qualification model (any status) whose criteria name this scoring model."""

@@ -357,6 +357,42 @@ def _by_ids(table: Table, one: bool) -> Any:
 _WRITES: dict[tuple[str, str], Any] = {}
 
 
+def _in_list(name: str) -> Any:
+    """A bound IN list (one statement for any number of values, built once)."""
+    return bindparam(name, expanding=True)
+
+
+# Contacts with their accounts' columns (prefixed a_), by contact ids.
+_CONTACTS_WITH_ACCOUNTS = (
+    select(t.contacts, *[col.label(f"a_{col.key}") for col in t.accounts.c])
+    .outerjoin(t.accounts, t.accounts.c.id == t.contacts.c.account_id)
+    .where(t.contacts.c.id.in_(_in_list("ids")))
+)
+
+# The leads of some contacts, and the contactless leads of their accounts, locked in id order.
+_LEADS_OF_CONTACTS = (
+    select(t.leads)
+    .where(
+        or_(
+            t.leads.c.contact_id.in_(_in_list("contacts")),
+            and_(
+                t.leads.c.contact_id.is_(None),
+                t.leads.c.account_id.in_(
+                    select(t.contacts.c.account_id)
+                    .where(
+                        t.contacts.c.id.in_(_in_list("contacts")),
+                        t.contacts.c.account_id.is_not(None),
+                    )
+                    .scalar_subquery()
+                ),
+            ),
+        )
+    )
+    .order_by(t.leads.c.id)
+    .with_for_update()
+)
+
+
 def insert_returning_id(table: Table) -> Any:
     """INSERT INTO table ... RETURNING id, built once per table: its values come as parameters
     of the execution, so nothing is coerced into a new statement (and its cache key computed
@@ -496,16 +532,10 @@ class ContactRepository(_Repo):
     ) -> tuple[dict[int, Contact], dict[int, Account]]:
         contacts: dict[int, Contact] = {}
         accounts: dict[int, Account] = {}
-        a = t.accounts
-        account_columns = [col.label(f"a_{col.key}") for col in a.c]
         unique = sorted(set(ids))
         for i in range(0, len(unique), _CHUNK):
-            stmt = (
-                select(self.table, *account_columns)
-                .outerjoin(a, a.c.id == self.table.c.account_id)
-                .where(self.table.c.id.in_(unique[i : i + _CHUNK]))
-            )
-            for r in (await self.conn.execute(stmt)).all():
+            part = {"ids": unique[i : i + _CHUNK]}
+            for r in (await self.conn.execute(_CONTACTS_WITH_ACCOUNTS, part)).all():
                 contacts[r.id] = to_contact(r)
                 if r.a_id is not None and r.a_id not in accounts:
                     accounts[r.a_id] = _prefixed_account(r)
@@ -674,18 +704,7 @@ class LeadRepository(_Repo):
     async def lock_for_contacts(self, contact_ids: Sequence[int]) -> Sequence[Lead]:
         # One statement instead of ids_for_contacts + lock_and_get: PostgreSQL locks the rows
         # in the order they are returned (LockRows sits above the sort), so in id order.
-        c = self.table.c
-        wanted = sorted(set(contact_ids))
-        accounts = select(t.contacts.c.account_id).where(
-            t.contacts.c.id.in_(wanted), t.contacts.c.account_id.is_not(None)
-        )
-        stmt = select(self.table).where(
-            or_(
-                c.contact_id.in_(wanted),
-                and_(c.contact_id.is_(None), c.account_id.in_(accounts.scalar_subquery())),
-            )
-        )
-        rows = await self.conn.execute(stmt.order_by(c.id).with_for_update())
+        rows = await self.conn.execute(_LEADS_OF_CONTACTS, {"contacts": sorted(set(contact_ids))})
         return [to_lead(r) for r in rows.all()]
 
     async def lock_many(self, ids: Sequence[int]) -> None:

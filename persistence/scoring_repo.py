@@ -325,6 +325,25 @@ _MODELS = Listing[ModelStatus | None, ScoringModel](
 )
 
 
+_STAMPS: dict[Feature | None, Any] = {}
+
+
+def _live_stamps(if_enabled: Feature | None) -> Any:
+    """The LIVE models' (id, version, updated_at), and the feature switch's value as `enabled`
+    when one is named: read by every interaction, so built once per switch."""
+    stmt = _STAMPS.get(if_enabled)
+    if stmt is None:
+        c = t.scoring_models.c
+        columns: list[Any] = [c.id, c.version, c.updated_at]
+        if if_enabled is not None:
+            key = f"feature.{if_enabled.value}"
+            setting = select(t.settings.c.value).where(t.settings.c.key == key)
+            columns.append(setting.scalar_subquery().label("enabled"))
+        is_live = c.status == ModelStatus.LIVE.value
+        stmt = _STAMPS[if_enabled] = select(*columns).where(is_live).order_by(c.id)
+    return stmt
+
+
 class ScoringModelRepository:
     def __init__(self, conn: AsyncConnection) -> None:
         self.conn = conn
@@ -366,14 +385,7 @@ class ScoringModelRepository:
 
         None at all when `if_enabled` names a feature that is off (read in the same query).
         """
-        c = self.table.c
-        is_live = c.status == ModelStatus.LIVE.value
-        columns: list[Any] = [c.id, c.version, c.updated_at]
-        if if_enabled is not None:
-            key = f"feature.{if_enabled.value}"
-            setting = select(t.settings.c.value).where(t.settings.c.key == key)
-            columns.append(setting.scalar_subquery().label("enabled"))
-        stamp_rows = (await self.conn.execute(select(*columns).where(is_live).order_by(c.id))).all()
+        stamp_rows = (await self.conn.execute(_live_stamps(if_enabled))).all()
         if if_enabled is not None and not (stamp_rows and stamp_rows[0].enabled):
             return []
         stamp = tuple((r.id, r.version, r.updated_at) for r in stamp_rows)
@@ -383,7 +395,8 @@ class ScoringModelRepository:
         cached = _LIVE.get(engine)
         if cached is not None and cached[0] == stamp:
             return [_copy(m) for m in cached[1]]
-        stmt = select(self.table).where(is_live).order_by(c.id)
+        c = self.table.c
+        stmt = select(self.table).where(c.status == ModelStatus.LIVE.value).order_by(c.id)
         models = [to_model(r) for r in (await self.conn.execute(stmt)).all()]
         # Another transaction may have committed in between (PostgreSQL): cache only what
         # matches the stamp, and answer with what was read last, as before.
@@ -477,6 +490,17 @@ def _score_upsert(conn: AsyncConnection) -> Any:
     return stmt
 
 
+# The stored scores of some leads (all models: see LeadScoreRepository.current).
+_CURRENT_SCORES = select(
+    t.lead_scores.c.lead_id,
+    t.lead_scores.c.scoring_model_id,
+    t.lead_scores.c.score,
+    t.lead_scores.c.model_version,
+    t.lead_scores.c.next_expiry_us,
+    t.lead_scores.c.sales_ready,
+).where(t.lead_scores.c.lead_id.in_(bindparam("leads", expanding=True)))
+
+
 class LeadScoreRepository:
     def __init__(self, conn: AsyncConnection) -> None:
         self.conn = conn
@@ -500,7 +524,6 @@ class LeadScoreRepository:
         self, lead_ids: Sequence[int], model_ids: Sequence[int]
     ) -> dict[tuple[int, int], CurrentScore]:
         """The stored scores of these leads for these models, by (lead, model)."""
-        c = self.table.c
         out: dict[tuple[int, int], CurrentScore] = {}
         models = set(model_ids)
         wanted = sorted(set(lead_ids))
@@ -508,15 +531,8 @@ class LeadScoreRepository:
             # By lead only, the models picked here: with the model in the WHERE, SQLite reads
             # every score of each model through ix_lead_scores_model_score instead of looking
             # up these leads' few rows by the (lead_id, scoring_model_id) key.
-            stmt = select(
-                c.lead_id,
-                c.scoring_model_id,
-                c.score,
-                c.model_version,
-                c.next_expiry_us,
-                c.sales_ready,
-            ).where(c.lead_id.in_(wanted[i : i + _CHUNK]))
-            for r in (await self.conn.execute(stmt)).all():
+            part = {"leads": wanted[i : i + _CHUNK]}
+            for r in (await self.conn.execute(_CURRENT_SCORES, part)).all():
                 if r.scoring_model_id in models:
                     expiry = from_us(r.next_expiry_us) if r.next_expiry_us is not None else None
                     out[r.lead_id, r.scoring_model_id] = CurrentScore(
