@@ -14,6 +14,7 @@ from sqlalchemy import (
     Boolean,
     Column,
     Float,
+    Integer,
     MetaData,
     String,
     Table,
@@ -871,6 +872,29 @@ def to_lead_event(r: Row[Any]) -> LeadEvent:
 _MAX_POSITION = select(func.max(t.lead_events.c.position))
 
 
+_AFTER: dict[tuple[bool, bool, bool], Any] = {}
+
+
+def _events_after(typed: bool, for_lead: bool, bounded: bool) -> Any:
+    """Positioned events after :after (of :types, of :lead_id, up to :until), :limit of them
+    in position order: each commit with events and each fan-out read runs one, so each shape
+    is built once."""
+    key = (typed, for_lead, bounded)
+    stmt = _AFTER.get(key)
+    if stmt is None:
+        c = t.lead_events.c
+        where = [c.position.is_not(None), c.position > bindparam("after", type_=Integer)]
+        if typed:
+            where.append(c.type.in_(bindparam("types", expanding=True)))
+        if for_lead:
+            where.append(c.lead_id == bindparam("lead_id", type_=c.lead_id.type))
+        if bounded:
+            where.append(c.position <= bindparam("until", type_=Integer))
+        limit = bindparam("limit", type_=Integer)
+        stmt = _AFTER[key] = select(t.lead_events).where(*where).order_by(c.position).limit(limit)
+    return stmt
+
+
 class LeadEventRepository:
     def __init__(self, conn: AsyncConnection) -> None:
         self.conn = conn
@@ -921,12 +945,15 @@ class LeadEventRepository:
         lead_id: int | None = None,
         until: int | None = None,
     ) -> list[LeadEvent]:
-        c = self.table.c
-        where = [*self._where(types, lead_id), c.position > position]
+        params: dict[str, Any] = {"after": position, "limit": limit}
+        if types is not None:
+            params["types"] = list(types)
+        if lead_id is not None:
+            params["lead_id"] = lead_id
         if until is not None:
-            where.append(c.position <= until)
-        stmt = select(self.table).where(*where).order_by(c.position).limit(limit)
-        return [to_lead_event(r) for r in (await self.conn.execute(stmt)).all()]
+            params["until"] = until
+        stmt = _events_after(types is not None, lead_id is not None, until is not None)
+        return [to_lead_event(r) for r in (await self.conn.execute(stmt, params)).all()]
 
     async def max_position(self) -> int:
         return int(await self.conn.scalar(_MAX_POSITION) or 0)
