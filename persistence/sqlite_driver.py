@@ -20,6 +20,8 @@ from collections import deque
 from collections.abc import Sequence
 from typing import Any
 
+import aiosqlite
+from sqlalchemy.connectors.asyncio import AsyncAdapt_dbapi_cursor
 from sqlalchemy.dialects import registry
 from sqlalchemy.dialects.sqlite.aiosqlite import (
     AsyncAdapt_aiosqlite_connection,
@@ -30,6 +32,13 @@ from sqlalchemy.dialects.sqlite.aiosqlite import (
 from sqlalchemy.util import EMPTY_DICT
 
 DRIVER = "leadflow_aiosqlite"
+
+# The cursor relies on aiosqlite's one primitive (`Connection._execute(fn, *args)`, a call on the
+# connection's thread) and on SQLAlchemy's adapter fields; `Database` falls back to the stock
+# aiosqlite dialect if a release ever drops either.
+AVAILABLE = hasattr(aiosqlite.Connection, "_execute") and "_soft_closed_memoized" in getattr(
+    AsyncAdapt_dbapi_cursor, "__slots__", ()
+)
 
 _Outcome = tuple[Any, list[Any] | None, int, int | None]
 
