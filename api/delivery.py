@@ -208,6 +208,8 @@ class Member:
             self.queue.extend(next_message(self.id, payload) for _, payload in entries)
             self.wake.set()
             return
+        if self.transport.is_closing():
+            return  # gone (uvloop raises on writes to a closed transport); its task ends it
         data = cache.get(self.id) if cache is not None else None
         if data is None:
             data = b"".join(text_frame(next_message(self.id, p)) for _, p in entries)

@@ -357,9 +357,10 @@ class Database:
     @staticmethod
     def _sqlite_engine(url: str, busy_ms: int, begin: str | None, size: int) -> AsyncEngine:
         # aiosqlite with one thread hand-over per statement (persistence/sqlite_driver.py).
-        driver = sqlite_driver.DRIVER if sqlite_driver.AVAILABLE else "aiosqlite"
-        one_hop = make_url(url).set(drivername=f"sqlite+{driver}")
-        engine = create_async_engine(one_hop, **_JSON, pool_size=size, max_overflow=0)
+        parsed = make_url(url)
+        if sqlite_driver.AVAILABLE and parsed.get_driver_name() == "aiosqlite":
+            parsed = parsed.set(drivername=f"sqlite+{sqlite_driver.DRIVER}")
+        engine = create_async_engine(parsed, **_JSON, pool_size=size, max_overflow=0)
 
         @event.listens_for(engine.sync_engine, "connect")
         def _connect(dbapi_conn: Any, _record: Any) -> None:

@@ -354,7 +354,7 @@ def _by_ids(table: Table, one: bool) -> Any:
     return stmt
 
 
-_WRITES: dict[tuple[str, str], Any] = {}
+_WRITES: dict[tuple[Table, str], Any] = {}
 
 
 def _in_list(name: str) -> Any:
@@ -397,18 +397,18 @@ def insert_returning_id(table: Table) -> Any:
     """INSERT INTO table ... RETURNING id, built once per table: its values come as parameters
     of the execution, so nothing is coerced into a new statement (and its cache key computed
     again) for every row written."""
-    stmt = _WRITES.get((table.name, "insert"))
+    stmt = _WRITES.get((table, "insert"))
     if stmt is None:
-        stmt = _WRITES[(table.name, "insert")] = insert(table).returning(table.c.id)
+        stmt = _WRITES[(table, "insert")] = insert(table).returning(table.c.id)
     return stmt
 
 
 def update_by_id(table: Table) -> Any:
     """UPDATE table SET <the parameters' columns> WHERE id = :_id, built once per table."""
-    stmt = _WRITES.get((table.name, "update"))
+    stmt = _WRITES.get((table, "update"))
     if stmt is None:
         stmt = update(table).where(table.c.id == bindparam("_id", type_=table.c.id.type))
-        _WRITES[(table.name, "update")] = stmt
+        _WRITES[(table, "update")] = stmt
     return stmt
 
 

@@ -883,13 +883,14 @@ def _events_after(typed: bool, for_lead: bool, bounded: bool) -> Any:
     stmt = _AFTER.get(key)
     if stmt is None:
         c = t.lead_events.c
-        where = [c.position.is_not(None), c.position > bindparam("after", type_=Integer)]
+        position = c.position.type  # BIGINT on PostgreSQL: positions outgrow 32 bits
+        where = [c.position.is_not(None), c.position > bindparam("after", type_=position)]
         if typed:
             where.append(c.type.in_(bindparam("types", expanding=True)))
         if for_lead:
             where.append(c.lead_id == bindparam("lead_id", type_=c.lead_id.type))
         if bounded:
-            where.append(c.position <= bindparam("until", type_=Integer))
+            where.append(c.position <= bindparam("until", type_=position))
         limit = bindparam("limit", type_=Integer)
         stmt = _AFTER[key] = select(t.lead_events).where(*where).order_by(c.position).limit(limit)
     return stmt

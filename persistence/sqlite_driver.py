@@ -10,7 +10,8 @@ for `SELECT 1` through SQLAlchemy, ~120 µs through aiosqlite alone, a few µs i
 `OneHopCursor` runs execute, fetch and close as one function on the connection's thread and
 keeps what SQLAlchemy reads afterwards (description, rows, rowcount, lastrowid). Everything
 else — transactions, the pool, server-side cursors, errors — is aiosqlite's dialect unchanged.
-`Database` builds its SQLite engines on this dialect (URL scheme `sqlite+aiosqlite` as before).
+`Database` builds its SQLite engines on this dialect: a `sqlite+aiosqlite` URL (what settings
+hold) becomes `sqlite+leadflow_aiosqlite` inside the engine.
 """
 
 from __future__ import annotations
