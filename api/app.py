@@ -37,14 +37,6 @@ from persistence.relay import Relay
 log = logging.getLogger("leadflow")
 
 READINESS_TIMEOUT = 3.0  # seconds per check: a load balancer's probe must get an answer
-# The collector's thresholds (CPython's defaults: 700, 10, 10). Under load a request's objects
-# live for tens of milliseconds, long enough to outlive two young collections at the default
-# 700 allocations, so they reached the oldest generation and set off full collections every
-# few seconds; a full collection scans every long-lived object (a thousand WebSocket
-# subscribers are ~140,000) and held the loop for 80-130 ms each time. Collecting the young
-# generation every 10,000 allocations lets request objects die young; what is cyclic garbage
-# is still collected, a little later.
-GC_THRESHOLDS = (10_000, 50, 100)
 
 
 def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Starlette:
@@ -138,7 +130,6 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Sta
         # which otherwise add pauses of ~100 ms to request latency under load.
         gc.collect()
         gc.freeze()
-        gc.set_threshold(*GC_THRESHOLDS)
         await fanout.start()
         jobs = [
             asyncio.create_task(broker.listen(fanout.notify)),
