@@ -6,6 +6,7 @@ import builtins
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import fields
 from datetime import datetime
+from functools import cache
 from operator import itemgetter
 from typing import Any, TypeVar
 
@@ -338,27 +339,35 @@ _LEADS = Listing[LeadFilter, Lead](
 # ---------------------------------------------------------------- repositories
 
 
-_BY_IDS: dict[tuple[str, bool], Any] = {}
+# Statements built once and reused with parameters: a statement built for each call is coerced
+# and has its cache key computed again every time, a large part of a short request's CPU.
 
 
+@cache
 def _by_ids(table: Table, one: bool) -> Any:
     """SELECT * ... WHERE id IN :ids (or, for `one` id, id = :ids: an IN list is rendered
     anew for every execution), built once per table (every batch loader runs one)."""
-    stmt = _BY_IDS.get((table.name, one))
-    if stmt is None:
-        if one:
-            where = table.c.id == bindparam("ids", type_=table.c.id.type)
-        else:
-            where = table.c.id.in_(bindparam("ids", expanding=True, type_=table.c.id.type))
-        stmt = _BY_IDS[(table.name, one)] = select(table).where(where)
-    return stmt
+    if one:
+        where = table.c.id == bindparam("ids", type_=table.c.id.type)
+    else:
+        where = table.c.id.in_(bindparam("ids", expanding=True, type_=table.c.id.type))
+    return select(table).where(where)
 
 
-_WRITES: dict[tuple[Table, str], Any] = {}
+@cache
+def insert_returning_id(table: Table) -> Any:
+    """INSERT INTO table ... RETURNING id: its values come as parameters of the execution."""
+    return insert(table).returning(table.c.id)
+
+
+@cache
+def update_by_id(table: Table) -> Any:
+    """UPDATE table SET <the parameters' columns> WHERE id = :_id."""
+    return update(table).where(table.c.id == bindparam("_id", type_=table.c.id.type))
 
 
 def _in_list(name: str) -> Any:
-    """A bound IN list (one statement for any number of values, built once)."""
+    """A bound IN list (one statement for any number of values)."""
     return bindparam(name, expanding=True)
 
 
@@ -369,47 +378,21 @@ _CONTACTS_WITH_ACCOUNTS = (
     .where(t.contacts.c.id.in_(_in_list("ids")))
 )
 
-# The leads of some contacts, and the contactless leads of their accounts, locked in id order.
-_LEADS_OF_CONTACTS = (
-    select(t.leads)
-    .where(
-        or_(
-            t.leads.c.contact_id.in_(_in_list("contacts")),
-            and_(
-                t.leads.c.contact_id.is_(None),
-                t.leads.c.account_id.in_(
-                    select(t.contacts.c.account_id)
-                    .where(
-                        t.contacts.c.id.in_(_in_list("contacts")),
-                        t.contacts.c.account_id.is_not(None),
-                    )
-                    .scalar_subquery()
-                ),
-            ),
-        )
-    )
-    .order_by(t.leads.c.id)
-    .with_for_update()
+# The leads of :contacts, and the contactless leads of their accounts.
+_OF_CONTACTS = or_(
+    t.leads.c.contact_id.in_(_in_list("contacts")),
+    and_(
+        t.leads.c.contact_id.is_(None),
+        t.leads.c.account_id.in_(
+            select(t.contacts.c.account_id)
+            .where(t.contacts.c.id.in_(_in_list("contacts")), t.contacts.c.account_id.is_not(None))
+            .scalar_subquery()
+        ),
+    ),
 )
-
-
-def insert_returning_id(table: Table) -> Any:
-    """INSERT INTO table ... RETURNING id, built once per table: its values come as parameters
-    of the execution, so nothing is coerced into a new statement (and its cache key computed
-    again) for every row written."""
-    stmt = _WRITES.get((table, "insert"))
-    if stmt is None:
-        stmt = _WRITES[(table, "insert")] = insert(table).returning(table.c.id)
-    return stmt
-
-
-def update_by_id(table: Table) -> Any:
-    """UPDATE table SET <the parameters' columns> WHERE id = :_id, built once per table."""
-    stmt = _WRITES.get((table, "update"))
-    if stmt is None:
-        stmt = update(table).where(table.c.id == bindparam("_id", type_=table.c.id.type))
-        _WRITES[(table, "update")] = stmt
-    return stmt
+_LEAD_IDS_OF_CONTACTS = select(t.leads.c.id).where(_OF_CONTACTS).order_by(t.leads.c.id)
+# The same leads whole, locked in id order.
+_LEADS_OF_CONTACTS = select(t.leads).where(_OF_CONTACTS).order_by(t.leads.c.id).with_for_update()
 
 
 class _Repo:
@@ -680,17 +663,8 @@ class LeadRepository(_Repo):
         )
 
     async def ids_for_contacts(self, contact_ids: Sequence[int]) -> Sequence[int]:
-        c = self.table.c
-        accounts = select(t.contacts.c.account_id).where(
-            t.contacts.c.id.in_(list(contact_ids)), t.contacts.c.account_id.is_not(None)
-        )
-        stmt = select(c.id).where(
-            or_(
-                c.contact_id.in_(list(contact_ids)),
-                and_(c.contact_id.is_(None), c.account_id.in_(accounts.scalar_subquery())),
-            )
-        )
-        return [r.id for r in (await self.conn.execute(stmt.order_by(c.id))).all()]
+        rows = await self.conn.execute(_LEAD_IDS_OF_CONTACTS, {"contacts": list(contact_ids)})
+        return [r.id for r in rows.all()]
 
     async def lock_and_get(self, ids: Sequence[int]) -> Sequence[Lead]:
         unique = sorted(set(ids))

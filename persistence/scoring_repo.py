@@ -7,6 +7,7 @@ from collections.abc import Mapping, Sequence
 from contextlib import suppress
 from dataclasses import replace
 from datetime import datetime
+from functools import cache
 from typing import Any
 
 from sqlalchemy import (
@@ -326,23 +327,17 @@ _MODELS = Listing[ModelStatus | None, ScoringModel](
 )
 
 
-_STAMPS: dict[Feature | None, Any] = {}
-
-
+@cache
 def _live_stamps(if_enabled: Feature | None) -> Any:
     """The LIVE models' (id, version, updated_at), and the feature switch's value as `enabled`
     when one is named: read by every interaction, so built once per switch."""
-    stmt = _STAMPS.get(if_enabled)
-    if stmt is None:
-        c = t.scoring_models.c
-        columns: list[Any] = [c.id, c.version, c.updated_at]
-        if if_enabled is not None:
-            key = f"feature.{if_enabled.value}"
-            setting = select(t.settings.c.value).where(t.settings.c.key == key)
-            columns.append(setting.scalar_subquery().label("enabled"))
-        is_live = c.status == ModelStatus.LIVE.value
-        stmt = _STAMPS[if_enabled] = select(*columns).where(is_live).order_by(c.id)
-    return stmt
+    c = t.scoring_models.c
+    columns: list[Any] = [c.id, c.version, c.updated_at]
+    if if_enabled is not None:
+        key = f"feature.{if_enabled.value}"
+        setting = select(t.settings.c.value).where(t.settings.c.key == key)
+        columns.append(setting.scalar_subquery().label("enabled"))
+    return select(*columns).where(c.status == ModelStatus.LIVE.value).order_by(c.id)
 
 
 class ScoringModelRepository:
@@ -872,28 +867,44 @@ def to_lead_event(r: Row[Any]) -> LeadEvent:
 _MAX_POSITION = select(func.max(t.lead_events.c.position))
 
 
-_AFTER: dict[tuple[bool, bool, bool], Any] = {}
+def _positioned(typed: bool, for_lead: bool) -> list[Any]:
+    """Positioned events (of :types, of :lead_id)."""
+    c = t.lead_events.c
+    where: list[Any] = [c.position.is_not(None)]
+    if typed:
+        where.append(c.type.in_(bindparam("types", expanding=True)))
+    if for_lead:
+        where.append(c.lead_id == bindparam("lead_id", type_=c.lead_id.type))
+    return where
 
 
+@cache
 def _events_after(typed: bool, for_lead: bool, bounded: bool) -> Any:
     """Positioned events after :after (of :types, of :lead_id, up to :until), :limit of them
     in position order: each commit with events and each fan-out read runs one, so each shape
     is built once."""
-    key = (typed, for_lead, bounded)
-    stmt = _AFTER.get(key)
-    if stmt is None:
-        c = t.lead_events.c
-        position = c.position.type  # BIGINT on PostgreSQL: positions outgrow 32 bits
-        where = [c.position.is_not(None), c.position > bindparam("after", type_=position)]
-        if typed:
-            where.append(c.type.in_(bindparam("types", expanding=True)))
-        if for_lead:
-            where.append(c.lead_id == bindparam("lead_id", type_=c.lead_id.type))
-        if bounded:
-            where.append(c.position <= bindparam("until", type_=position))
-        limit = bindparam("limit", type_=Integer)
-        stmt = _AFTER[key] = select(t.lead_events).where(*where).order_by(c.position).limit(limit)
-    return stmt
+    c = t.lead_events.c
+    position = c.position.type  # BIGINT on PostgreSQL: positions outgrow 32 bits
+    where = [*_positioned(typed, for_lead), c.position > bindparam("after", type_=position)]
+    if bounded:
+        where.append(c.position <= bindparam("until", type_=position))
+    limit = bindparam("limit", type_=Integer)
+    return select(t.lead_events).where(*where).order_by(c.position).limit(limit)
+
+
+@cache
+def _events_count(typed: bool, for_lead: bool) -> Any:
+    """How many positioned events (of :types, of :lead_id)."""
+    return select(func.count()).select_from(t.lead_events).where(*_positioned(typed, for_lead))
+
+
+def _event_params(types: Sequence[str] | None, lead_id: int | None) -> dict[str, Any]:
+    params: dict[str, Any] = {}
+    if types is not None:
+        params["types"] = list(types)
+    if lead_id is not None:
+        params["lead_id"] = lead_id
+    return params
 
 
 class LeadEventRepository:
@@ -929,15 +940,6 @@ class LeadEventRepository:
         stmt = select(self.table).where(self.table.c.lead_id == lead_id).order_by(self.table.c.id)
         return [(r.id, r.type, r.payload) for r in (await self.conn.execute(stmt)).all()]
 
-    def _where(self, types: Sequence[str] | None, lead_id: int | None) -> list[Any]:
-        c = self.table.c
-        where: list[Any] = [c.position.is_not(None)]
-        if types is not None:
-            where.append(c.type.in_(list(types)))
-        if lead_id is not None:
-            where.append(c.lead_id == lead_id)
-        return where
-
     async def after(
         self,
         position: int,
@@ -946,11 +948,7 @@ class LeadEventRepository:
         lead_id: int | None = None,
         until: int | None = None,
     ) -> list[LeadEvent]:
-        params: dict[str, Any] = {"after": position, "limit": limit}
-        if types is not None:
-            params["types"] = list(types)
-        if lead_id is not None:
-            params["lead_id"] = lead_id
+        params = {**_event_params(types, lead_id), "after": position, "limit": limit}
         if until is not None:
             params["until"] = until
         stmt = _events_after(types is not None, lead_id is not None, until is not None)
@@ -960,8 +958,8 @@ class LeadEventRepository:
         return int(await self.conn.scalar(_MAX_POSITION) or 0)
 
     async def count(self, types: Sequence[str] | None, lead_id: int | None) -> int:
-        stmt = select(func.count()).select_from(self.table).where(*self._where(types, lead_id))
-        return int(await self.conn.scalar(stmt) or 0)
+        stmt = _events_count(types is not None, lead_id is not None)
+        return int(await self.conn.scalar(stmt, _event_params(types, lead_id)) or 0)
 
     async def has_unpositioned(self) -> bool:
         stmt = select(self.table.c.id).where(self.table.c.position.is_(None)).limit(1)
