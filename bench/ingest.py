@@ -55,7 +55,7 @@ from _support import (
     progress,
     verdict,
 )
-from leads_list import RawSender, cpu_seconds, free_port, graphql_server, running
+from leads_list import Endpoint, RawSender, cpu_seconds, free_port, graphql_server, running
 from publish_rescoring import INTERACTION_TYPES as TYPE_WEIGHTS
 from publish_rescoring import (
     MODELS,
@@ -210,26 +210,23 @@ async def drive(
 class GraphQLClient:
     """One keep-alive connection posting GraphQL documents (RawSender underneath)."""
 
-    def __init__(self, sender: RawSender, head: bytes) -> None:
-        self.sender, self.head = sender, head
+    def __init__(self, sender: RawSender) -> None:
+        self.sender = sender
 
     @classmethod
     async def open(cls, port: int, api_key: str) -> GraphQLClient:
-        reader, writer = await asyncio.open_connection(HOST, port)
-        head = (
-            "POST /graphql HTTP/1.1\r\n"
-            f"host: {HOST}:{port}\r\n"
-            f"authorization: Bearer {api_key}\r\n"
-            "content-type: application/json\r\n"
-            "accept: application/json\r\n"
-        ).encode()
-        return cls(RawSender(reader, writer, b""), head)
+        headers = {
+            "authorization": f"Bearer {api_key}",
+            "content-type": "application/json",
+            "accept": "application/json",
+        }
+        endpoint = Endpoint("POST", "/graphql", None, headers, lambda _: [])
+        return cls(await RawSender.open(HOST, port, endpoint))
 
     async def post(self, query: str, variables: dict[str, Any], expect: int) -> str | None:
         """Send one mutation; None when it recorded `expect` interactions, else the problem."""
         body = json.dumps({"query": query, "variables": variables}).encode()
-        self.sender.request = self.head + f"content-length: {len(body)}\r\n\r\n".encode() + body
-        status, raw = await self.sender.send()
+        status, raw = await self.sender.post(body)
         if status != 200:
             return f"HTTP {status}: {raw[:200]!r}"
         answer = json.loads(raw)
